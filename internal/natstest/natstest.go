@@ -1,0 +1,39 @@
+// Package natstest gives tests a real NATS server with JetStream.
+package natstest
+
+import (
+	"testing"
+
+	"github.com/jobwire/jobwire/internal/natsembed"
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+)
+
+// Server starts an embedded NATS server with JetStream in a temporary
+// directory; it is shut down when the test ends.
+func Server(t testing.TB) *server.Server {
+	t.Helper()
+	return ServerIn(t, t.TempDir())
+}
+
+// ServerIn is Server with a given storage directory, for restart tests.
+func ServerIn(t testing.TB, dir string) *server.Server {
+	t.Helper()
+	s, err := natsembed.Start("127.0.0.1:-1", dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { natsembed.Stop(s) })
+	return s
+}
+
+// Connect opens a client connection to s, closed when the test ends.
+func Connect(t testing.TB, s *server.Server) *nats.Conn {
+	t.Helper()
+	nc, err := nats.Connect(s.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	return nc
+}

@@ -1,0 +1,115 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"mime"
+	"net/http"
+	"strconv"
+)
+
+// encode writes v as JSON with the given status.
+func encode(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// apiError is the body of every error response:
+// {"error": {"code": "...", "message": "..."}}.
+type apiError struct {
+	Status  int    `json:"-"`
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+func (e *apiError) Error() string { return e.Code + ": " + e.Message }
+
+func errorf(status int, code, format string, args ...any) *apiError {
+	return &apiError{Status: status, Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+// writeError answers with err; errors that are not *apiError become 500.
+func writeError(w http.ResponseWriter, err error) {
+	var ae *apiError
+	if !errors.As(err, &ae) {
+		ae = errorf(http.StatusInternalServerError, "internal", "internal error")
+	}
+	if ae.Status == http.StatusServiceUnavailable {
+		w.Header().Set("Retry-After", "1")
+	}
+	encode(w, ae.Status, struct {
+		Error *apiError `json:"error"`
+	}{ae})
+}
+
+func errUnavailable(err error) *apiError {
+	return errorf(http.StatusServiceUnavailable, "unavailable", "the job store is unreachable, try again shortly (%v)", err)
+}
+
+// decode reads a JSON request body of at most maxBytes into v, rejecting
+// other content types, unknown fields and trailing data.
+func decode(w http.ResponseWriter, r *http.Request, maxBytes int64, v any) error {
+	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
+		return errorf(http.StatusUnsupportedMediaType, "unsupported_media_type", "send the body as application/json")
+	}
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBytes))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return decodeError(err, maxBytes)
+	}
+	if dec.More() {
+		return errorf(http.StatusBadRequest, "bad_request", "the body must hold a single JSON object")
+	}
+	return nil
+}
+
+func decodeError(err error, maxBytes int64) error {
+	var tooBig *http.MaxBytesError
+	if errors.As(err, &tooBig) {
+		return errorf(http.StatusRequestEntityTooLarge, "too_large", "the body is larger than %d bytes", maxBytes)
+	}
+	return errorf(http.StatusBadRequest, "bad_request", "malformed JSON: %v", err)
+}
+
+func handleAPINotFound() http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, errorf(http.StatusNotFound, "not_found", "no such endpoint: %s %s", r.Method, r.URL.Path))
+	}
+}
+
+func handleHealthz() http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		encode(w, http.StatusOK, map[string]string{"status": "ok"})
+	}
+}
+
+func handleReadyz(g *gateway) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case !g.ready.Load():
+			writeError(w, errorf(http.StatusServiceUnavailable, "shutting_down", "the gateway is shutting down"))
+		case !g.nc.IsConnected():
+			writeError(w, errorf(http.StatusServiceUnavailable, "unavailable", "not connected to NATS"))
+		default:
+			if _, err := g.streams.Events.Info(r.Context()); err != nil {
+				writeError(w, errUnavailable(err))
+				return
+			}
+			encode(w, http.StatusOK, map[string]string{"status": "ready"})
+		}
+	}
+}
+
+func queryInt(r *http.Request, key string, def, lo, hi int) (int, error) {
+	s := r.URL.Query().Get(key)
+	if s == "" {
+		return def, nil
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < lo || n > hi {
+		return 0, errorf(http.StatusBadRequest, "bad_request", "%s must be a number from %d to %d", key, lo, hi)
+	}
+	return n, nil
+}

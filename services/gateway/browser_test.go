@@ -1,0 +1,232 @@
+package main
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+	"github.com/jobwire/jobwire/shared/jobs"
+)
+
+// The browser tests drive the real pages in a headless Chromium against a
+// whole running system. Screenshots go to t.ArtifactDir(); keep them with
+//
+//	go test -run Browser -artifacts -outputdir /tmp/shots ./services/gateway/
+
+func TestBrowserQueueJobAndWatch(t *testing.T) {
+	t.Parallel()
+	ctx := newBrowser(t)
+	sys := startSystem(t)
+
+	if err := chromedp.Do(ctx,
+		chromedp.Navigate(sys.URL+"/"),
+		chromedp.WaitVisible(chromedp.ID("queue-button")),
+		chromedp.SetValue(chromedp.ID("job-input"), `{"steps": 10, "step_ms": 100}`),
+	); err != nil {
+		t.Fatal(err)
+	}
+	screenshot(t, ctx, "index.png")
+	if err := chromedp.Do(ctx, chromedp.Click(chromedp.ID("queue-button"))); err != nil {
+		t.Fatal(err)
+	}
+
+	page := waitPage(t, ctx, "the job page", func(p pageState) bool {
+		return strings.HasPrefix(p.Path, "/jobs/") && p.JobID != ""
+	})
+	id := strings.TrimPrefix(page.Path, "/jobs/")
+	if err := jobs.ValidateID(id); err != nil || page.JobID != id {
+		t.Fatalf("job page %q shows job id %q; want a valid id from the path", page.Path, page.JobID)
+	}
+
+	// Poll while the job runs: a percentage strictly between 0 and 100 on
+	// the way proves the page updates live, not only on load.
+	var between []string
+	final := waitPage(t, ctx, "the job to succeed", func(p pageState) bool {
+		if n, err := strconv.Atoi(strings.TrimSuffix(p.Percent, "%")); err == nil && n > 0 && n < 100 {
+			between = append(between, p.Percent)
+		}
+		return p.Status == "succeeded" && p.Percent == "100%"
+	})
+	if len(between) == 0 {
+		t.Error("the page never showed a percentage between 0% and 100% while the job ran")
+	}
+	if !strings.Contains(final.Result, `"steps": 10`) {
+		t.Errorf("result = %q; want the steps of the submitted input, 10", final.Result)
+	}
+	t.Logf("percentages seen while running: %v", between)
+	screenshot(t, ctx, "job.png")
+}
+
+func TestBrowserFinishedJobShowsFinalState(t *testing.T) {
+	t.Parallel()
+	ctx := newBrowser(t)
+	sys := startSystem(t)
+
+	id := sys.submit(t, "demo", `{"steps":2,"step_ms":1}`).ID
+	sys.waitStatus(t, id, jobs.StatusSucceeded, 30*time.Second)
+
+	if err := chromedp.Do(ctx, chromedp.Navigate(sys.URL+"/jobs/"+id)); err != nil {
+		t.Fatal(err)
+	}
+	p := waitPage(t, ctx, "the final state", func(p pageState) bool {
+		return p.Status == "succeeded" && p.Percent == "100%"
+	})
+	if p.JobID != id || p.NotFound != "" {
+		t.Errorf("page shows job %q, not-found text %q; want job %q and no not-found text", p.JobID, p.NotFound, id)
+	}
+}
+
+func TestBrowserUnknownJob(t *testing.T) {
+	t.Parallel()
+	ctx := newBrowser(t)
+	sys := startSystem(t)
+
+	if err := chromedp.Do(ctx, chromedp.Navigate(sys.URL+"/jobs/01ZZZZZZZZZZZZZZZZZZZZZZZZ")); err != nil {
+		t.Fatal(err)
+	}
+	p := waitPage(t, ctx, "the not-found message", func(p pageState) bool {
+		return strings.Contains(p.NotFound, "Job not found")
+	})
+	if p.JobShown {
+		t.Error("the progress area is still shown for an unknown job")
+	}
+}
+
+// newBrowser starts a headless Chromium for the test and returns its
+// context, which ends after 60 seconds at the latest. It skips the test when
+// there is no Chromium, unless CI=true. Uncaught exceptions and security
+// errors (such as Content-Security-Policy violations) in the page fail the
+// test.
+func newBrowser(t *testing.T) context.Context {
+	t.Helper()
+	path := chromiumPath()
+	if path == "" {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("no chromium or chromium-browser in PATH; the browser tests need it on CI")
+		}
+		t.Skip("no chromium or chromium-browser in PATH; install Chromium to run the browser tests")
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	t.Cleanup(cancel)
+	ctx, cancel = chromedp.NewExecAllocator(ctx,
+		chromedp.ExecPath(path),
+		chromedp.Headless,
+		chromedp.Flag("no-sandbox", true),
+		chromedp.Flag("disable-gpu", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("no-first-run", true),
+		chromedp.WindowSize(1000, 800),
+	)
+	t.Cleanup(cancel)
+	ctx, cancel = chromedp.NewContext(ctx)
+	t.Cleanup(cancel)
+	if err := chromedp.Do(ctx); err != nil {
+		t.Fatalf("start %s: %v", path, err)
+	}
+
+	var mu sync.Mutex
+	var problems []string
+	done := make(chan struct{})
+	messages := chromedp.Console(ctx)
+	go func() {
+		defer close(done)
+		for m, err := range messages {
+			if err != nil {
+				return
+			}
+			if m.IsException() || m.Source == "security" {
+				mu.Lock()
+				problems = append(problems, m.String())
+				mu.Unlock()
+			}
+		}
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+		for _, p := range problems {
+			t.Errorf("page console: %s", p)
+		}
+	})
+	return ctx
+}
+
+func chromiumPath() string {
+	for _, name := range []string{"chromium", "chromium-browser"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	return ""
+}
+
+// pageState is what a user sees on a page, as far as the tests care.
+type pageState struct {
+	Path     string `json:"path"`
+	JobID    string `json:"job_id"`
+	Status   string `json:"status"`
+	Percent  string `json:"percent"`
+	Result   string `json:"result"`
+	NotFound string `json:"not_found"` // text of #notfound while it is visible
+	JobShown bool   `json:"job_shown"`
+}
+
+const pageStateJS = `(() => {
+	const el = (id) => document.getElementById(id);
+	const text = (id) => el(id) ? el(id).textContent.trim() : "";
+	const shown = (id) => !!el(id) && el(id).getClientRects().length > 0;
+	return {
+		path: location.pathname, job_id: text("job-id"), status: text("status"),
+		percent: text("percent"), result: text("result"),
+		not_found: shown("notfound") ? text("notfound") : "", job_shown: shown("job"),
+	};
+})()`
+
+// waitPage reads the page's state until done accepts it, and fails the test
+// when the browser context ends first. done sees every state read.
+func waitPage(t *testing.T, ctx context.Context, what string, done func(pageState) bool) pageState {
+	t.Helper()
+	var last pageState
+	var lastErr error
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		// Errors are expected while a navigation replaces the page.
+		p, err := chromedp.Run(ctx, chromedp.Evaluate[pageState](pageStateJS))
+		if err == nil {
+			last = p
+			if done(p) {
+				return p
+			}
+		} else {
+			lastErr = err
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("waiting for %s: %v\nlast page state: %+v\nlast error: %v", what, ctx.Err(), last, lastErr)
+		case <-tick.C:
+		}
+	}
+}
+
+func screenshot(t *testing.T, ctx context.Context, name string) {
+	t.Helper()
+	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		t.Fatalf("screenshot: %v", err)
+	}
+	path := filepath.Join(t.ArtifactDir(), name)
+	if err := os.WriteFile(path, png, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("screenshot: %s", path)
+}

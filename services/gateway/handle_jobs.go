@@ -1,0 +1,251 @@
+package main
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/jobwire/jobwire/shared/jobs"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// submitRequest is the body of POST /api/jobs.
+type submitRequest struct {
+	Type  string          `json:"type"`
+	Input json.RawMessage `json:"input,omitempty"`
+}
+
+func handleSubmit(g *gateway) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		var req submitRequest
+		if err := decode(w, r, g.cfg.MaxBodyBytes, &req); err != nil {
+			writeError(w, err)
+			return
+		}
+		snap, replayed, err := g.submit(r.Context(), req, r.Header.Get("Idempotency-Key"))
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		w.Header().Set("Location", "/api/jobs/"+snap.ID)
+		if replayed {
+			w.Header().Set("Idempotent-Replayed", "true")
+		}
+		encode(w, http.StatusAccepted, snap)
+	}
+}
+
+// submit checks a job request, stores it in the queue stream and records
+// the job's "queued" state; both are acknowledged by JetStream before it
+// returns. With an idempotency key, a repeated submit returns the first job.
+func (g *gateway) submit(ctx context.Context, req submitRequest, idemKey string) (jobs.Snapshot, bool, error) {
+	if req.Type == "" {
+		return jobs.Snapshot{}, false, errorf(http.StatusBadRequest, "bad_request", `"type" is required`)
+	}
+	if len(req.Input) > 0 && !json.Valid(req.Input) {
+		return jobs.Snapshot{}, false, errorf(http.StatusBadRequest, "bad_request", `"input" is not valid JSON`)
+	}
+	t, err := g.catalog.lookup(ctx, req.Type)
+	if errors.Is(err, errUnknownType) {
+		return jobs.Snapshot{}, false, errorf(http.StatusUnprocessableEntity, "unknown_type", "no runner has registered job type %q; see GET /api/job-types", req.Type)
+	}
+	if err != nil {
+		return jobs.Snapshot{}, false, errUnavailable(err)
+	}
+	if err := t.validate(req.Input); err != nil {
+		return jobs.Snapshot{}, false, errorf(http.StatusUnprocessableEntity, "invalid_input", "input for %s: %v", req.Type, err)
+	}
+	if !g.nc.IsConnected() {
+		return jobs.Snapshot{}, false, errUnavailable(nats.ErrConnectionClosed)
+	}
+
+	now := time.Now().UTC()
+	id := jobs.NewID(now)
+	if idemKey != "" {
+		existing, err := g.claimIdempotencyKey(ctx, idemKey, req, id)
+		if err != nil {
+			return jobs.Snapshot{}, false, err
+		}
+		if existing != "" {
+			if ev, _, err := jobs.LastEvent(ctx, g.streams.Events, existing); err == nil {
+				return jobs.SnapshotOf(ev), true, nil
+			}
+			id = existing // claimed but never stored: store it now (dedup by id)
+		}
+	}
+
+	jr := jobs.Request{ID: id, Type: req.Type, Input: req.Input, CreatedAt: now}
+	data, err := json.Marshal(jr)
+	if err != nil {
+		return jobs.Snapshot{}, false, err
+	}
+	if _, err := g.js.Publish(ctx, jobs.QueueSubject(req.Type), data,
+		jetstream.WithMsgID(id), jetstream.WithExpectStream(jobs.QueueStream)); err != nil {
+		return jobs.Snapshot{}, false, errUnavailable(err)
+	}
+	queued := jobs.Event{JobID: id, Type: req.Type, Seq: 1, Kind: jobs.KindQueued, Status: jobs.StatusQueued, Time: now, CreatedAt: &now}
+	if _, err := jobs.PublishEvent(ctx, g.js, queued, 0); err != nil {
+		if !jobs.IsWrongLastSequence(err) {
+			// The job is stored and will run; its state appears when it starts.
+			g.log.Warn("job stored but its queued state was not", "job_id", id, "err", err)
+			return jobs.SnapshotOf(queued), false, nil
+		}
+		// A runner was faster: report what it stored.
+		if ev, _, err := jobs.LastEvent(ctx, g.streams.Events, id); err == nil {
+			return jobs.SnapshotOf(ev), false, nil
+		}
+	}
+	return jobs.SnapshotOf(queued), false, nil
+}
+
+// idempotencyRecord is stored per key: the job it made and a hash of the
+// request, so a key reused for a different request is refused.
+type idempotencyRecord struct {
+	JobID       string `json:"job_id"`
+	RequestHash string `json:"request_hash"`
+}
+
+// claimIdempotencyKey records key → id. If the key was used before it
+// returns the job id stored then.
+func (g *gateway) claimIdempotencyKey(ctx context.Context, key string, req submitRequest, id string) (string, error) {
+	if len(key) > 255 || strings.ContainsFunc(key, func(r rune) bool { return r < 0x20 || r > 0x7e }) {
+		return "", errorf(http.StatusBadRequest, "bad_request", "Idempotency-Key must be at most 255 printable ASCII characters")
+	}
+	sum := sha256.Sum256([]byte(key))
+	k := hex.EncodeToString(sum[:])
+	canon, _ := json.Marshal(req)
+	reqSum := sha256.Sum256(canon)
+	rec := idempotencyRecord{JobID: id, RequestHash: hex.EncodeToString(reqSum[:])}
+	b, _ := json.Marshal(rec)
+	_, err := g.streams.Idempotency.Create(ctx, k, b)
+	if err == nil {
+		return "", nil
+	}
+	if !errors.Is(err, jetstream.ErrKeyExists) {
+		return "", errUnavailable(err)
+	}
+	e, err := g.streams.Idempotency.Get(ctx, k)
+	if err != nil {
+		return "", errUnavailable(err)
+	}
+	var prev idempotencyRecord
+	if err := json.Unmarshal(e.Value(), &prev); err != nil || jobs.ValidateID(prev.JobID) != nil {
+		return "", errorf(http.StatusInternalServerError, "internal", "stored idempotency record is damaged")
+	}
+	if prev.RequestHash != rec.RequestHash {
+		return "", errorf(http.StatusUnprocessableEntity, "idempotency_key_reused", "this Idempotency-Key was used for a different request")
+	}
+	return prev.JobID, nil
+}
+
+func handleGet(g *gateway) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		ev, err := g.lookupJob(r.Context(), chi.URLParam(r, "id"))
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		encode(w, http.StatusOK, jobs.SnapshotOf(ev))
+	}
+}
+
+// lookupJob reads a job's last event, mapping failures to API errors.
+func (g *gateway) lookupJob(ctx context.Context, id string) (jobs.Event, error) {
+	if err := jobs.ValidateID(id); err != nil {
+		return jobs.Event{}, errorf(http.StatusBadRequest, "invalid_id", "%v", err)
+	}
+	ev, _, err := jobs.LastEvent(ctx, g.streams.Events, id)
+	switch {
+	case errors.Is(err, jobs.ErrNotFound):
+		return jobs.Event{}, errorf(http.StatusNotFound, "not_found", "no job with id %s", id)
+	case err != nil:
+		return jobs.Event{}, errUnavailable(err)
+	}
+	return ev, nil
+}
+
+// maxListScan bounds how many jobs one list request reads.
+const maxListScan = 5000
+
+func handleList(g *gateway) http.HandlerFunc {
+	type response struct {
+		Jobs       []jobs.Snapshot `json:"jobs"`
+		NextCursor string          `json:"next_cursor,omitempty"`
+	}
+	return func(w http.ResponseWriter, r *http.Request) {
+		q := r.URL.Query()
+		limit, err := queryInt(r, "limit", 50, 1, 500)
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		status, typ, cursor := jobs.Status(q.Get("status")), q.Get("type"), q.Get("cursor")
+		switch {
+		case status != "" && !status.Valid():
+			writeError(w, errorf(http.StatusBadRequest, "bad_request", "status must be one of queued, running, succeeded, failed, canceled"))
+			return
+		case typ != "" && jobs.ValidateType(typ) != nil:
+			writeError(w, errorf(http.StatusBadRequest, "bad_request", "type is not a valid job type name"))
+			return
+		case cursor != "" && jobs.ValidateID(cursor) != nil:
+			writeError(w, errorf(http.StatusBadRequest, "bad_request", "cursor is not valid"))
+			return
+		}
+		ids, err := g.jobIDs(r.Context())
+		if err != nil {
+			writeError(w, errUnavailable(err))
+			return
+		}
+		resp := response{Jobs: []jobs.Snapshot{}}
+		scanned, last := 0, ""
+		for _, id := range ids {
+			if cursor != "" && id >= cursor {
+				continue
+			}
+			if len(resp.Jobs) == limit || scanned == maxListScan {
+				resp.NextCursor = last
+				break
+			}
+			scanned, last = scanned+1, id
+			ev, _, err := jobs.LastEvent(r.Context(), g.streams.Events, id)
+			if err != nil {
+				continue // aged out between listing and reading
+			}
+			if (status == "" || ev.Status == status) && (typ == "" || ev.Type == typ) {
+				resp.Jobs = append(resp.Jobs, jobs.SnapshotOf(ev))
+			}
+		}
+		encode(w, http.StatusOK, resp)
+	}
+}
+
+// jobIDs lists the ids of every job with stored events, newest first.
+func (g *gateway) jobIDs(ctx context.Context) ([]string, error) {
+	info, err := g.streams.Events.Info(ctx, jetstream.WithSubjectFilter(jobs.AllProgress))
+	if err != nil {
+		return nil, err
+	}
+	ids := make([]string, 0, len(info.State.Subjects))
+	for subj := range info.State.Subjects {
+		if id, ok := jobs.IDFromProgressSubject(subj); ok {
+			ids = append(ids, id)
+		}
+	}
+	slices.Sort(ids)
+	slices.Reverse(ids)
+	return ids, nil
+}
+
+func handleJobTypes(g *gateway) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		encode(w, http.StatusOK, map[string]any{"job_types": g.catalog.list()})
+	}
+}

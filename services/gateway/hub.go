@@ -1,0 +1,188 @@
+package main
+
+import (
+	"encoding/json"
+	"hash/maphash"
+	"log/slog"
+	"runtime"
+	"sync"
+
+	"github.com/jobwire/jobwire/shared/jobs"
+	"github.com/nats-io/nats.go"
+)
+
+// hub bridges jobs.<id>.progress to watchers. It holds one NATS
+// subscription per job that at least one of its own watchers follows, so a
+// gateway receives only the progress its watchers need. Messages are
+// dispatched by a fixed set of goroutines (a job always on the same one,
+// which keeps each job's events in order), encoded once per message and
+// handed to every watcher's bounded queue without ever blocking.
+type hub struct {
+	nc     *nats.Conn
+	log    *slog.Logger
+	seed   maphash.Seed
+	shards []chan *nats.Msg
+
+	mu      sync.RWMutex
+	topics  map[string]*topic
+	clients map[*client]struct{}
+	closing bool
+
+	stop        chan struct{}
+	dispatchers sync.WaitGroup
+	sessions    sync.WaitGroup
+}
+
+type topic struct {
+	sub      *nats.Subscription
+	watchers map[*client]struct{}
+}
+
+// shardQueue is how many messages may wait per dispatcher before NATS
+// reports a slow consumer.
+const shardQueue = 8192
+
+func newHub(nc *nats.Conn, log *slog.Logger) *hub {
+	h := &hub{nc: nc, log: log, seed: maphash.MakeSeed(), topics: map[string]*topic{}, clients: map[*client]struct{}{}, stop: make(chan struct{})}
+	h.shards = make([]chan *nats.Msg, runtime.GOMAXPROCS(0))
+	for i := range h.shards {
+		ch := make(chan *nats.Msg, shardQueue)
+		h.shards[i] = ch
+		h.dispatchers.Go(func() { h.dispatch(ch) })
+	}
+	return h
+}
+
+func (h *hub) shard(id string) chan *nats.Msg {
+	return h.shards[maphash.String(h.seed, id)%uint64(len(h.shards))]
+}
+
+// dispatch fans each message of its shard out to the job's watchers.
+func (h *hub) dispatch(ch chan *nats.Msg) {
+	for {
+		var m *nats.Msg
+		select {
+		case m = <-ch:
+		case <-h.stop:
+			return
+		}
+		id, ok := jobs.IDFromProgressSubject(m.Subject)
+		if !ok {
+			continue
+		}
+		var head struct {
+			Seq uint64 `json:"seq"`
+		}
+		if err := json.Unmarshal(m.Data, &head); err != nil || head.Seq == 0 {
+			h.log.Warn("dropping a malformed event", "subject", m.Subject)
+			continue
+		}
+		out := outMsg{jobID: id, seq: head.Seq, frame: eventFrame(id, m.Data)}
+		h.mu.RLock()
+		if t := h.topics[id]; t != nil {
+			for c := range t.watchers {
+				c.enqueue(out)
+			}
+		}
+		h.mu.RUnlock()
+	}
+}
+
+// eventFrame wraps a stored event for the WebSocket:
+// {"op":"event","job_id":"<id>","event":<event>}. The id is a validated
+// subject token, so it needs no JSON escaping.
+func eventFrame(id string, event []byte) []byte {
+	b := make([]byte, 0, len(event)+len(id)+40)
+	b = append(b, `{"op":"event","job_id":"`...)
+	b = append(b, id...)
+	b = append(b, `","event":`...)
+	b = append(b, event...)
+	return append(b, '}')
+}
+
+// join registers a client; it returns false when the hub is closing.
+func (h *hub) join(c *client) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closing {
+		return false
+	}
+	h.clients[c] = struct{}{}
+	h.sessions.Add(1)
+	return true
+}
+
+// leave drops a client and all its watches.
+func (h *hub) leave(c *client, watching map[string]bool) {
+	for id := range watching {
+		h.unwatch(id, c)
+	}
+	h.mu.Lock()
+	delete(h.clients, c)
+	h.mu.Unlock()
+	h.sessions.Done()
+}
+
+// watch adds c to job id's watchers, subscribing to the job if c is the
+// gateway's first watcher of it. id must be valid.
+func (h *hub) watch(id string, c *client) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	t := h.topics[id]
+	if t == nil {
+		sub, err := h.nc.ChanSubscribe(jobs.ProgressSubject(id), h.shard(id))
+		if err != nil {
+			return err
+		}
+		t = &topic{sub: sub, watchers: map[*client]struct{}{}}
+		h.topics[id] = t
+	}
+	t.watchers[c] = struct{}{}
+	return nil
+}
+
+// unwatch removes c from job id's watchers, unsubscribing after the last.
+func (h *hub) unwatch(id string, c *client) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	t := h.topics[id]
+	if t == nil {
+		return
+	}
+	delete(t.watchers, c)
+	if len(t.watchers) == 0 {
+		_ = t.sub.Unsubscribe()
+		delete(h.topics, id)
+	}
+}
+
+// subscriptions is how many jobs this gateway is subscribed to.
+func (h *hub) subscriptions() int {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	return len(h.topics)
+}
+
+// CloseAll closes every WebSocket with "going away" and refuses new ones.
+func (h *hub) CloseAll() {
+	h.mu.Lock()
+	h.closing = true
+	for c := range h.clients {
+		c.close(closeGoingAway)
+	}
+	h.mu.Unlock()
+}
+
+// Wait returns when every WebSocket session has ended, then stops the
+// dispatchers.
+func (h *hub) Wait() {
+	h.sessions.Wait()
+	h.mu.Lock()
+	for id, t := range h.topics {
+		_ = t.sub.Unsubscribe()
+		delete(h.topics, id)
+	}
+	h.mu.Unlock()
+	close(h.stop)
+	h.dispatchers.Wait()
+}

@@ -1,0 +1,81 @@
+package main
+
+import (
+	"embed"
+	"errors"
+	"io/fs"
+	"net/http"
+
+	"github.com/go-chi/chi/v5"
+)
+
+//go:embed web
+var webFiles embed.FS
+
+func webFS() fs.FS {
+	sub, err := fs.Sub(webFiles, "web")
+	if err != nil {
+		panic(err) // the embedded tree is fixed at build time
+	}
+	return sub
+}
+
+func handleStatic() http.Handler {
+	return http.StripPrefix("/static/", http.FileServerFS(webFS()))
+}
+
+// handlePage serves one embedded HTML page.
+func handlePage(name string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		servePage(w, name, http.StatusOK)
+	}
+}
+
+func servePage(w http.ResponseWriter, name string, status int) {
+	b, err := fs.ReadFile(webFS(), name)
+	if err != nil {
+		http.Error(w, "page missing", http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-cache")
+	w.WriteHeader(status)
+	_, _ = w.Write(b)
+}
+
+// handleJobPage serves the progress page; its script fills it over /ws.
+// The status code already tells an unknown job (404) from a known one.
+func handleJobPage(g *gateway) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		status := http.StatusOK
+		if _, err := g.lookupJob(r.Context(), chi.URLParam(r, "id")); err != nil {
+			var ae *apiError
+			if errors.As(err, &ae) && ae.Status != http.StatusServiceUnavailable {
+				status = ae.Status
+			}
+		}
+		servePage(w, "job.html", status)
+	}
+}
+
+// handleSubmitForm is the page's "Queue job" form: it submits like
+// POST /api/jobs and redirects to the job's progress page.
+func handleSubmitForm(g *gateway) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		r.Body = http.MaxBytesReader(w, r.Body, g.cfg.MaxBodyBytes)
+		if err := r.ParseForm(); err != nil {
+			writeError(w, decodeError(err, g.cfg.MaxBodyBytes))
+			return
+		}
+		req := submitRequest{Type: r.PostForm.Get("type")}
+		if in := r.PostForm.Get("input"); in != "" {
+			req.Input = []byte(in)
+		}
+		snap, _, err := g.submit(r.Context(), req, "")
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		http.Redirect(w, r, "/jobs/"+snap.ID, http.StatusSeeOther)
+	}
+}

@@ -1,0 +1,32 @@
+package main
+
+import (
+	"net/http"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/go-chi/chi/v5/middleware"
+)
+
+// NewServer lists every route of the gateway.
+func NewServer(g *gateway) http.Handler {
+	r := chi.NewRouter()
+	r.Use(middleware.Recoverer)
+
+	r.Get("/healthz", handleHealthz())
+	r.Get("/readyz", handleReadyz(g))
+
+	r.Route("/api", func(r chi.Router) {
+		r.Post("/jobs", handleSubmit(g))
+		r.Get("/jobs", handleList(g))
+		r.Get("/jobs/{id}", handleGet(g))
+		r.Get("/job-types", handleJobTypes(g))
+		r.NotFound(handleAPINotFound())
+	})
+	r.Get("/ws", handleWebSocket(g)) // no middleware.Timeout here: it would cut WebSockets
+
+	r.Get("/", handlePage("index.html"))
+	r.Post("/jobs", handleSubmitForm(g))
+	r.Get("/jobs/{id}", handleJobPage(g))
+	r.Handle("/static/*", handleStatic())
+	return r
+}

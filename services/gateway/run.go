@@ -1,0 +1,104 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/jobwire/jobwire/internal/natsconn"
+	"github.com/jobwire/jobwire/internal/natsembed"
+	"github.com/jobwire/jobwire/services/runner/worker"
+)
+
+// run is the whole gateway process; main only adds signals. It returns
+// when ctx ends and everything has shut down.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	cfg, err := parseConfig(args, getenv, stderr)
+	if err != nil {
+		return err
+	}
+	log := slog.New(slog.NewTextHandler(stderr, nil))
+
+	natsURL := cfg.NATSURL
+	if cfg.Dev {
+		dir := filepath.Join(cfg.DataDir, "nats")
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return err
+		}
+		ns, err := natsembed.Start(cfg.DevNATSAddr, dir)
+		if err != nil {
+			return fmt.Errorf("embedded nats server: %w", err)
+		}
+		defer natsembed.Stop(ns)
+		natsURL = ns.ClientURL()
+	}
+
+	nc, err := natsconn.Connect(ctx, natsURL, "jobwire-gateway", log)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	gw, err := newGateway(ctx, nc, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer gw.Close()
+
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	if cfg.Dev {
+		rnc, err := natsconn.Connect(ctx, natsURL, "jobwire-runner", log)
+		if err != nil {
+			return err
+		}
+		defer rnc.Close()
+		r, err := worker.New(ctx, rnc, worker.Config{
+			Concurrency: cfg.RunnerConcurrency, Topology: cfg.Topology(), Logger: log.With("component", "runner"),
+		}, worker.BuiltinTypes()...)
+		if err != nil {
+			return err
+		}
+		wg.Go(func() { _ = r.Run(ctx) })
+	}
+
+	ln, err := net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{Handler: gw.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	srv.RegisterOnShutdown(gw.hub.CloseAll)
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+	fmt.Fprintf(stdout, "jobwire is running: http://%s/\n", ln.Addr())
+	fmt.Fprintf(stdout, "NATS: %s (try: nats sub 'jobs.*.progress')\n", natsURL)
+
+	select {
+	case <-ctx.Done():
+	case err := <-serveErr:
+		return err
+	}
+	log.Info("shutting down")
+	gw.ready.Store(false)
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		log.Warn("http shutdown", "err", err)
+	}
+	if err := <-serveErr; !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	wg.Wait()
+	gw.Close()
+	if err := nc.Drain(); err != nil {
+		log.Warn("nats drain", "err", err)
+	}
+	return nil
+}

@@ -1,0 +1,207 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jobwire/jobwire/internal/natstest"
+	"github.com/jobwire/jobwire/services/runner/worker"
+	"github.com/jobwire/jobwire/shared/jobs"
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+)
+
+// testSystem is a whole jobwire: an embedded NATS server with JetStream,
+// a gateway behind a real HTTP server, and (unless asked not to) a runner.
+type testSystem struct {
+	URL  string
+	NATS *server.Server
+	GW   *gateway
+	nc   *nats.Conn
+}
+
+type systemOption func(*systemOptions)
+
+type systemOptions struct {
+	noRunner bool
+	cfg      func(*Config)
+	dir      string
+}
+
+func withoutRunner() systemOption { return func(o *systemOptions) { o.noRunner = true } }
+func withConfig(f func(*Config)) systemOption {
+	return func(o *systemOptions) { o.cfg = f }
+}
+
+func testConfig() Config {
+	return Config{
+		HTTPAddr: "127.0.0.1:0", MaxBodyBytes: 1 << 20, RunnerConcurrency: 4,
+		EventsMaxAge: time.Hour, EventsMaxPerJob: 1000,
+	}
+}
+
+func testLogger(t testing.TB) *slog.Logger {
+	return slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+}
+
+type testWriter struct{ t testing.TB }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+// startSystem starts a whole system; everything stops when the test ends.
+func startSystem(t testing.TB, opts ...systemOption) *testSystem {
+	t.Helper()
+	var o systemOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
+	ns := natstest.Server(t)
+	return startOn(t, ns, o)
+}
+
+func startOn(t testing.TB, ns *server.Server, o systemOptions) *testSystem {
+	t.Helper()
+	cfg := testConfig()
+	if o.cfg != nil {
+		o.cfg(&cfg)
+	}
+	log := testLogger(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	nc := natstest.Connect(t, ns)
+	gw, err := newGateway(ctx, nc, cfg, log)
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	if o.noRunner {
+		registerBuiltinTypes(t, gw)
+	} else {
+		startRunner(t, ctx, &wg, ns, log)
+	}
+	hs := httptest.NewServer(gw.Handler())
+	t.Cleanup(func() {
+		cancel()
+		gw.hub.CloseAll()
+		hs.Close()
+		gw.Close()
+		wg.Wait()
+	})
+	return &testSystem{URL: hs.URL, NATS: ns, GW: gw, nc: nc}
+}
+
+// startRunner runs a runner with the built-in types until ctx ends.
+func startRunner(t testing.TB, ctx context.Context, wg *sync.WaitGroup, ns *server.Server, log *slog.Logger) {
+	t.Helper()
+	rnc := natstest.Connect(t, ns)
+	r, err := worker.New(ctx, rnc, worker.Config{Concurrency: 4, AckWait: 5 * time.Second, ShutdownGrace: time.Second, Logger: log}, worker.BuiltinTypes()...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wg.Go(func() { _ = r.Run(ctx) })
+}
+
+// do sends a request and decodes a JSON answer into out (if not nil).
+func (s *testSystem) do(t testing.TB, method, path, contentType, body string, header map[string]string, out any) *http.Response {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, method, s.URL+path, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	for k, v := range header {
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out != nil {
+		if err := json.Unmarshal(b, out); err != nil {
+			t.Fatalf("%s %s: %d %q: %v", method, path, resp.StatusCode, b, err)
+		}
+	}
+	return resp
+}
+
+// submit posts a job and expects 202.
+func (s *testSystem) submit(t testing.TB, typ, input string) jobs.Snapshot {
+	t.Helper()
+	var snap jobs.Snapshot
+	body := `{"type":` + mustJSON(typ) + `,"input":` + input + `}`
+	resp := s.do(t, "POST", "/api/jobs", "application/json", body, nil, &snap)
+	if resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("submit: status %d, body %+v", resp.StatusCode, snap)
+	}
+	return snap
+}
+
+// get reads a job's snapshot.
+func (s *testSystem) get(t testing.TB, id string) (jobs.Snapshot, int) {
+	t.Helper()
+	var snap jobs.Snapshot
+	resp := s.do(t, "GET", "/api/jobs/"+id, "", "", nil, &snap)
+	return snap, resp.StatusCode
+}
+
+// waitStatus polls a job until it reaches want, failing after timeout.
+func (s *testSystem) waitStatus(t testing.TB, id string, want jobs.Status, timeout time.Duration) jobs.Snapshot {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		snap, code := s.get(t, id)
+		if code == http.StatusOK && snap.Status == want {
+			return snap
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("job %s: want status %s within %v, have %d %+v", id, want, timeout, code, snap)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func mustJSON(v any) string {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(err)
+	}
+	return string(b)
+}
+
+// registerBuiltinTypes registers the built-in types as a runner that ran
+// once before would have, so a system without a runner accepts them.
+func registerBuiltinTypes(t testing.TB, gw *gateway) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for _, jt := range worker.BuiltinTypes() {
+		info, err := jt.Info()
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := json.Marshal(info)
+		if _, err := gw.streams.Types.Put(ctx, info.Type, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+}

@@ -1,0 +1,50 @@
+// Command runner runs jobwire jobs: it consumes job requests from NATS
+// JetStream and publishes their progress.
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/jobwire/jobwire/internal/natsconn"
+	"github.com/jobwire/jobwire/services/runner/worker"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "runner:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	cfg, err := parseConfig(args, getenv, stderr)
+	if err != nil {
+		return err
+	}
+	log := slog.New(slog.NewTextHandler(stderr, nil))
+	nc, err := natsconn.Connect(ctx, cfg.NATSURL, "jobwire-runner", log)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	var r *worker.Runner
+	if err := natsconn.Retry(ctx, log, "start runner", func(ctx context.Context) (err error) {
+		r, err = worker.New(ctx, nc, cfg.Worker(log), worker.BuiltinTypes()...)
+		return err
+	}); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "jobwire runner: running up to %d jobs at once from %s\n", cfg.Concurrency, nc.ConnectedUrlRedacted())
+	if err := r.Run(ctx); err != nil {
+		return err
+	}
+	return nc.Drain()
+}

@@ -1,0 +1,104 @@
+package worker
+
+import (
+	"encoding/json"
+	"sync"
+)
+
+// Job is what a handler gets: the request and a progress reporter.
+type Job struct {
+	ID       string
+	Type     string
+	Input    json.RawMessage
+	Attempt  int
+	Progress *Progress
+}
+
+// maxPendingLogs bounds the log lines waiting to be published per job;
+// when a handler logs faster than they can be stored, the oldest go.
+const maxPendingLogs = 256
+
+// Progress records what a handler reports. Calls never block on NATS: they
+// update the job's snapshot and wake the job's publisher, which stores the
+// latest snapshot (intermediate values may be coalesced) and every log line.
+type Progress struct {
+	mu      sync.Mutex
+	snap    progressState
+	dirty   bool
+	logs    []string
+	dropped int
+	wake    chan struct{}
+}
+
+type progressState struct {
+	percent        *float64
+	current, total int64
+	stage, message string
+}
+
+func newProgress() *Progress {
+	return &Progress{wake: make(chan struct{}, 1)}
+}
+
+func (p *Progress) update(f func(s *progressState)) {
+	p.mu.Lock()
+	f(&p.snap)
+	p.dirty = true
+	p.mu.Unlock()
+	p.signal()
+}
+
+func (p *Progress) signal() {
+	select {
+	case p.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Percent sets the completion percentage (clamped to 0..100).
+func (p *Progress) Percent(pct float64) {
+	pct = min(max(pct, 0), 100)
+	p.update(func(s *progressState) { s.percent = &pct })
+}
+
+// Count sets current out of total, and the percentage from them.
+func (p *Progress) Count(current, total int64) {
+	p.update(func(s *progressState) {
+		s.current, s.total = current, total
+		if total > 0 {
+			pct := min(max(float64(current)*100/float64(total), 0), 100)
+			s.percent = &pct
+		}
+	})
+}
+
+// Stage names the phase the job is in.
+func (p *Progress) Stage(stage string) {
+	p.update(func(s *progressState) { s.stage = stage })
+}
+
+// Message sets a human-readable status line.
+func (p *Progress) Message(msg string) {
+	p.update(func(s *progressState) { s.message = msg })
+}
+
+// Log adds a log line; each one becomes a "log" event.
+func (p *Progress) Log(line string) {
+	p.mu.Lock()
+	if len(p.logs) >= maxPendingLogs {
+		p.logs = p.logs[1:]
+		p.dropped++
+	}
+	p.logs = append(p.logs, line)
+	p.mu.Unlock()
+	p.signal()
+}
+
+// take returns what is waiting to be published and clears it.
+func (p *Progress) take() (snap progressState, dirty bool, logs []string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	snap, dirty, logs = p.snap, p.dirty, p.logs
+	p.dirty, p.logs = false, nil
+	return snap, dirty, logs
+}

@@ -1,0 +1,185 @@
+// Package worker is jobwire's job runner: it consumes job requests from the
+// JOBS stream, runs the registered handler for each, publishes the job's
+// events on jobs.<id>.progress, and owns every ack.
+package worker
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/jobwire/jobwire/shared/jobs"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Config tunes a runner. The zero value of a field means its default.
+type Config struct {
+	Concurrency   int           // jobs run at once (default 4)
+	AckWait       time.Duration // how long a job may go without a heartbeat (default 30s)
+	ShutdownGrace time.Duration // how long running jobs may finish on shutdown (default 10s)
+	Topology      jobs.Topology
+	Logger        *slog.Logger
+}
+
+func (c Config) withDefaults() Config {
+	if c.Concurrency <= 0 {
+		c.Concurrency = 4
+	}
+	if c.AckWait <= 0 {
+		c.AckWait = 30 * time.Second
+	}
+	if c.ShutdownGrace <= 0 {
+		c.ShutdownGrace = 10 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return c
+}
+
+// Runner runs jobs. Make one with New, then call Run.
+type Runner struct {
+	cfg    Config
+	reg    registry
+	js     jetstream.JetStream
+	events jetstream.Stream
+	cons   jetstream.Consumer
+	log    *slog.Logger
+}
+
+// New checks the job types (a duplicate is an error), creates the streams
+// and the shared consumer if they are missing, and registers the types so
+// gateways accept jobs of them.
+func New(ctx context.Context, nc *nats.Conn, cfg Config, types ...JobType) (*Runner, error) {
+	cfg = cfg.withDefaults()
+	reg, err := newRegistry(types)
+	if err != nil {
+		return nil, err
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, err
+	}
+	streams, err := cfg.Topology.CreateOrUpdate(ctx, js)
+	if err != nil {
+		return nil, err
+	}
+	cons, err := js.CreateOrUpdateConsumer(ctx, jobs.QueueStream, jetstream.ConsumerConfig{
+		Durable:       jobs.RunnerConsumer,
+		Description:   "jobwire runners",
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       cfg.AckWait,
+		FilterSubject: jobs.AllQueue,
+		MaxAckPending: 10_000,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("consumer %s: %w", jobs.RunnerConsumer, err)
+	}
+	for _, t := range reg {
+		info, err := t.Info()
+		if err != nil {
+			return nil, err
+		}
+		b, _ := json.Marshal(info)
+		if _, err := streams.Types.Put(ctx, t.Name, b); err != nil {
+			return nil, fmt.Errorf("register job type %s: %w", t.Name, err)
+		}
+	}
+	return &Runner{cfg: cfg, reg: reg, js: js, events: streams.Events, cons: cons, log: cfg.Logger}, nil
+}
+
+var errShutdown = errors.New("runner shutting down")
+
+// Run fetches and runs jobs until ctx is cancelled. Then it stops
+// fetching, lets running jobs finish for the shutdown grace period, and
+// hands the rest back to the stream for another runner.
+func (r *Runner) Run(ctx context.Context) error {
+	jobCtx, stopJobs := context.WithCancelCause(context.WithoutCancel(ctx))
+	defer stopJobs(errShutdown)
+	var wg sync.WaitGroup
+	slots := make(chan struct{}, r.cfg.Concurrency)
+
+	for ctx.Err() == nil {
+		n, ok := reserve(ctx, slots)
+		if !ok {
+			break
+		}
+		got := r.fetch(ctx, n, func(msg jetstream.Msg) {
+			wg.Go(func() {
+				defer func() { <-slots }()
+				r.process(jobCtx, msg)
+			})
+		})
+		for range n - got {
+			<-slots
+		}
+	}
+
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(r.cfg.ShutdownGrace):
+		r.log.Info("shutdown grace period over, handing running jobs back")
+		stopJobs(errShutdown)
+		<-done
+	}
+	return nil
+}
+
+// reserve blocks until at least one slot is free, then takes every free slot.
+func reserve(ctx context.Context, slots chan struct{}) (int, bool) {
+	select {
+	case slots <- struct{}{}:
+	case <-ctx.Done():
+		return 0, false
+	}
+	n := 1
+	for n < cap(slots) {
+		select {
+		case slots <- struct{}{}:
+			n++
+		default:
+			return n, true
+		}
+	}
+	return n, true
+}
+
+// fetch pulls up to n messages, waiting a few seconds at most, and hands
+// each to start as it arrives. It returns how many arrived.
+func (r *Runner) fetch(ctx context.Context, n int, start func(jetstream.Msg)) int {
+	fctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	batch, err := r.cons.Fetch(n, jetstream.FetchContext(fctx))
+	if err != nil {
+		if ctx.Err() == nil {
+			r.log.Warn("fetch failed", "err", err)
+			sleep(ctx, time.Second)
+		}
+		return 0
+	}
+	got := 0
+	for msg := range batch.Messages() {
+		got++
+		start(msg)
+	}
+	if err := batch.Error(); err != nil && ctx.Err() == nil && !errors.Is(err, context.DeadlineExceeded) {
+		r.log.Warn("fetch ended with an error", "err", err)
+	}
+	return got
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}

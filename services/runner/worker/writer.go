@@ -1,0 +1,116 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jobwire/jobwire/shared/jobs"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// writer stores one attempt's events of a job, in order, fenced against
+// any other writer by the expected last sequence of the job's subject.
+type writer struct {
+	js      jetstream.Publisher
+	events  jetstream.Stream
+	ev      jobs.Event // the last event stored
+	lastSeq uint64     // its stream sequence (0: none yet)
+	attempt int
+}
+
+func (r *Runner) openWriter(ctx context.Context, req jobs.Request) (*writer, error) {
+	w := &writer{js: r.js, events: r.events, ev: jobs.Event{JobID: req.ID}}
+	if err := w.reload(ctx); errors.Is(err, jobs.ErrNotFound) {
+		// The gateway's "queued" event is not stored (yet): start from the request.
+		created := req.CreatedAt
+		w.ev = jobs.Event{JobID: req.ID, Type: req.Type, Status: jobs.StatusQueued, CreatedAt: &created}
+	} else if err != nil {
+		return nil, err
+	}
+	return w, nil
+}
+
+func (w *writer) reload(ctx context.Context) error {
+	rctx, cancel := context.WithTimeout(ctx, storeTimeout)
+	defer cancel()
+	ev, seq, err := jobs.LastEvent(rctx, w.events, w.ev.JobID)
+	if err != nil {
+		return err
+	}
+	w.ev, w.lastSeq = ev, seq
+	return nil
+}
+
+// emit stores the next event: the last snapshot changed by set. When
+// another writer got there first it re-reads the state; if that writer is
+// a newer attempt or the job has ended, it returns errSuperseded,
+// otherwise it applies set to the new state and tries again.
+func (w *writer) emit(ctx context.Context, kind jobs.Kind, set func(*jobs.Event)) error {
+	const tries = 5
+	var err error
+	for i := range tries {
+		next := w.ev.Next(kind, time.Now())
+		set(&next)
+		if i == 0 && w.attempt == 0 {
+			w.attempt = next.Attempt
+		}
+		pctx, cancel := context.WithTimeout(ctx, storeTimeout)
+		var seq uint64
+		seq, err = jobs.PublishEvent(pctx, w.js, next, w.lastSeq)
+		cancel()
+		if err == nil {
+			w.ev, w.lastSeq = next, seq
+			return nil
+		}
+		if !jobs.IsWrongLastSequence(err) {
+			sleep(ctx, time.Duration(100<<i)*time.Millisecond)
+			continue
+		}
+		if rerr := w.reload(ctx); rerr != nil {
+			return rerr
+		}
+		if w.ev.Status.Terminal() || w.ev.Attempt > w.attempt {
+			return fmt.Errorf("%w: job is %s at attempt %d", errSuperseded, w.ev.Status, w.ev.Attempt)
+		}
+	}
+	return fmt.Errorf("store %s event of job %s: %w", kind, w.ev.JobID, err)
+}
+
+// publishProgress stores what the handler reports until stop is closed,
+// then stores what is left. Progress is coalesced: each event carries the
+// latest values. If events can no longer be stored it cancels the handler.
+func (w *writer) publishProgress(ctx context.Context, p *Progress, stop <-chan struct{}, cancelRun context.CancelCauseFunc) error {
+	for {
+		var stopping bool
+		select {
+		case <-p.wake:
+		case <-stop:
+			stopping = true
+		}
+		if err := w.flush(ctx, p); err != nil {
+			cancelRun(err)
+			return err
+		}
+		if stopping {
+			return nil
+		}
+	}
+}
+
+func (w *writer) flush(ctx context.Context, p *Progress) error {
+	snap, dirty, logs := p.take()
+	apply := func(e *jobs.Event) {
+		e.Percent, e.Current, e.Total, e.Stage, e.Message = snap.percent, snap.current, snap.total, snap.stage, snap.message
+	}
+	for _, line := range logs {
+		if err := w.emit(ctx, jobs.KindLog, func(e *jobs.Event) { apply(e); e.Log = line }); err != nil {
+			return err
+		}
+	}
+	if dirty && len(logs) == 0 {
+		return w.emit(ctx, jobs.KindProgress, apply)
+	}
+	return nil
+}

@@ -1,0 +1,114 @@
+package jobs
+
+import (
+	"encoding/json"
+	"time"
+)
+
+// Kind says what happened in an event.
+type Kind string
+
+const (
+	KindQueued    Kind = "queued"
+	KindStarted   Kind = "started"
+	KindProgress  Kind = "progress"
+	KindLog       Kind = "log"
+	KindRetrying  Kind = "retrying"
+	KindSucceeded Kind = "succeeded"
+	KindFailed    Kind = "failed"
+	KindCanceled  Kind = "canceled"
+)
+
+// Status is the state a job is in.
+type Status string
+
+const (
+	StatusQueued    Status = "queued"
+	StatusRunning   Status = "running"
+	StatusSucceeded Status = "succeeded"
+	StatusFailed    Status = "failed"
+	StatusCanceled  Status = "canceled"
+)
+
+// Terminal reports whether no event can follow a job in this status.
+func (s Status) Terminal() bool {
+	return s == StatusSucceeded || s == StatusFailed || s == StatusCanceled
+}
+
+// Valid reports whether s is one of the defined statuses.
+func (s Status) Valid() bool {
+	switch s {
+	case StatusQueued, StatusRunning, StatusSucceeded, StatusFailed, StatusCanceled:
+		return true
+	}
+	return false
+}
+
+// Error is a machine-readable code plus a human message.
+type Error struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+func (e *Error) Error() string { return e.Code + ": " + e.Message }
+
+// Event is one message on jobs.<id>.progress. Every event carries the full
+// snapshot of the job, so the last event alone is the job's current state.
+// Seq starts at 1 and grows by one per event of the job, across attempts.
+type Event struct {
+	JobID     string          `json:"job_id"`
+	Type      string          `json:"type,omitempty"`
+	Seq       uint64          `json:"seq"`
+	Kind      Kind            `json:"kind"`
+	Status    Status          `json:"status"`
+	Percent   *float64        `json:"percent,omitempty"`
+	Current   int64           `json:"current,omitempty"`
+	Total     int64           `json:"total,omitempty"`
+	Stage     string          `json:"stage,omitempty"`
+	Message   string          `json:"message,omitempty"`
+	Log       string          `json:"log,omitempty"`
+	Attempt   int             `json:"attempt,omitempty"`
+	Time      time.Time       `json:"time"`
+	CreatedAt *time.Time      `json:"created_at,omitempty"`
+	StartedAt *time.Time      `json:"started_at,omitempty"`
+	EndedAt   *time.Time      `json:"ended_at,omitempty"`
+	Result    json.RawMessage `json:"result,omitempty"`
+	Error     *Error          `json:"error,omitempty"`
+}
+
+// MarshalJSON writes Time in UTC with nanoseconds (RFC 3339).
+func (e Event) MarshalJSON() ([]byte, error) {
+	type plain Event
+	p := plain(e)
+	p.Time = p.Time.UTC()
+	p.CreatedAt = utcPtr(p.CreatedAt)
+	p.StartedAt = utcPtr(p.StartedAt)
+	p.EndedAt = utcPtr(p.EndedAt)
+	return json.Marshal(p)
+}
+
+func utcPtr(t *time.Time) *time.Time {
+	if t == nil {
+		return nil
+	}
+	u := t.UTC()
+	return &u
+}
+
+// Next returns a copy of e as the start of the following event: the
+// snapshot fields are kept, the per-event ones (kind, log line, time) are
+// cleared and seq is advanced.
+func (e Event) Next(kind Kind, now time.Time) Event {
+	n := e
+	n.Seq = e.Seq + 1
+	n.Kind = kind
+	n.Log = ""
+	n.Time = now
+	return n
+}
+
+// Percentage returns a pointer to p clamped to 0..100, for Event.Percent.
+func Percentage(p float64) *float64 {
+	p = min(max(p, 0), 100)
+	return &p
+}

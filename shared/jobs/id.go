@@ -1,0 +1,54 @@
+package jobs
+
+import (
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/oklog/ulid/v2"
+)
+
+// MaxIDLen bounds job ids and job type names.
+const MaxIDLen = 64
+
+// ErrInvalidID is wrapped by every id and type validation error.
+var ErrInvalidID = errors.New("invalid id")
+
+// NewID returns a fresh, time-sortable job id (a ULID: 26 characters of
+// Crockford base32, lexically ordered by creation time).
+func NewID(now time.Time) string {
+	return ulid.MustNew(ulid.Timestamp(now), rand.Reader).String()
+}
+
+// ValidateID reports whether id can be used as a single NATS subject token.
+// Allowed: 1..64 characters of A-Z, a-z, 0-9, '-' and '_'. This excludes
+// '.', '*', '>', white space, control characters and everything that would
+// need escaping in a URL path.
+func ValidateID(id string) error {
+	return validateToken("job id", id)
+}
+
+// ValidateType checks a job type name with the same rules as ValidateID.
+func ValidateType(typ string) error {
+	return validateToken("job type", typ)
+}
+
+func validateToken(what, s string) error {
+	if s == "" {
+		return fmt.Errorf("%w: %s is empty", ErrInvalidID, what)
+	}
+	if len(s) > MaxIDLen {
+		return fmt.Errorf("%w: %s is longer than %d characters", ErrInvalidID, what, MaxIDLen)
+	}
+	for i := 0; i < len(s); i++ {
+		if !tokenChar(s[i]) {
+			return fmt.Errorf("%w: %s may contain only letters, digits, '-' and '_' (found %q)", ErrInvalidID, what, s[i])
+		}
+	}
+	return nil
+}
+
+func tokenChar(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_'
+}

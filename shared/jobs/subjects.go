@@ -1,0 +1,60 @@
+package jobs
+
+import (
+	"strings"
+	"time"
+)
+
+// Stream, consumer and bucket names.
+const (
+	// QueueStream is the work-queue stream holding job requests.
+	QueueStream = "JOBS"
+	// EventsStream keeps every job's events, so a job's history can be
+	// replayed and its last event (its current state) read directly.
+	EventsStream = "JOBS_EVENTS"
+	// RunnerConsumer is the durable pull consumer runners share.
+	RunnerConsumer = "runners"
+	// TypesBucket is the key-value bucket where runners register job types.
+	TypesBucket = "JOBWIRE_TYPES"
+	// IdempotencyBucket maps Idempotency-Key values to job ids.
+	IdempotencyBucket = "JOBWIRE_IDEMPOTENCY"
+)
+
+// Wildcards for subscriptions and stream subjects.
+const (
+	// AllProgress matches the progress subject of every job.
+	AllProgress = "jobs.*.progress"
+	// AllQueue matches every job request.
+	AllQueue = "jobwire.queue.>"
+)
+
+// Defaults for the streams' retention.
+const (
+	DefaultEventsMaxAge         = 7 * 24 * time.Hour
+	DefaultEventsMaxPerJob      = 10_000
+	DefaultIdempotencyTTL       = 24 * time.Hour
+	DefaultQueueDuplicateWindow = 2 * time.Minute
+)
+
+// ProgressSubject is the subject carrying every event of job id.
+// The id must have passed ValidateID.
+func ProgressSubject(id string) string { return "jobs." + id + ".progress" }
+
+// CancelSubject is the subject for cancel requests of job id.
+func CancelSubject(id string) string { return "jobs." + id + ".cancel" }
+
+// QueueSubject is the subject a request for a job of type typ is stored on.
+func QueueSubject(typ string) string { return "jobwire.queue." + typ }
+
+// IDFromProgressSubject returns the job id of a jobs.<id>.progress subject.
+func IDFromProgressSubject(subject string) (string, bool) {
+	id, ok := strings.CutPrefix(subject, "jobs.")
+	if !ok {
+		return "", false
+	}
+	id, ok = strings.CutSuffix(id, ".progress")
+	if !ok || ValidateID(id) != nil {
+		return "", false
+	}
+	return id, true
+}
