@@ -266,4 +266,3 @@ func TestUnavailableNATSGives503(t *testing.T) {
 		t.Errorf("healthz: %d", r.StatusCode)
 	}
 }
-

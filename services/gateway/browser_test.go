@@ -2,9 +2,12 @@ package main
 
 import (
 	"context"
+	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -49,7 +52,7 @@ func TestBrowserQueueJobAndWatch(t *testing.T) {
 	// the way proves the page updates live, not only on load.
 	var between []string
 	final := waitPage(t, ctx, "the job to succeed", func(p pageState) bool {
-		if n, err := strconv.Atoi(strings.TrimSuffix(p.Percent, "%")); err == nil && n > 0 && n < 100 {
+		if n := percent(p); n > 0 && n < 100 && !slices.Contains(between, p.Percent) {
 			between = append(between, p.Percent)
 		}
 		return p.Status == "succeeded" && p.Percent == "100%"
@@ -62,6 +65,17 @@ func TestBrowserQueueJobAndWatch(t *testing.T) {
 	}
 	t.Logf("percentages seen while running: %v", between)
 	screenshot(t, ctx, "job.png")
+
+	// The index page lists the job as done.
+	if err := chromedp.Do(ctx, chromedp.Navigate(sys.URL+"/")); err != nil {
+		t.Fatal(err)
+	}
+	waitPage(t, ctx, "the job in the recent jobs list", func(p pageState) bool {
+		return slices.ContainsFunc(p.Jobs, func(line string) bool {
+			return strings.Contains(line, id) && strings.Contains(line, "succeeded")
+		})
+	})
+	screenshot(t, ctx, "index-after.png")
 }
 
 func TestBrowserFinishedJobShowsFinalState(t *testing.T) {
@@ -81,6 +95,31 @@ func TestBrowserFinishedJobShowsFinalState(t *testing.T) {
 	if p.JobID != id || p.NotFound != "" {
 		t.Errorf("page shows job %q, not-found text %q; want job %q and no not-found text", p.JobID, p.NotFound, id)
 	}
+}
+
+// TestBrowserReconnects cuts the page's connection while a job runs: the
+// page says so, reconnects by itself and still shows the job's end.
+func TestBrowserReconnects(t *testing.T) {
+	t.Parallel()
+	ctx := newBrowser(t)
+	sys := startSystem(t)
+	px := newCutProxy(t, sys.URL)
+
+	id := sys.submit(t, "demo", `{"steps":30,"step_ms":100}`).ID
+	if err := chromedp.Do(ctx, chromedp.Navigate(px.URL+"/jobs/"+id)); err != nil {
+		t.Fatal(err)
+	}
+	waitPage(t, ctx, "live progress", func(p pageState) bool {
+		return p.Conn == "live" && p.Status == "running" && percent(p) > 0
+	})
+	px.setDown(true)
+	waitPage(t, ctx, "the page to notice the cut", func(p pageState) bool {
+		return p.Conn == "reconnecting…"
+	})
+	px.setDown(false)
+	waitPage(t, ctx, "the job to succeed after reconnecting", func(p pageState) bool {
+		return p.Status == "succeeded" && p.Percent == "100%"
+	})
 }
 
 func TestBrowserUnknownJob(t *testing.T) {
@@ -171,13 +210,24 @@ func chromiumPath() string {
 
 // pageState is what a user sees on a page, as far as the tests care.
 type pageState struct {
-	Path     string `json:"path"`
-	JobID    string `json:"job_id"`
-	Status   string `json:"status"`
-	Percent  string `json:"percent"`
-	Result   string `json:"result"`
-	NotFound string `json:"not_found"` // text of #notfound while it is visible
-	JobShown bool   `json:"job_shown"`
+	Path     string   `json:"path"`
+	JobID    string   `json:"job_id"`
+	Status   string   `json:"status"`
+	Percent  string   `json:"percent"`
+	Result   string   `json:"result"`
+	NotFound string   `json:"not_found"` // text of #notfound while it is visible
+	JobShown bool     `json:"job_shown"`
+	Conn     string   `json:"conn"`
+	Jobs     []string `json:"jobs"` // lines of the recent jobs list
+}
+
+// percent is the number #percent shows, or -1.
+func percent(p pageState) int {
+	n, err := strconv.Atoi(strings.TrimSuffix(p.Percent, "%"))
+	if err != nil {
+		return -1
+	}
+	return n
 }
 
 const pageStateJS = `(() => {
@@ -188,6 +238,7 @@ const pageStateJS = `(() => {
 		path: location.pathname, job_id: text("job-id"), status: text("status"),
 		percent: text("percent"), result: text("result"),
 		not_found: shown("notfound") ? text("notfound") : "", job_shown: shown("job"),
+		conn: text("conn"), jobs: [...document.querySelectorAll("#jobs li")].map((li) => li.textContent),
 	};
 })()`
 
@@ -229,4 +280,66 @@ func screenshot(t *testing.T, ctx context.Context, name string) {
 		t.Fatal(err)
 	}
 	t.Logf("screenshot: %s", path)
+}
+
+// cutProxy forwards TCP connections to a server; setDown(true) cuts them
+// all and refuses new ones until setDown(false).
+type cutProxy struct {
+	URL   string
+	mu    sync.Mutex
+	down  bool
+	conns []net.Conn
+}
+
+func newCutProxy(t *testing.T, target string) *cutProxy {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &cutProxy{URL: "http://" + ln.Addr().String()}
+	addr := strings.TrimPrefix(target, "http://")
+	var wg sync.WaitGroup
+	t.Cleanup(func() {
+		ln.Close()
+		p.setDown(true)
+		wg.Wait()
+	})
+	wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			p.mu.Lock()
+			down := p.down
+			p.mu.Unlock()
+			var s net.Conn
+			if !down {
+				s, err = net.Dial("tcp", addr)
+			}
+			if down || err != nil {
+				c.Close()
+				continue
+			}
+			p.mu.Lock()
+			p.conns = append(p.conns, c, s)
+			p.mu.Unlock()
+			wg.Go(func() { _, _ = io.Copy(s, c); s.Close() })
+			wg.Go(func() { _, _ = io.Copy(c, s); c.Close() })
+		}
+	})
+	return p
+}
+
+func (p *cutProxy) setDown(down bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.down = down
+	if down {
+		for _, c := range p.conns {
+			c.Close()
+		}
+		p.conns = nil
+	}
 }

@@ -23,6 +23,8 @@ type Config struct {
 	DevNATSAddr       string
 	MaxBodyBytes      int64
 	RunnerConcurrency int
+	ShutdownGrace     time.Duration
+	AckWait           time.Duration
 	EventsMaxAge      time.Duration
 	EventsMaxPerJob   int64
 	AllowedOrigins    []string
@@ -77,6 +79,8 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	fs.StringVar(&c.DevNATSAddr, "nats-addr", env("DEV_NATS_ADDR", "127.0.0.1:4222"), "--dev: listen address of the embedded NATS server (env DEV_NATS_ADDR)")
 	fs.Int64Var(&c.MaxBodyBytes, "max-body-bytes", envInt("MAX_BODY_BYTES", 1<<20), "largest accepted request body in bytes (env MAX_BODY_BYTES)")
 	concurrency := fs.Int64("runner-concurrency", envInt("RUNNER_CONCURRENCY", 4), "--dev: jobs the in-process runner runs at once (env RUNNER_CONCURRENCY)")
+	fs.DurationVar(&c.ShutdownGrace, "shutdown-grace", envDur("SHUTDOWN_GRACE", 10*time.Second), "--dev: on SIGTERM, how long running jobs may finish before they are handed back (env SHUTDOWN_GRACE)")
+	fs.DurationVar(&c.AckWait, "ack-wait", envDur("ACK_WAIT", 30*time.Second), "--dev: a job silent this long is given to another runner; running jobs heartbeat (env ACK_WAIT)")
 	fs.DurationVar(&c.EventsMaxAge, "events-max-age", envDur("EVENTS_MAX_AGE", jobs.DefaultEventsMaxAge), "how long job events and states are kept (env EVENTS_MAX_AGE)")
 	fs.Int64Var(&c.EventsMaxPerJob, "events-max-per-job", envInt("EVENTS_MAX_PER_JOB", jobs.DefaultEventsMaxPerJob), "how many events are kept per job (env EVENTS_MAX_PER_JOB)")
 	origins := fs.String("allowed-origins", env("ALLOWED_ORIGINS", ""), "extra origins (host patterns, comma separated) allowed to open WebSockets; same-origin is always allowed (env ALLOWED_ORIGINS)")
@@ -106,6 +110,9 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	}
 	if c.RunnerConcurrency < 1 || c.RunnerConcurrency > 10000 {
 		errs = append(errs, errors.New("RUNNER_CONCURRENCY must be 1-10000"))
+	}
+	if c.AckWait < time.Second {
+		errs = append(errs, errors.New("ACK_WAIT must be at least 1s"))
 	}
 	if c.EventsMaxAge < time.Minute {
 		errs = append(errs, errors.New("EVENTS_MAX_AGE must be at least 1m"))

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io/fs"
 	"net/http"
+	"strings"
 
 	"github.com/go-chi/chi/v5"
 )
@@ -20,8 +21,17 @@ func webFS() fs.FS {
 	return sub
 }
 
+// handleStatic serves the pages' scripts, styles and images (not the
+// pages themselves, nor directory listings).
 func handleStatic() http.Handler {
-	return http.StripPrefix("/static/", http.FileServerFS(webFS()))
+	files := http.StripPrefix("/static/", http.FileServerFS(webFS()))
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasSuffix(r.URL.Path, "/") || strings.HasSuffix(r.URL.Path, ".html") {
+			http.NotFound(w, r)
+			return
+		}
+		files.ServeHTTP(w, r)
+	})
 }
 
 // handlePage serves one embedded HTML page.

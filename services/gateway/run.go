@@ -61,12 +61,16 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 		defer rnc.Close()
 		r, err := worker.New(ctx, rnc, worker.Config{
-			Concurrency: cfg.RunnerConcurrency, Topology: cfg.Topology(), Logger: log.With("component", "runner"),
+			Concurrency: cfg.RunnerConcurrency, ShutdownGrace: cfg.ShutdownGrace, AckWait: cfg.AckWait,
+			Topology: cfg.Topology(), Logger: log.With("component", "runner"),
 		}, worker.BuiltinTypes()...)
 		if err != nil {
 			return err
 		}
-		wg.Go(func() { _ = r.Run(ctx) })
+		wg.Go(func() {
+			_ = r.Run(ctx)
+			_ = rnc.FlushTimeout(2 * time.Second) // delivers the last acks and naks
+		})
 	}
 
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)

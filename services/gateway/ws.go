@@ -54,8 +54,8 @@ type client struct {
 	queue  chan outMsg
 	cancel context.CancelFunc
 
-	once   sync.Once
-	reason closeReason
+	mu     sync.Mutex
+	reason closeReason // set by the first close
 }
 
 // enqueue hands a frame to the writer without blocking; a client whose
@@ -70,10 +70,18 @@ func (c *client) enqueue(m outMsg) {
 
 // close ends the connection with reason (the first reason given wins).
 func (c *client) close(r closeReason) {
-	c.once.Do(func() {
+	c.mu.Lock()
+	if c.reason.code == 0 {
 		c.reason = r
-		c.cancel()
-	})
+	}
+	c.mu.Unlock()
+	c.cancel()
+}
+
+func (c *client) closeReason() closeReason {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.reason
 }
 
 // clientMessage is what a client sends.
@@ -98,28 +106,33 @@ func handleWebSocket(g *gateway) http.HandlerFunc {
 			return // Accept has answered
 		}
 		ws.SetReadLimit(maxClientMessage)
+		// ctx is the connection's life: close() or a failed read ends it.
+		// Reads get their own context, because coder/websocket drops the
+		// connection without a close frame when a Read's context ends.
 		ctx, cancel := context.WithCancel(context.WithoutCancel(r.Context()))
 		defer cancel()
+		readCtx, stopReading := context.WithCancel(context.WithoutCancel(r.Context()))
+		defer stopReading()
 		c := &client{ws: ws, queue: make(chan outMsg, clientQueue), cancel: cancel}
 		if !g.hub.join(c) {
 			_ = ws.Close(closeGoingAway.code, closeGoingAway.text)
 			return
 		}
 		watching := map[string]bool{}
-		defer g.hub.leave(c, watching)
-
-		writerDone := make(chan struct{})
+		readerDone := make(chan struct{})
 		go func() {
-			defer close(writerDone)
-			c.writeLoop(ctx)
+			defer close(readerDone)
+			g.readLoop(readCtx, ctx, c, watching)
 		}()
-		g.readLoop(ctx, c, watching)
-		<-writerDone
-		if c.reason.code != 0 {
-			_ = ws.Close(c.reason.code, c.reason.text)
+		c.writeLoop(ctx)
+		if r := c.closeReason(); r.code != 0 {
+			_ = ws.Close(r.code, r.text)
 		} else {
 			_ = ws.CloseNow()
 		}
+		stopReading()
+		<-readerDone
+		g.hub.leave(c, watching)
 	}
 }
 
@@ -154,10 +167,10 @@ func (c *client) writeLoop(ctx context.Context) {
 
 // readLoop handles the client's watch and unwatch requests until the
 // connection ends.
-func (g *gateway) readLoop(ctx context.Context, c *client, watching map[string]bool) {
+func (g *gateway) readLoop(readCtx, ctx context.Context, c *client, watching map[string]bool) {
 	defer c.cancel()
 	for {
-		typ, data, err := c.ws.Read(ctx)
+		typ, data, err := c.ws.Read(readCtx)
 		if err != nil {
 			return
 		}

@@ -11,7 +11,7 @@ import (
 type DemoInput struct {
 	Steps      int `json:"steps"`
 	StepMS     int `json:"step_ms"`
-	FailAtStep int `json:"fail_at_step"`
+	FailAtStep int `json:"fail_at_step,omitempty"`
 }
 
 const demoSchema = `{

@@ -1,0 +1,109 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jobwire/jobwire/shared/jobs"
+)
+
+// lockedBuffer is a bytes.Buffer safe for the process and the test.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+var urlLine = regexp.MustCompile(`jobwire is running: (http://\S+)/`)
+
+// startDev runs the one-command mode, as `go run ./services/gateway --dev`
+// would, and returns its base URL and a function that stops it.
+func startDev(t *testing.T, dataDir string) (string, func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	var stdout, stderr lockedBuffer
+	env := map[string]string{"DATA_DIR": dataDir, "DEV_NATS_ADDR": "127.0.0.1:0", "HTTP_ADDR": "127.0.0.1:0", "SHUTDOWN_GRACE": "200ms", "ACK_WAIT": "2s"}
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, []string{"--dev"}, func(k string) string { return env[k] }, &stdout, &stderr) }()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if m := urlLine.FindStringSubmatch(stdout.String()); m != nil {
+			stop := func() {
+				cancel()
+				if err := <-done; err != nil {
+					t.Errorf("run: %v\n%s", err, stderr.String())
+				}
+			}
+			return m[1], stop
+		}
+		select {
+		case err := <-done:
+			cancel()
+			t.Fatalf("run ended early: %v\n%s", err, stderr.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			cancel()
+			t.Fatalf("no URL printed in 30s; stdout %q stderr %q", stdout.String(), stderr.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestDevModeStateSurvivesRestartOfEverything(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	url, stop := startDev(t, dir)
+	sys := &testSystem{URL: url}
+	done := sys.submit(t, "demo", `{"steps":3,"step_ms":1}`)
+	final := sys.waitStatus(t, done.ID, jobs.StatusSucceeded, 20*time.Second)
+	// A job still running when everything stops must finish after the restart.
+	pending := sys.submit(t, "demo", `{"steps":100,"step_ms":20}`)
+	sys.waitStatus(t, pending.ID, jobs.StatusRunning, 20*time.Second)
+	stop()
+	url, stop = startDev(t, dir)
+	defer stop()
+	sys = &testSystem{URL: url}
+	again, code := sys.get(t, done.ID)
+	if code != 200 || again.Status != jobs.StatusSucceeded || again.Seq != final.Seq {
+		t.Fatalf("after restart: %d %+v, want the final state seq %d", code, again, final.Seq)
+	}
+	if s, code := sys.get(t, pending.ID); code != 200 || s.Status.Terminal() {
+		t.Fatalf("pending job after restart: %d %+v", code, s)
+	}
+	end := sys.waitStatus(t, pending.ID, jobs.StatusSucceeded, 60*time.Second)
+	if end.Attempt < 2 {
+		t.Errorf("pending job finished at attempt %d; it should have been handed back and run again", end.Attempt)
+	}
+}
+
+func TestConfigErrorsReportedTogether(t *testing.T) {
+	t.Parallel()
+	env := map[string]string{"MAX_BODY_BYTES": "10", "RUNNER_CONCURRENCY": "x", "HTTP_ADDR": "nope"}
+	var stderr lockedBuffer
+	err := run(context.Background(), nil, func(k string) string { return env[k] }, &stderr, &stderr)
+	if err == nil {
+		t.Fatal("run accepted a bad configuration")
+	}
+	for _, want := range []string{"NATS_URL", "MAX_BODY_BYTES", "RUNNER_CONCURRENCY", "HTTP_ADDR"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not mention %s", err, want)
+		}
+	}
+}

@@ -1,0 +1,224 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/jobwire/jobwire/shared/jobs"
+)
+
+// serverMsg is anything the server sends on /ws.
+type serverMsg struct {
+	Op      string     `json:"op"`
+	JobID   string     `json:"job_id"`
+	Event   jobs.Event `json:"event"`
+	Code    string     `json:"code"`
+	Message string     `json:"message"`
+}
+
+type wsClient struct {
+	t  testing.TB
+	c  *websocket.Conn
+	ct context.Context
+}
+
+func dialWS(t testing.TB, sys *testSystem) *wsClient {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	c, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(sys.URL, "http")+"/ws", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.CloseNow() })
+	return &wsClient{t: t, c: c, ct: ctx}
+}
+
+func (w *wsClient) send(msg string) {
+	w.t.Helper()
+	if err := w.c.Write(w.ct, websocket.MessageText, []byte(msg)); err != nil {
+		w.t.Fatal(err)
+	}
+}
+
+func (w *wsClient) read() serverMsg {
+	w.t.Helper()
+	_, b, err := w.c.Read(w.ct)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	var m serverMsg
+	if err := json.Unmarshal(b, &m); err != nil {
+		w.t.Fatalf("%q: %v", b, err)
+	}
+	return m
+}
+
+// readUntilTerminal reads events of job id until its terminal one and
+// checks they come in strictly growing seq order.
+func (w *wsClient) readUntilTerminal(id string) []jobs.Event {
+	w.t.Helper()
+	var evs []jobs.Event
+	for {
+		m := w.read()
+		if m.Op != "event" || m.JobID != id || m.Event.JobID != id {
+			w.t.Fatalf("unexpected message while watching %s: %+v", id, m)
+		}
+		if n := len(evs); n > 0 && m.Event.Seq <= evs[n-1].Seq {
+			w.t.Fatalf("seq %d after %d: out of order or duplicate", m.Event.Seq, evs[n-1].Seq)
+		}
+		evs = append(evs, m.Event)
+		if m.Event.Status.Terminal() {
+			return evs
+		}
+	}
+}
+
+func TestWatchLiveToSuccess(t *testing.T) {
+	t.Parallel()
+	sys := startSystem(t)
+	ws := dialWS(t, sys)
+	snap := sys.submit(t, "demo", `{"steps":10,"step_ms":20}`)
+	ws.send(`{"op":"watch","job_id":"` + snap.ID + `"}`)
+	evs := ws.readUntilTerminal(snap.ID)
+	last := evs[len(evs)-1]
+	if last.Kind != jobs.KindSucceeded || last.Percent == nil || *last.Percent != 100 || string(last.Result) != `{"steps":10}` {
+		t.Fatalf("last event = %+v", last)
+	}
+	var midway bool
+	for _, e := range evs {
+		if e.Percent != nil && *e.Percent > 0 && *e.Percent < 100 {
+			midway = true
+		}
+	}
+	if !midway || len(evs) < 3 {
+		t.Fatalf("want live progress between 0 and 100, got %d events", len(evs))
+	}
+}
+
+func TestWatchAfterCompletionGetsFinalState(t *testing.T) {
+	t.Parallel()
+	sys := startSystem(t)
+	snap := sys.submit(t, "demo", `{"steps":2,"step_ms":1}`)
+	final := sys.waitStatus(t, snap.ID, jobs.StatusSucceeded, 20*time.Second)
+	ws := dialWS(t, sys)
+	ws.send(`{"op":"watch","job_id":"` + snap.ID + `"}`)
+	m := ws.read()
+	if m.Op != "event" || m.Event.Status != jobs.StatusSucceeded || m.Event.Seq != final.Seq {
+		t.Fatalf("first message = %+v, want the final snapshot (seq %d)", m, final.Seq)
+	}
+}
+
+func TestWatchErrorsKeepConnectionUsable(t *testing.T) {
+	t.Parallel()
+	sys := startSystem(t)
+	ws := dialWS(t, sys)
+	unknown := jobs.NewID(time.Now())
+	cases := []struct{ send, code, jobID string }{
+		{`{"op":"watch","job_id":"` + unknown + `"}`, "not_found", unknown},
+		{`{"op":"watch","job_id":"*"}`, "invalid_id", "*"},
+		{`{"op":"watch","job_id":">"}`, "invalid_id", ">"},
+		{`{"op":"watch","job_id":"jobs.x"}`, "invalid_id", "jobs.x"},
+		{`{"op":"watch","job_id":""}`, "invalid_id", ""},
+		{`{"op":"watch","job_id":"a b"}`, "invalid_id", "a b"},
+		{`{"op":"dance","job_id":"x"}`, "bad_request", "x"},
+		{`{"op":"watch",`, "bad_request", ""},
+		{`[]`, "bad_request", ""},
+	}
+	for _, c := range cases {
+		ws.send(c.send)
+		m := ws.read()
+		if m.Op != "error" || m.Code != c.code || m.JobID != c.jobID || m.Message == "" {
+			t.Errorf("%s → %+v, want error %s for %q", c.send, m, c.code, c.jobID)
+		}
+	}
+	// Still usable, and the wildcard watches above leaked nothing: every
+	// message from here on belongs to the job watched now, while another
+	// job runs at the same time.
+	other := sys.submit(t, "demo", `{"steps":5,"step_ms":10}`)
+	snap := sys.submit(t, "demo", `{"steps":5,"step_ms":10}`)
+	ws.send(`{"op":"watch","job_id":"` + snap.ID + `"}`)
+	ws.readUntilTerminal(snap.ID)
+	sys.waitStatus(t, other.ID, jobs.StatusSucceeded, 20*time.Second)
+}
+
+func TestOneConnectionWatchesManyJobs(t *testing.T) {
+	t.Parallel()
+	sys := startSystem(t)
+	ws := dialWS(t, sys)
+	a := sys.submit(t, "demo", `{"steps":5,"step_ms":10}`)
+	b := sys.submit(t, "demo", `{"steps":5,"step_ms":10}`)
+	ws.send(`{"op":"watch","job_id":"` + a.ID + `"}`)
+	ws.send(`{"op":"watch","job_id":"` + b.ID + `"}`)
+	last := map[string]uint64{}
+	done := map[string]bool{}
+	for len(done) < 2 {
+		m := ws.read()
+		if m.Op != "event" || (m.JobID != a.ID && m.JobID != b.ID) {
+			t.Fatalf("unexpected %+v", m)
+		}
+		if m.Event.Seq <= last[m.JobID] {
+			t.Fatalf("job %s: seq %d after %d", m.JobID, m.Event.Seq, last[m.JobID])
+		}
+		last[m.JobID] = m.Event.Seq
+		if m.Event.Status.Terminal() {
+			done[m.JobID] = true
+		}
+	}
+}
+
+func TestSubscriptionsFollowWatchers(t *testing.T) {
+	t.Parallel()
+	sys := startSystem(t)
+	snap := sys.submit(t, "demo", `{"steps":1,"step_ms":0}`)
+	sys.waitStatus(t, snap.ID, jobs.StatusSucceeded, 20*time.Second)
+	waitSubs := func(want int) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for sys.GW.hub.subscriptions() != want {
+			if time.Now().After(deadline) {
+				t.Fatalf("gateway holds %d job subscriptions, want %d", sys.GW.hub.subscriptions(), want)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	waitSubs(0)
+	w1, w2 := dialWS(t, sys), dialWS(t, sys)
+	for _, w := range []*wsClient{w1, w2} {
+		w.send(`{"op":"watch","job_id":"` + snap.ID + `"}`)
+		w.read()
+	}
+	waitSubs(1)
+	w1.send(`{"op":"unwatch","job_id":"` + snap.ID + `"}`)
+	// The other watcher keeps the subscription.
+	w1.send(`{"op":"watch","job_id":"` + jobs.NewID(time.Now()) + `"}`)
+	if m := w1.read(); m.Code != "not_found" {
+		t.Fatalf("got %+v", m)
+	}
+	waitSubs(1)
+	_ = w2.c.Close(websocket.StatusNormalClosure, "")
+	waitSubs(0)
+}
+
+func TestShutdownClosesWebSocketsGoingAway(t *testing.T) {
+	t.Parallel()
+	sys := startSystem(t)
+	ws := dialWS(t, sys)
+	snap := sys.submit(t, "demo", `{"steps":1,"step_ms":0}`)
+	ws.send(`{"op":"watch","job_id":"` + snap.ID + `"}`)
+	ws.read()
+	sys.GW.hub.CloseAll()
+	for {
+		_, _, err := ws.c.Read(ws.ct)
+		if err != nil {
+			if websocket.CloseStatus(err) != websocket.StatusGoingAway {
+				t.Fatalf("closed with %v, want going away", err)
+			}
+			return
+		}
+	}
+}
