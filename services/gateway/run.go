@@ -61,7 +61,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 		defer rnc.Close()
 		r, err := worker.New(ctx, rnc, worker.Config{
-			Concurrency: cfg.RunnerConcurrency, ShutdownGrace: cfg.ShutdownGrace, AckWait: cfg.AckWait,
+			Concurrency: int(cfg.RunnerConcurrency), ShutdownGrace: cfg.ShutdownGrace, AckWait: cfg.AckWait,
 			Topology: cfg.Topology(), Logger: log.With("component", "runner"),
 		}, worker.BuiltinTypes()...)
 		if err != nil {

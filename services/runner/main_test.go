@@ -1,0 +1,73 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jobwire/jobwire/internal/natstest"
+	"github.com/jobwire/jobwire/shared/jobs"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+func TestRunRunsJobsFromNATS(t *testing.T) {
+	t.Parallel()
+	ns := natstest.Server(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	env := map[string]string{"NATS_URL": ns.ClientURL(), "RUNNER_CONCURRENCY": "2", "SHUTDOWN_GRACE": "1s"}
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- run(runCtx, nil, func(k string) string { return env[k] }, io.Discard, io.Discard) }()
+
+	js, err := jetstream.New(natstest.Connect(t, ns))
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := jobs.NewID(time.Now())
+	req, _ := json.Marshal(jobs.Request{ID: id, Type: "demo", Input: json.RawMessage(`{"steps":3,"step_ms":1}`), CreatedAt: time.Now()})
+	// The runner creates the stream at start-up; publishing retries until then.
+	for {
+		if _, err := js.Publish(ctx, jobs.QueueSubject("demo"), req); err == nil {
+			break
+		} else if ctx.Err() != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	events, err := js.Stream(ctx, jobs.EventsStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		ev, _, err := jobs.LastEvent(ctx, events, id)
+		if err == nil && ev.Status == jobs.StatusSucceeded {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("job did not succeed: %+v %v", ev, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	stop()
+	if err := <-done; err != nil {
+		t.Fatalf("run: %v", err)
+	}
+}
+
+func TestRunRejectsBadConfig(t *testing.T) {
+	t.Parallel()
+	env := map[string]string{"RUNNER_CONCURRENCY": "0", "ACK_WAIT": "soon"}
+	err := run(context.Background(), nil, func(k string) string { return env[k] }, io.Discard, io.Discard)
+	if err == nil {
+		t.Fatal("bad configuration accepted")
+	}
+	for _, want := range []string{"NATS_URL", "RUNNER_CONCURRENCY", "ACK_WAIT"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("%q does not mention %s", err, want)
+		}
+	}
+}
