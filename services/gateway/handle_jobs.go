@@ -69,39 +69,50 @@ func (g *gateway) submit(ctx context.Context, req submitRequest, idemKey string)
 
 	now := time.Now().UTC()
 	id := jobs.NewID(now)
+	var idemRecord string
 	if idemKey != "" {
-		existing, err := g.claimIdempotencyKey(ctx, idemKey, req, id)
+		existing, key, err := g.claimIdempotencyKey(ctx, idemKey, req, id)
 		if err != nil {
 			return jobs.Snapshot{}, false, err
 		}
+		idemRecord = key
 		if existing != "" {
-			if ev, _, err := jobs.LastEvent(ctx, g.streams.Events, existing); err == nil {
-				return jobs.SnapshotOf(ev), true, nil
+			ev, _, err := jobs.LastEvent(ctx, g.streams.Events, existing)
+			if errors.Is(err, jobs.ErrNotFound) {
+				// The first request with this key is still being stored.
+				return jobs.Snapshot{}, false, errorf(http.StatusConflict, "in_progress", "a request with this Idempotency-Key is still being processed; retry shortly")
 			}
-			id = existing // claimed but never stored: store it now (dedup by id)
+			if err != nil {
+				return jobs.Snapshot{}, false, errUnavailable(err)
+			}
+			return jobs.SnapshotOf(ev), true, nil
 		}
 	}
 
-	jr := jobs.Request{ID: id, Type: req.Type, Input: req.Input, CreatedAt: now}
-	data, err := json.Marshal(jr)
+	// The queued state first, then the request: so every job's history
+	// starts with "queued", and a runner that picks the job up at once
+	// continues after it.
+	queued := jobs.Event{JobID: id, Type: req.Type, Seq: 1, Kind: jobs.KindQueued, Status: jobs.StatusQueued, Time: now, CreatedAt: &now}
+	queuedSeq, err := jobs.PublishEvent(ctx, g.js, queued, 0)
+	if err != nil {
+		g.forgetIdempotencyKey(idemRecord)
+		return jobs.Snapshot{}, false, errUnavailable(err)
+	}
+	data, err := json.Marshal(jobs.Request{ID: id, Type: req.Type, Input: req.Input, CreatedAt: now})
 	if err != nil {
 		return jobs.Snapshot{}, false, err
 	}
 	if _, err := g.js.Publish(ctx, jobs.QueueSubject(req.Type), data,
 		jetstream.WithMsgID(id), jetstream.WithExpectStream(jobs.QueueStream)); err != nil {
+		// Not accepted: close the job's history so it does not look queued.
+		g.forgetIdempotencyKey(idemRecord)
+		failed := queued.Next(jobs.KindFailed, time.Now())
+		failed.Status, failed.EndedAt = jobs.StatusFailed, &failed.Time
+		failed.Error = &jobs.Error{Code: "submit_failed", Message: "the job could not be stored; it was not accepted"}
+		if _, ferr := jobs.PublishEvent(context.WithoutCancel(ctx), g.js, failed, queuedSeq); ferr != nil {
+			g.log.Warn("job not accepted, and its queued state could not be closed", "job_id", id, "err", ferr)
+		}
 		return jobs.Snapshot{}, false, errUnavailable(err)
-	}
-	queued := jobs.Event{JobID: id, Type: req.Type, Seq: 1, Kind: jobs.KindQueued, Status: jobs.StatusQueued, Time: now, CreatedAt: &now}
-	if _, err := jobs.PublishEvent(ctx, g.js, queued, 0); err != nil {
-		if !jobs.IsWrongLastSequence(err) {
-			// The job is stored and will run; its state appears when it starts.
-			g.log.Warn("job stored but its queued state was not", "job_id", id, "err", err)
-			return jobs.SnapshotOf(queued), false, nil
-		}
-		// A runner was faster: report what it stored.
-		if ev, _, err := jobs.LastEvent(ctx, g.streams.Events, id); err == nil {
-			return jobs.SnapshotOf(ev), false, nil
-		}
 	}
 	return jobs.SnapshotOf(queued), false, nil
 }
@@ -114,10 +125,10 @@ type idempotencyRecord struct {
 }
 
 // claimIdempotencyKey records key → id. If the key was used before it
-// returns the job id stored then.
-func (g *gateway) claimIdempotencyKey(ctx context.Context, key string, req submitRequest, id string) (string, error) {
+// returns the job id stored then. It also returns the bucket key used.
+func (g *gateway) claimIdempotencyKey(ctx context.Context, key string, req submitRequest, id string) (existing, bucketKey string, err error) {
 	if len(key) > 255 || strings.ContainsFunc(key, func(r rune) bool { return r < 0x20 || r > 0x7e }) {
-		return "", errorf(http.StatusBadRequest, "bad_request", "Idempotency-Key must be at most 255 printable ASCII characters")
+		return "", "", errorf(http.StatusBadRequest, "bad_request", "Idempotency-Key must be at most 255 printable ASCII characters")
 	}
 	sum := sha256.Sum256([]byte(key))
 	k := hex.EncodeToString(sum[:])
@@ -125,25 +136,36 @@ func (g *gateway) claimIdempotencyKey(ctx context.Context, key string, req submi
 	reqSum := sha256.Sum256(canon)
 	rec := idempotencyRecord{JobID: id, RequestHash: hex.EncodeToString(reqSum[:])}
 	b, _ := json.Marshal(rec)
-	_, err := g.streams.Idempotency.Create(ctx, k, b)
+	_, err = g.streams.Idempotency.Create(ctx, k, b)
 	if err == nil {
-		return "", nil
+		return "", k, nil
 	}
 	if !errors.Is(err, jetstream.ErrKeyExists) {
-		return "", errUnavailable(err)
+		return "", "", errUnavailable(err)
 	}
 	e, err := g.streams.Idempotency.Get(ctx, k)
 	if err != nil {
-		return "", errUnavailable(err)
+		return "", "", errUnavailable(err)
 	}
 	var prev idempotencyRecord
 	if err := json.Unmarshal(e.Value(), &prev); err != nil || jobs.ValidateID(prev.JobID) != nil {
-		return "", errorf(http.StatusInternalServerError, "internal", "stored idempotency record is damaged")
+		return "", "", errorf(http.StatusInternalServerError, "internal", "stored idempotency record is damaged")
 	}
 	if prev.RequestHash != rec.RequestHash {
-		return "", errorf(http.StatusUnprocessableEntity, "idempotency_key_reused", "this Idempotency-Key was used for a different request")
+		return "", "", errorf(http.StatusUnprocessableEntity, "idempotency_key_reused", "this Idempotency-Key was used for a different request")
 	}
-	return prev.JobID, nil
+	return prev.JobID, k, nil
+}
+
+// forgetIdempotencyKey drops a claimed key of a submission that failed, so
+// that the client's retry can succeed.
+func (g *gateway) forgetIdempotencyKey(bucketKey string) {
+	if bucketKey == "" {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	_ = g.streams.Idempotency.Delete(ctx, bucketKey)
 }
 
 func handleGet(g *gateway) http.HandlerFunc {

@@ -56,24 +56,26 @@ func (e *Error) Error() string { return e.Code + ": " + e.Message }
 // snapshot of the job, so the last event alone is the job's current state.
 // Seq starts at 1 and grows by one per event of the job, across attempts.
 type Event struct {
-	JobID     string          `json:"job_id"`
-	Type      string          `json:"type,omitempty"`
-	Seq       uint64          `json:"seq"`
-	Kind      Kind            `json:"kind"`
-	Status    Status          `json:"status"`
-	Percent   *float64        `json:"percent,omitempty"`
-	Current   int64           `json:"current,omitempty"`
-	Total     int64           `json:"total,omitempty"`
-	Stage     string          `json:"stage,omitempty"`
-	Message   string          `json:"message,omitempty"`
-	Log       string          `json:"log,omitempty"`
-	Attempt   int             `json:"attempt,omitempty"`
-	Time      time.Time       `json:"time"`
-	CreatedAt *time.Time      `json:"created_at,omitempty"`
-	StartedAt *time.Time      `json:"started_at,omitempty"`
-	EndedAt   *time.Time      `json:"ended_at,omitempty"`
-	Result    json.RawMessage `json:"result,omitempty"`
-	Error     *Error          `json:"error,omitempty"`
+	JobID     string     `json:"job_id"`
+	Type      string     `json:"type,omitempty"`
+	Seq       uint64     `json:"seq"`
+	Kind      Kind       `json:"kind"`
+	Status    Status     `json:"status"`
+	Percent   *float64   `json:"percent,omitempty"`
+	Current   int64      `json:"current,omitempty"`
+	Total     int64      `json:"total,omitempty"`
+	Stage     string     `json:"stage,omitempty"`
+	Message   string     `json:"message,omitempty"`
+	Log       string     `json:"log,omitempty"`
+	Attempt   int        `json:"attempt,omitempty"`
+	Time      time.Time  `json:"time"`
+	CreatedAt *time.Time `json:"created_at,omitempty"`
+	StartedAt *time.Time `json:"started_at,omitempty"`
+	EndedAt   *time.Time `json:"ended_at,omitempty"`
+	// NextAttemptAt is when a job that is waiting to be retried runs again.
+	NextAttemptAt *time.Time      `json:"next_attempt_at,omitempty"`
+	Result        json.RawMessage `json:"result,omitempty"`
+	Error         *Error          `json:"error,omitempty"`
 }
 
 // MarshalJSON writes Time in UTC with nanoseconds (RFC 3339).
@@ -84,6 +86,7 @@ func (e Event) MarshalJSON() ([]byte, error) {
 	p.CreatedAt = utcPtr(p.CreatedAt)
 	p.StartedAt = utcPtr(p.StartedAt)
 	p.EndedAt = utcPtr(p.EndedAt)
+	p.NextAttemptAt = utcPtr(p.NextAttemptAt)
 	return json.Marshal(p)
 }
 

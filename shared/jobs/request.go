@@ -22,3 +22,25 @@ type TypeInfo struct {
 	// InputSchema is a JSON Schema (draft 2020-12) the input must satisfy.
 	InputSchema json.RawMessage `json:"input_schema,omitempty"`
 }
+
+// CancelRequest is sent (NATS request) on jobs.<id>.cancel. The runner
+// holding the job answers with a CancelReply; no answer means no runner
+// holds it.
+type CancelRequest struct {
+	By     string `json:"by"`
+	Reason string `json:"reason,omitempty"`
+}
+
+// CancelReply is the answer of the runner that holds the job.
+type CancelReply struct {
+	Accepted bool `json:"accepted"`
+}
+
+// CanceledError is the error stored on a canceled job.
+func CanceledError(c CancelRequest) *Error {
+	msg := "canceled by " + c.By
+	if c.Reason != "" {
+		msg += ": " + c.Reason
+	}
+	return &Error{Code: "canceled", Message: msg}
+}

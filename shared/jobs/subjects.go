@@ -24,6 +24,8 @@ const (
 const (
 	// AllProgress matches the progress subject of every job.
 	AllProgress = "jobs.*.progress"
+	// AllCancel matches the cancel subject of every job.
+	AllCancel = "jobs.*.cancel"
 	// AllQueue matches every job request.
 	AllQueue = "jobwire.queue.>"
 )
@@ -48,11 +50,20 @@ func QueueSubject(typ string) string { return "jobwire.queue." + typ }
 
 // IDFromProgressSubject returns the job id of a jobs.<id>.progress subject.
 func IDFromProgressSubject(subject string) (string, bool) {
+	return idFromSubject(subject, ".progress")
+}
+
+// IDFromCancelSubject returns the job id of a jobs.<id>.cancel subject.
+func IDFromCancelSubject(subject string) (string, bool) {
+	return idFromSubject(subject, ".cancel")
+}
+
+func idFromSubject(subject, suffix string) (string, bool) {
 	id, ok := strings.CutPrefix(subject, "jobs.")
 	if !ok {
 		return "", false
 	}
-	id, ok = strings.CutSuffix(id, ".progress")
+	id, ok = strings.CutSuffix(id, suffix)
 	if !ok || ValidateID(id) != nil {
 		return "", false
 	}

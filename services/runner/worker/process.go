@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"runtime/debug"
 	"time"
 
@@ -15,9 +16,24 @@ import (
 // storeTimeout bounds one attempt to store an event.
 const storeTimeout = 5 * time.Second
 
-// errSuperseded means another writer (a newer attempt of the same job)
-// has stored events since this one last did: this attempt must stop.
-var errSuperseded = errors.New("job attempt superseded")
+var (
+	// errSuperseded means a newer attempt of the job has stored events
+	// since this one last did: this attempt must stop and leave the
+	// message alone.
+	errSuperseded = errors.New("job attempt superseded")
+	// errJobEnded means the job reached a final state elsewhere (it was
+	// canceled, or an earlier delivery finished it): stop and ack.
+	errJobEnded = errors.New("job already ended")
+	// errTimeout is the cause of a handler context cancelled at the
+	// job type's deadline.
+	errTimeout = errors.New("job ran out of time")
+)
+
+// cancelRequested is the cause of a handler context cancelled by a
+// cancel request.
+type cancelRequested struct{ req jobs.CancelRequest }
+
+func (c *cancelRequested) Error() string { return jobs.CanceledError(c.req).Message }
 
 // process runs one delivery of a job request and settles its message.
 func (r *Runner) process(ctx context.Context, msg jetstream.Msg) {
@@ -28,7 +44,7 @@ func (r *Runner) process(ctx context.Context, msg jetstream.Msg) {
 		return
 	}
 	if err := jobs.ValidateID(req.ID); err != nil {
-		r.log.Error("job request without a valid id, terminating it", "err", err)
+		r.log.Error("job request without a valid id, terminating it", "subject", msg.Subject(), "err", err)
 		_ = msg.TermWithReason("invalid job id")
 		return
 	}
@@ -46,8 +62,8 @@ func (r *Runner) process(ctx context.Context, msg jetstream.Msg) {
 		return
 	}
 	if w.ev.Status.Terminal() {
-		// The final state was stored by an earlier delivery that died
-		// before its ack: the job is done.
+		// Finished by an earlier delivery that died before its ack, or
+		// canceled while it waited: nothing to run.
 		_ = msg.DoubleAck(storeCtx)
 		return
 	}
@@ -55,77 +71,125 @@ func (r *Runner) process(ctx context.Context, msg jetstream.Msg) {
 	jt, known := r.reg[req.Type]
 	if !known {
 		log.Error("unknown job type, failing the job")
-		r.finish(storeCtx, msg, w, attempt, nil, &jobs.Error{Code: "unknown_type", Message: fmt.Sprintf("no runner handles job type %q", req.Type)})
+		r.fail(storeCtx, log, msg, w, attempt, &jobs.Error{Code: "unknown_type", Message: fmt.Sprintf("no runner handles job type %q", req.Type)})
 		return
 	}
-
-	now := time.Now()
-	if err := w.emit(storeCtx, jobs.KindStarted, func(e *jobs.Event) {
-		e.Status, e.Attempt, e.StartedAt = jobs.StatusRunning, attempt, &now
-		e.EndedAt, e.Error, e.Result = nil, nil, nil
-	}); err != nil {
-		r.abandon(log, msg, err)
+	policy := jt.Retry.withDefaults()
+	if attempt > policy.MaxAttempts {
+		// Earlier deliveries ended without a result (a runner crashed or
+		// lost its connection mid-job): give up instead of looping.
+		log.Error("job exceeded its attempts without a result, failing it")
+		r.fail(storeCtx, log, msg, w, attempt, &jobs.Error{Code: "max_attempts", Message: fmt.Sprintf("gave up after %d attempts that ended without a result (runner crash?)", policy.MaxAttempts)})
 		return
 	}
 
 	runCtx, cancelRun := context.WithCancelCause(ctx)
 	defer cancelRun(nil)
-	job := &Job{ID: req.ID, Type: req.Type, Input: req.Input, Attempt: attempt, Progress: newProgress()}
+	if !r.holding(req.ID, cancelRun) {
+		log.Warn("job is already running on this runner, handing the duplicate back")
+		_ = msg.NakWithDelay(r.cfg.AckWait)
+		return
+	}
+	defer r.release(req.ID)
 	stopBeat := heartbeat(msg, r.cfg.AckWait/3)
-	pubDone := make(chan error, 1)
-	stopPub := make(chan struct{})
-	go func() { pubDone <- w.publishProgress(storeCtx, job.Progress, stopPub, cancelRun) }()
-
-	result, herr := runHandler(runCtx, jt.Handler, job)
-	close(stopPub)
-	perr := <-pubDone
 	defer stopBeat()
 
-	switch {
+	now := time.Now()
+	if err := w.emit(storeCtx, jobs.KindStarted, func(e *jobs.Event) {
+		e.Status, e.Attempt, e.StartedAt = jobs.StatusRunning, attempt, &now
+		e.EndedAt, e.NextAttemptAt, e.Error, e.Result = nil, nil, nil, nil
+	}); err != nil {
+		r.settleStoreError(storeCtx, log, msg, err)
+		return
+	}
+	log.Info("job started")
+
+	if jt.Timeout > 0 {
+		var cancelT context.CancelFunc
+		runCtx, cancelT = context.WithTimeoutCause(runCtx, jt.Timeout, errTimeout)
+		defer cancelT()
+	}
+	job := &Job{ID: req.ID, Type: req.Type, Input: req.Input, Attempt: attempt, Progress: newProgress(r.cfg.MaxLogLines)}
+	pubDone := make(chan error, 1)
+	stopPub := make(chan struct{})
+	go func() { pubDone <- w.publishProgress(storeCtx, job.Progress, r.cfg.ProgressInterval, stopPub, cancelRun) }()
+
+	result, herr := runHandler(runCtx, log, jt.Handler, job)
+	close(stopPub)
+	perr := <-pubDone
+
+	var canceled *cancelRequested
+	switch cause := context.Cause(runCtx); {
 	case errors.Is(context.Cause(ctx), errShutdown):
 		log.Info("runner shutting down, handing the job back")
 		_ = msg.Nak()
-		return
 	case perr != nil:
-		r.abandon(log, msg, perr)
-		return
+		r.settleStoreError(storeCtx, log, msg, perr)
+	case herr == nil:
+		r.succeed(storeCtx, log, msg, w, attempt, result)
+	case errors.As(cause, &canceled):
+		log.Info("job canceled", "by", canceled.req.By)
+		r.end(storeCtx, log, msg, w, jobs.KindCanceled, jobs.StatusCanceled, attempt, nil, jobs.CanceledError(canceled.req))
+	case errors.Is(cause, errTimeout):
+		jerr := &jobs.Error{Code: "timeout", Message: fmt.Sprintf("the attempt ran longer than %v", jt.Timeout)}
+		if policy.RetryTimeouts {
+			r.retryOrFail(storeCtx, log, msg, w, policy, attempt, jerr)
+		} else {
+			r.fail(storeCtx, log, msg, w, attempt, jerr)
+		}
+	default:
+		var perm *PermanentError
+		if errors.As(herr, &perm) {
+			log.Info("job failed permanently", "err", herr)
+			r.fail(storeCtx, log, msg, w, attempt, perm.Err)
+			return
+		}
+		r.retryOrFail(storeCtx, log, msg, w, policy, attempt, toJobError(herr))
 	}
-	if herr != nil {
-		log.Info("job failed", "err", herr)
-		r.finish(storeCtx, msg, w, attempt, nil, toJobError(herr))
-		return
-	}
-	r.finish(storeCtx, msg, w, attempt, result, nil)
 }
 
-// abandon gives up on a delivery whose events can no longer be stored.
-func (r *Runner) abandon(log interface{ Warn(string, ...any) }, msg jetstream.Msg, err error) {
-	if errors.Is(err, errSuperseded) {
-		log.Warn("a newer attempt owns the job, stopping this one", "err", err)
+// retryOrFail schedules another attempt if the policy allows one, and
+// otherwise fails the job with the last error.
+func (r *Runner) retryOrFail(ctx context.Context, log *slog.Logger, msg jetstream.Msg, w *writer, p RetryPolicy, attempt int, jerr *jobs.Error) {
+	if attempt >= p.MaxAttempts {
+		log.Info("job failed on its last attempt", "err", jerr)
+		r.fail(ctx, log, msg, w, attempt, jerr)
 		return
 	}
-	log.Warn("cannot store job events, handing the job back", "err", err)
-	_ = msg.NakWithDelay(time.Second)
+	delay := p.Delay(attempt)
+	next := time.Now().Add(delay)
+	log.Info("job attempt failed, retrying", "err", jerr, "in", delay)
+	if err := w.emit(ctx, jobs.KindRetrying, func(e *jobs.Event) {
+		e.Status, e.Error, e.NextAttemptAt = jobs.StatusQueued, jerr, &next
+	}); err != nil {
+		r.settleStoreError(ctx, log, msg, err)
+		return
+	}
+	_ = msg.NakWithDelay(delay)
 }
 
-// finish stores the final event, and only then acks the job message.
-func (r *Runner) finish(ctx context.Context, msg jetstream.Msg, w *writer, attempt int, result any, jerr *jobs.Error) {
+func (r *Runner) succeed(ctx context.Context, log *slog.Logger, msg jetstream.Msg, w *writer, attempt int, result any) {
 	var raw json.RawMessage
-	if jerr == nil && result != nil {
+	if result != nil {
 		b, err := json.Marshal(result)
 		if err != nil {
-			jerr = &jobs.Error{Code: "bad_result", Message: "result does not encode to JSON: " + err.Error()}
-		} else {
-			raw = b
+			r.fail(ctx, log, msg, w, attempt, &jobs.Error{Code: "bad_result", Message: "the result does not encode to JSON: " + err.Error()})
+			return
 		}
+		raw = b
 	}
-	kind, status := jobs.KindSucceeded, jobs.StatusSucceeded
-	if jerr != nil {
-		kind, status = jobs.KindFailed, jobs.StatusFailed
-	}
+	r.end(ctx, log, msg, w, jobs.KindSucceeded, jobs.StatusSucceeded, attempt, raw, nil)
+}
+
+func (r *Runner) fail(ctx context.Context, log *slog.Logger, msg jetstream.Msg, w *writer, attempt int, jerr *jobs.Error) {
+	r.end(ctx, log, msg, w, jobs.KindFailed, jobs.StatusFailed, attempt, nil, jerr)
+}
+
+// end stores the job's final event, and only then acks the job message.
+func (r *Runner) end(ctx context.Context, log *slog.Logger, msg jetstream.Msg, w *writer, kind jobs.Kind, status jobs.Status, attempt int, result json.RawMessage, jerr *jobs.Error) {
 	now := time.Now()
 	err := w.emit(ctx, kind, func(e *jobs.Event) {
-		e.Status, e.Attempt, e.EndedAt, e.Result, e.Error = status, max(e.Attempt, attempt), &now, raw, jerr
+		e.Status, e.Attempt, e.EndedAt, e.NextAttemptAt, e.Result, e.Error = status, max(e.Attempt, attempt), &now, nil, result, jerr
 		if status == jobs.StatusSucceeded {
 			e.Percent = jobs.Percentage(100)
 			if e.Total > 0 {
@@ -134,19 +198,36 @@ func (r *Runner) finish(ctx context.Context, msg jetstream.Msg, w *writer, attem
 		}
 	})
 	if err != nil {
-		r.abandon(r.log.With("job_id", w.ev.JobID), msg, err)
+		r.settleStoreError(ctx, log, msg, err)
 		return
 	}
 	if err := msg.DoubleAck(ctx); err != nil {
 		// The final state is stored; a redelivery will see it and ack.
-		r.log.Warn("ack failed after the final state was stored", "job_id", w.ev.JobID, "err", err)
+		log.Warn("ack failed after the final state was stored", "err", err)
 	}
 }
 
-func runHandler(ctx context.Context, h Handler, job *Job) (result any, err error) {
+// settleStoreError settles a delivery whose events could not be stored.
+func (r *Runner) settleStoreError(ctx context.Context, log *slog.Logger, msg jetstream.Msg, err error) {
+	switch {
+	case errors.Is(err, errJobEnded):
+		log.Info("job ended elsewhere (canceled?), stopping this attempt")
+		_ = msg.DoubleAck(ctx)
+	case errors.Is(err, errSuperseded):
+		log.Warn("a newer attempt owns the job, stopping this one", "err", err)
+	default:
+		log.Warn("cannot store job events, handing the job back", "err", err)
+		_ = msg.NakWithDelay(time.Second)
+	}
+}
+
+// runHandler runs h, turning a panic into an error (the stack goes to the
+// log, not into the job's events).
+func runHandler(ctx context.Context, log *slog.Logger, h Handler, job *Job) (result any, err error) {
 	defer func() {
 		if p := recover(); p != nil {
-			err = &PermanentError{Err: &jobs.Error{Code: "panic", Message: fmt.Sprintf("handler panicked: %v\n%s", p, debug.Stack())}}
+			log.Error("handler panicked", "panic", p, "stack", string(debug.Stack()))
+			err = &jobs.Error{Code: "panic", Message: fmt.Sprintf("handler panicked: %v", p)}
 		}
 	}()
 	return h(ctx, job)
@@ -154,16 +235,9 @@ func runHandler(ctx context.Context, h Handler, job *Job) (result any, err error
 
 // toJobError maps a handler's error to the error stored in the event.
 func toJobError(err error) *jobs.Error {
-	var perm *PermanentError
-	if errors.As(err, &perm) {
-		return perm.Err
-	}
 	var je *jobs.Error
 	if errors.As(err, &je) {
 		return je
-	}
-	if errors.Is(err, context.DeadlineExceeded) {
-		return &jobs.Error{Code: "timeout", Message: err.Error()}
 	}
 	return &jobs.Error{Code: "handler_error", Message: err.Error()}
 }

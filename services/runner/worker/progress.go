@@ -2,6 +2,7 @@ package worker
 
 import (
 	"encoding/json"
+	"fmt"
 	"sync"
 )
 
@@ -22,12 +23,15 @@ const maxPendingLogs = 256
 // update the job's snapshot and wake the job's publisher, which stores the
 // latest snapshot (intermediate values may be coalesced) and every log line.
 type Progress struct {
-	mu      sync.Mutex
-	snap    progressState
-	dirty   bool
-	logs    []string
-	dropped int
-	wake    chan struct{}
+	mu       sync.Mutex
+	snap     progressState
+	dirty    bool
+	logs     []string
+	kept     int // log lines accepted so far
+	maxLogs  int // log lines kept per attempt
+	dropped  int // log lines not kept
+	reported bool
+	wake     chan struct{}
 }
 
 type progressState struct {
@@ -36,8 +40,8 @@ type progressState struct {
 	stage, message string
 }
 
-func newProgress() *Progress {
-	return &Progress{wake: make(chan struct{}, 1)}
+func newProgress(maxLogs int) *Progress {
+	return &Progress{wake: make(chan struct{}, 1), maxLogs: maxLogs}
 }
 
 func (p *Progress) update(f func(s *progressState)) {
@@ -82,23 +86,35 @@ func (p *Progress) Message(msg string) {
 	p.update(func(s *progressState) { s.message = msg })
 }
 
-// Log adds a log line; each one becomes a "log" event.
+// Log adds a log line; each one becomes a "log" event. Lines past the
+// runner's per-job limit are counted, not kept; so are the oldest waiting
+// lines when a handler logs faster than they can be stored.
 func (p *Progress) Log(line string) {
 	p.mu.Lock()
-	if len(p.logs) >= maxPendingLogs {
-		p.logs = p.logs[1:]
+	switch {
+	case p.maxLogs > 0 && p.kept >= p.maxLogs:
 		p.dropped++
+	case len(p.logs) >= maxPendingLogs:
+		p.logs = append(p.logs[1:], line)
+		p.dropped++
+	default:
+		p.logs = append(p.logs, line)
+		p.kept++
 	}
-	p.logs = append(p.logs, line)
 	p.mu.Unlock()
 	p.signal()
 }
 
-// take returns what is waiting to be published and clears it.
-func (p *Progress) take() (snap progressState, dirty bool, logs []string) {
+// take returns what is waiting to be published and clears it. The final
+// take adds a line saying how many log lines were dropped, if any.
+func (p *Progress) take(final bool) (snap progressState, dirty bool, logs []string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	snap, dirty, logs = p.snap, p.dirty, p.logs
+	if final && p.dropped > 0 && !p.reported {
+		logs = append(logs, fmt.Sprintf("(%d log lines dropped: over the limit of %d per job)", p.dropped, p.maxLogs))
+		p.reported = true
+	}
 	p.dirty, p.logs = false, nil
 	return snap, dirty, logs
 }

@@ -22,6 +22,11 @@ type Config struct {
 	Concurrency   int           // jobs run at once (default 4)
 	AckWait       time.Duration // how long a job may go without a heartbeat (default 30s)
 	ShutdownGrace time.Duration // how long running jobs may finish on shutdown (default 10s)
+	// ProgressInterval is the shortest time between two progress events
+	// of one job (default 100ms: at most 10 per second; the latest values
+	// and the final ones are always stored).
+	ProgressInterval time.Duration
+	MaxLogLines      int // log lines kept per job attempt (default 1000)
 	Topology      jobs.Topology
 	Logger        *slog.Logger
 }
@@ -36,6 +41,12 @@ func (c Config) withDefaults() Config {
 	if c.ShutdownGrace <= 0 {
 		c.ShutdownGrace = 10 * time.Second
 	}
+	if c.ProgressInterval <= 0 {
+		c.ProgressInterval = 100 * time.Millisecond
+	}
+	if c.MaxLogLines <= 0 {
+		c.MaxLogLines = 1000
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -46,10 +57,14 @@ func (c Config) withDefaults() Config {
 type Runner struct {
 	cfg    Config
 	reg    registry
+	nc     *nats.Conn
 	js     jetstream.JetStream
 	events jetstream.Stream
 	cons   jetstream.Consumer
 	log    *slog.Logger
+
+	mu      sync.Mutex
+	running map[string]context.CancelCauseFunc // jobs this runner holds
 }
 
 // New checks the job types (a duplicate is an error), creates the streams
@@ -90,7 +105,10 @@ func New(ctx context.Context, nc *nats.Conn, cfg Config, types ...JobType) (*Run
 			return nil, fmt.Errorf("register job type %s: %w", t.Name, err)
 		}
 	}
-	return &Runner{cfg: cfg, reg: reg, js: js, events: streams.Events, cons: cons, log: cfg.Logger}, nil
+	return &Runner{
+		cfg: cfg, reg: reg, nc: nc, js: js, events: streams.Events, cons: cons, log: cfg.Logger,
+		running: map[string]context.CancelCauseFunc{},
+	}, nil
 }
 
 var errShutdown = errors.New("runner shutting down")
@@ -99,6 +117,11 @@ var errShutdown = errors.New("runner shutting down")
 // fetching, lets running jobs finish for the shutdown grace period, and
 // hands the rest back to the stream for another runner.
 func (r *Runner) Run(ctx context.Context) error {
+	cancels, err := r.nc.Subscribe(jobs.AllCancel, r.handleCancel)
+	if err != nil {
+		return fmt.Errorf("subscribe to cancel requests: %w", err)
+	}
+	defer func() { _ = cancels.Unsubscribe() }()
 	jobCtx, stopJobs := context.WithCancelCause(context.WithoutCancel(ctx))
 	defer stopJobs(errShutdown)
 	var wg sync.WaitGroup
@@ -182,4 +205,45 @@ func sleep(ctx context.Context, d time.Duration) {
 	case <-ctx.Done():
 	case <-t.C:
 	}
+}
+
+// holding records that this runner runs job id, so a cancel request can
+// reach it. It is false if the job already runs here (a redelivery that
+// overtook a slow attempt).
+func (r *Runner) holding(id string, cancel context.CancelCauseFunc) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, dup := r.running[id]; dup {
+		return false
+	}
+	r.running[id] = cancel
+	return true
+}
+
+func (r *Runner) release(id string) {
+	r.mu.Lock()
+	delete(r.running, id)
+	r.mu.Unlock()
+}
+
+// handleCancel answers a cancel request for a job this runner holds by
+// cancelling the handler's context; requests for other jobs get no answer.
+func (r *Runner) handleCancel(m *nats.Msg) {
+	id, ok := jobs.IDFromCancelSubject(m.Subject)
+	if !ok {
+		return
+	}
+	r.mu.Lock()
+	cancel := r.running[id]
+	r.mu.Unlock()
+	if cancel == nil {
+		return
+	}
+	var req jobs.CancelRequest
+	if err := json.Unmarshal(m.Data, &req); err != nil || req.By == "" {
+		req = jobs.CancelRequest{By: "unknown"}
+	}
+	cancel(&cancelRequested{req: req})
+	b, _ := json.Marshal(jobs.CancelReply{Accepted: true})
+	_ = m.Respond(b)
 }

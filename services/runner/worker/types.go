@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
+	"time"
 
 	"github.com/jobwire/jobwire/shared/jobs"
 )
@@ -26,6 +28,50 @@ type JobType struct {
 	// inputs against at submit time. Empty means any input is accepted.
 	InputSchema string
 	Handler     Handler
+	// Retry says how often and how soon a failed attempt is retried.
+	Retry RetryPolicy
+	// Timeout is the longest one attempt may run (0: no limit). At the
+	// deadline the handler's context is cancelled and the attempt fails
+	// with the code "timeout".
+	Timeout time.Duration
+}
+
+// RetryPolicy is a job type's retry schedule. The zero value means the
+// defaults: 5 attempts, 1s doubling up to 5m, with jitter.
+type RetryPolicy struct {
+	MaxAttempts int           // attempts in all, including the first (default 5)
+	BaseDelay   time.Duration // delay after the first failure (default 1s)
+	MaxDelay    time.Duration // the longest delay (default 5m)
+	// RetryTimeouts retries attempts that ran out of time; by default a
+	// timeout fails the job at once.
+	RetryTimeouts bool
+}
+
+func (p RetryPolicy) withDefaults() RetryPolicy {
+	if p.MaxAttempts <= 0 {
+		p.MaxAttempts = 5
+	}
+	if p.BaseDelay <= 0 {
+		p.BaseDelay = time.Second
+	}
+	if p.MaxDelay <= 0 {
+		p.MaxDelay = 5 * time.Minute
+	}
+	p.MaxDelay = max(p.MaxDelay, p.BaseDelay)
+	return p
+}
+
+// Delay is how long to wait after attempt (1-based) failed: BaseDelay
+// doubled per attempt, at most MaxDelay, with "equal jitter" (a random
+// point in the upper half) so that many failing jobs do not retry in step.
+func (p RetryPolicy) Delay(attempt int) time.Duration {
+	p = p.withDefaults()
+	d := p.BaseDelay
+	for i := 1; i < attempt && d < p.MaxDelay; i++ {
+		d *= 2
+	}
+	d = min(d, p.MaxDelay)
+	return d/2 + rand.N(d/2+1)
 }
 
 // Info is the registration record stored in the types bucket.

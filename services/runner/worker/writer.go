@@ -71,8 +71,11 @@ func (w *writer) emit(ctx context.Context, kind jobs.Kind, set func(*jobs.Event)
 		if rerr := w.reload(ctx); rerr != nil {
 			return rerr
 		}
-		if w.ev.Status.Terminal() || w.ev.Attempt > w.attempt {
-			return fmt.Errorf("%w: job is %s at attempt %d", errSuperseded, w.ev.Status, w.ev.Attempt)
+		if w.ev.Status.Terminal() {
+			return fmt.Errorf("%w: it is %s", errJobEnded, w.ev.Status)
+		}
+		if w.ev.Attempt > w.attempt {
+			return fmt.Errorf("%w: attempt %d is running", errSuperseded, w.ev.Attempt)
 		}
 	}
 	return fmt.Errorf("store %s event of job %s: %w", kind, w.ev.JobID, err)
@@ -80,8 +83,14 @@ func (w *writer) emit(ctx context.Context, kind jobs.Kind, set func(*jobs.Event)
 
 // publishProgress stores what the handler reports until stop is closed,
 // then stores what is left. Progress is coalesced: each event carries the
-// latest values. If events can no longer be stored it cancels the handler.
-func (w *writer) publishProgress(ctx context.Context, p *Progress, stop <-chan struct{}, cancelRun context.CancelCauseFunc) error {
+// latest values, and a new batch is stored at most once per interval. If
+// events can no longer be stored it cancels the handler.
+func (w *writer) publishProgress(ctx context.Context, p *Progress, interval time.Duration, stop <-chan struct{}, cancelRun context.CancelCauseFunc) error {
+	var pace *time.Timer
+	if interval > 0 {
+		pace = time.NewTimer(0)
+		defer pace.Stop()
+	}
 	for {
 		var stopping bool
 		select {
@@ -89,18 +98,28 @@ func (w *writer) publishProgress(ctx context.Context, p *Progress, stop <-chan s
 		case <-stop:
 			stopping = true
 		}
-		if err := w.flush(ctx, p); err != nil {
+		if pace != nil && !stopping {
+			select { // wait out the interval, but not past the end
+			case <-pace.C:
+			case <-stop:
+				stopping = true
+			}
+		}
+		if err := w.flush(ctx, p, stopping); err != nil {
 			cancelRun(err)
 			return err
 		}
 		if stopping {
 			return nil
 		}
+		if pace != nil {
+			pace.Reset(interval)
+		}
 	}
 }
 
-func (w *writer) flush(ctx context.Context, p *Progress) error {
-	snap, dirty, logs := p.take()
+func (w *writer) flush(ctx context.Context, p *Progress, final bool) error {
+	snap, dirty, logs := p.take(final)
 	apply := func(e *jobs.Event) {
 		e.Percent, e.Current, e.Total, e.Stage, e.Message = snap.percent, snap.current, snap.total, snap.stage, snap.message
 	}

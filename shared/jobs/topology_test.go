@@ -1,0 +1,160 @@
+package jobs_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/jobwire/jobwire/internal/natstest"
+	"github.com/jobwire/jobwire/shared/jobs"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+func TestTopologyAndEventsOnNATS(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	s := natstest.Server(t)
+	nc := natstest.Connect(t, s)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	if _, err := (jobs.Topology{}).CreateOrUpdate(ctx, js); err != nil {
+		t.Fatalf("CreateOrUpdate: %v", err)
+	}
+	streams, err := jobs.Topology{}.CreateOrUpdate(ctx, js)
+	if err != nil {
+		t.Fatalf("second CreateOrUpdate: %v", err)
+	}
+	for name, got := range map[string]string{
+		jobs.QueueStream:       streams.Queue.CachedInfo().Config.Name,
+		jobs.EventsStream:      streams.Events.CachedInfo().Config.Name,
+		jobs.TypesBucket:       streams.Types.Bucket(),
+		jobs.IdempotencyBucket: streams.Idempotency.Bucket(),
+	} {
+		if got != name {
+			t.Errorf("handle for %s is %s", name, got)
+		}
+	}
+	// Stream subjects overlapping would have failed CreateOrUpdate; also
+	// check the server kept the subjects we asked for.
+	if got := streams.Events.CachedInfo().Config.Subjects; len(got) != 1 || got[0] != jobs.AllProgress {
+		t.Errorf("events stream subjects = %q, want [%q]", got, jobs.AllProgress)
+	}
+
+	msgs := func() uint64 {
+		t.Helper()
+		info, err := streams.Events.Info(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return info.State.Msgs
+	}
+
+	id := jobs.NewID(time.Now())
+	now := time.Date(2025, 3, 14, 9, 39, 26, 123456789, time.UTC)
+	queued := jobs.Event{JobID: id, Type: "demo", Seq: 1, Kind: jobs.KindQueued, Status: jobs.StatusQueued, Time: now, CreatedAt: &now}
+
+	seq1, err := jobs.PublishEvent(ctx, js, queued, 0)
+	if err != nil {
+		t.Fatalf("first PublishEvent: %v", err)
+	}
+	if seq1 != 1 {
+		t.Fatalf("first event stored at stream sequence %d, want 1", seq1)
+	}
+
+	// A second writer that believes the job has no events yet loses.
+	rival := queued.Next(jobs.KindStarted, now.Add(time.Second))
+	_, err = jobs.PublishEvent(ctx, js, rival, 0)
+	if err == nil {
+		t.Fatal("PublishEvent with last sequence 0 on a job that has events succeeded")
+	}
+	if !jobs.IsWrongLastSequence(err) {
+		t.Fatalf("IsWrongLastSequence(%v) = false, want true", err)
+	}
+
+	started := queued.Next(jobs.KindStarted, now.Add(time.Second))
+	started.Status, started.Attempt, started.Percent = jobs.StatusRunning, 1, jobs.Percentage(0)
+	seq2, err := jobs.PublishEvent(ctx, js, started, seq1)
+	if err != nil {
+		t.Fatalf("PublishEvent with the right last sequence: %v", err)
+	}
+	if seq2 <= seq1 {
+		t.Fatalf("second event stored at sequence %d, not after %d", seq2, seq1)
+	}
+
+	// The fence is per job: another job starts at 0 although the stream
+	// has messages, and does not move the first job's last sequence.
+	other := jobs.Event{JobID: jobs.NewID(time.Now()), Seq: 1, Kind: jobs.KindQueued, Status: jobs.StatusQueued, Time: now}
+	if _, err := jobs.PublishEvent(ctx, js, other, 0); err != nil {
+		t.Fatalf("PublishEvent of another job with last sequence 0: %v", err)
+	}
+	// A stale writer (it saw seq1, but seq2 is stored) loses too.
+	if _, err := jobs.PublishEvent(ctx, js, started.Next(jobs.KindProgress, now.Add(2*time.Second)), seq1); !jobs.IsWrongLastSequence(err) {
+		t.Fatalf("PublishEvent with a stale last sequence: err = %v, want a wrong-last-sequence error", err)
+	}
+
+	last, lastSeq, err := jobs.LastEvent(ctx, streams.Events, id)
+	if err != nil {
+		t.Fatalf("LastEvent: %v", err)
+	}
+	if lastSeq != seq2 {
+		t.Errorf("LastEvent sequence = %d, want %d", lastSeq, seq2)
+	}
+	if got, want := mustJSON(t, last), mustJSON(t, started); got != want {
+		t.Errorf("LastEvent = %s\nwant        %s", got, want)
+	}
+
+	if _, _, err := jobs.LastEvent(ctx, streams.Events, jobs.NewID(time.Now())); !errors.Is(err, jobs.ErrNotFound) {
+		t.Errorf("LastEvent of an unknown id: err = %v, want ErrNotFound", err)
+	}
+	for _, bad := range []string{"a.b", "*", ">", ""} {
+		if _, _, err := jobs.LastEvent(ctx, streams.Events, bad); !errors.Is(err, jobs.ErrInvalidID) {
+			t.Errorf("LastEvent(%q): err = %v, want ErrInvalidID", bad, err)
+		}
+	}
+
+	before := msgs()
+	if before != 3 {
+		t.Fatalf("events stream holds %d messages, want 3", before)
+	}
+	for _, bad := range []string{"a.b", "*", ">", "", "a b"} {
+		ev := queued
+		ev.JobID = bad
+		for _, lastSeq := range []uint64{0, seq2} {
+			if _, err := jobs.PublishEvent(ctx, js, ev, lastSeq); !errors.Is(err, jobs.ErrInvalidID) {
+				t.Errorf("PublishEvent with job id %q: err = %v, want ErrInvalidID", bad, err)
+			}
+		}
+	}
+	if after := msgs(); after != before {
+		t.Errorf("events stream holds %d messages after rejected publishes, want %d", after, before)
+	}
+}
+
+func TestIsWrongLastSequenceOtherErrors(t *testing.T) {
+	t.Parallel()
+	for _, err := range []error{
+		nil,
+		errors.New("wrong last sequence"),
+		jobs.ErrNotFound,
+		&jetstream.APIError{ErrorCode: jetstream.JSErrCodeStreamNotFound, Code: 404},
+	} {
+		if jobs.IsWrongLastSequence(err) {
+			t.Errorf("IsWrongLastSequence(%v) = true", err)
+		}
+	}
+}
+
+func mustJSON(t *testing.T, v any) string {
+	t.Helper()
+	data, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(data)
+}
