@@ -19,6 +19,7 @@ func NewServer(g *gateway) http.Handler {
 		r.Post("/jobs", handleSubmit(g))
 		r.Get("/jobs", handleList(g))
 		r.Get("/jobs/{id}", handleGet(g))
+		r.Post("/jobs/{id}/cancel", handleCancel(g))
 		r.Get("/job-types", handleJobTypes(g))
 		r.NotFound(handleAPINotFound())
 	})

@@ -1,0 +1,102 @@
+package main
+
+import (
+	"context"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jobwire/jobwire/shared/jobs"
+)
+
+func (s *testSystem) cancel(t testing.TB, id, body string) (int, jobs.Snapshot) {
+	t.Helper()
+	var snap jobs.Snapshot
+	ct := ""
+	if body != "" {
+		ct = "application/json"
+	}
+	resp := s.do(t, "POST", "/api/jobs/"+id+"/cancel", ct, body, nil, &snap)
+	return resp.StatusCode, snap
+}
+
+func TestCancelQueuedJobNeverRuns(t *testing.T) {
+	t.Parallel()
+	sys := startSystem(t, withoutRunner())
+	snap := sys.submit(t, "demo", `{"steps":1,"step_ms":0}`)
+	code, got := sys.cancel(t, snap.ID, `{"reason":"changed my mind"}`)
+	if code != http.StatusAccepted || got.Status != jobs.StatusCanceled || got.Error == nil || got.Error.Code != "canceled" ||
+		!strings.Contains(got.Error.Message, "changed my mind") {
+		t.Fatalf("cancel queued: %d %+v", code, got)
+	}
+	// A runner that starts now acks the job without running it.
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	t.Cleanup(func() { cancel(); wg.Wait() })
+	startRunner(t, ctx, &wg, sys.NATS, testLogger(t))
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if q, _ := streamCounts(t, sys); q == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the canceled job's request was never removed from the queue")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if final, _ := sys.get(t, snap.ID); final.Status != jobs.StatusCanceled || final.Seq != got.Seq {
+		t.Fatalf("after a runner saw it: %+v, want canceled at seq %d", final, got.Seq)
+	}
+}
+
+func TestCancelRunningJob(t *testing.T) {
+	t.Parallel()
+	sys := startSystem(t)
+	snap := sys.submit(t, "demo", `{"steps":10000,"step_ms":10}`)
+	sys.waitStatus(t, snap.ID, jobs.StatusRunning, 20*time.Second)
+	start := time.Now()
+	code, _ := sys.cancel(t, snap.ID, "")
+	if code != http.StatusAccepted {
+		t.Fatalf("cancel running: %d", code)
+	}
+	done := sys.waitStatus(t, snap.ID, jobs.StatusCanceled, 10*time.Second)
+	t.Logf("running job canceled in %v", time.Since(start))
+	if done.Error == nil || done.Error.Code != "canceled" || !strings.Contains(done.Error.Message, "canceled by api") || done.EndedAt == nil {
+		t.Fatalf("canceled job = %+v", done)
+	}
+	if done.Percent != nil && *done.Percent >= 100 {
+		t.Fatalf("the job ran to the end: %+v", done)
+	}
+	// Twice is harmless.
+	if code, again := sys.cancel(t, snap.ID, ""); code != http.StatusAccepted || again.Status != jobs.StatusCanceled || again.Seq != done.Seq {
+		t.Fatalf("second cancel: %d %+v", code, again)
+	}
+}
+
+func TestCancelFinishedOrUnknownJob(t *testing.T) {
+	t.Parallel()
+	sys := startSystem(t)
+	snap := sys.submit(t, "demo", `{"steps":1,"step_ms":0}`)
+	final := sys.waitStatus(t, snap.ID, jobs.StatusSucceeded, 20*time.Second)
+	var body struct {
+		Error jobs.Error    `json:"error"`
+		Job   jobs.Snapshot `json:"job"`
+	}
+	resp := sys.do(t, "POST", "/api/jobs/"+snap.ID+"/cancel", "", "", nil, &body)
+	if resp.StatusCode != http.StatusConflict || body.Error.Code != "already_finished" || body.Job.Status != jobs.StatusSucceeded || body.Job.Seq != final.Seq {
+		t.Fatalf("cancel finished: %d %+v", resp.StatusCode, body)
+	}
+	for path, want := range map[string]int{
+		"/api/jobs/" + jobs.NewID(time.Now()) + "/cancel": 404,
+		"/api/jobs/%2A/cancel":                            400,
+	} {
+		if r := sys.do(t, "POST", path, "", "", nil, nil); r.StatusCode != want {
+			t.Errorf("POST %s: %d, want %d", path, r.StatusCode, want)
+		}
+	}
+	if r := sys.do(t, "POST", "/api/jobs/"+snap.ID+"/cancel", "application/json", `{"reason":`, nil, nil); r.StatusCode != 400 {
+		t.Errorf("malformed cancel body: %d", r.StatusCode)
+	}
+}
