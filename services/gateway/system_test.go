@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -17,6 +18,7 @@ import (
 	"github.com/jobwire/jobwire/shared/jobs"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // testSystem is a whole jobwire: an embedded NATS server with JetStream,
@@ -32,11 +34,17 @@ type systemOption func(*systemOptions)
 
 type systemOptions struct {
 	noRunner bool
+	types    []worker.JobType
 	cfg      func(*Config)
 	dir      string
 }
 
 func withoutRunner() systemOption { return func(o *systemOptions) { o.noRunner = true } }
+
+// withTypes gives the system's runner these job types besides the built-in ones.
+func withTypes(types ...worker.JobType) systemOption {
+	return func(o *systemOptions) { o.types = append(o.types, types...) }
+}
 func withConfig(f func(*Config)) systemOption {
 	return func(o *systemOptions) { o.cfg = f }
 }
@@ -88,7 +96,7 @@ func startOn(t testing.TB, ns *server.Server, o systemOptions) *testSystem {
 	if o.noRunner {
 		registerBuiltinTypes(t, gw)
 	} else {
-		startRunner(t, ctx, &wg, ns, log)
+		startRunner(t, ctx, &wg, ns, log, o.types...)
 	}
 	hs := httptest.NewServer(gw.Handler())
 	t.Cleanup(func() {
@@ -102,10 +110,11 @@ func startOn(t testing.TB, ns *server.Server, o systemOptions) *testSystem {
 }
 
 // startRunner runs a runner with the built-in types until ctx ends.
-func startRunner(t testing.TB, ctx context.Context, wg *sync.WaitGroup, ns *server.Server, log *slog.Logger) {
+func startRunner(t testing.TB, ctx context.Context, wg *sync.WaitGroup, ns *server.Server, log *slog.Logger, extra ...worker.JobType) {
 	t.Helper()
 	rnc := natstest.Connect(t, ns)
-	r, err := worker.New(ctx, rnc, worker.Config{Concurrency: 4, AckWait: 5 * time.Second, ShutdownGrace: time.Second, Logger: log}, worker.BuiltinTypes()...)
+	types := append(worker.BuiltinTypes(), extra...)
+	r, err := worker.New(ctx, rnc, worker.Config{Concurrency: 4, AckWait: 5 * time.Second, ShutdownGrace: time.Second, Logger: log}, types...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -204,4 +213,51 @@ func registerBuiltinTypes(t testing.TB, gw *gateway) {
 			t.Fatal(err)
 		}
 	}
+}
+
+// history reads every stored event of job id, oldest first.
+func (s *testSystem) history(t testing.TB, id string) []jobs.Event {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	info, err := s.GW.streams.Events.Info(ctx, jetstream.WithSubjectFilter(jobs.ProgressSubject(id)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := info.State.Subjects[jobs.ProgressSubject(id)]
+	cons, err := s.GW.streams.Events.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: []string{jobs.ProgressSubject(id)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var evs []jobs.Event
+	for uint64(len(evs)) < n {
+		m, err := cons.Next(jetstream.FetchContext(ctx))
+		if err != nil {
+			t.Fatalf("history of %s: read %d of %d events: %v", id, len(evs), n, err)
+		}
+		var ev jobs.Event
+		if err := json.Unmarshal(m.Data(), &ev); err != nil {
+			t.Fatal(err)
+		}
+		evs = append(evs, ev)
+	}
+	return evs
+}
+
+// checkSeqs fails unless evs have seq 1, 2, 3, … with no gap or repeat.
+func checkSeqs(t testing.TB, evs []jobs.Event) {
+	t.Helper()
+	for i, e := range evs {
+		if e.Seq != uint64(i+1) {
+			t.Fatalf("event %d has seq %d; history: %v", i, e.Seq, kinds(evs))
+		}
+	}
+}
+
+func kinds(evs []jobs.Event) []string {
+	out := make([]string, len(evs))
+	for i, e := range evs {
+		out[i] = fmt.Sprintf("%d:%s/a%d", e.Seq, e.Kind, e.Attempt)
+	}
+	return out
 }
