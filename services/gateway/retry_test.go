@@ -202,4 +202,3 @@ func TestProgressIsPacedButTheFinalValueIsKept(t *testing.T) {
 		t.Fatalf("last progress event has current %d, want %d", last.Current, updates)
 	}
 }
-

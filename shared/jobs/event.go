@@ -2,6 +2,7 @@ package jobs
 
 import (
 	"encoding/json"
+	"math"
 	"time"
 )
 
@@ -100,7 +101,8 @@ func utcPtr(t *time.Time) *time.Time {
 
 // Next returns a copy of e as the start of the following event: the
 // snapshot fields are kept, the per-event ones (kind, log line, time) are
-// cleared and seq is advanced.
+// cleared and seq is advanced. Pointer fields are shared with e: replace
+// them, never write through them.
 func (e Event) Next(kind Kind, now time.Time) Event {
 	n := e
 	n.Seq = e.Seq + 1
@@ -110,8 +112,12 @@ func (e Event) Next(kind Kind, now time.Time) Event {
 	return n
 }
 
-// Percentage returns a pointer to p clamped to 0..100, for Event.Percent.
+// Percentage returns a pointer to p clamped to 0..100 (NaN counts as 0),
+// for Event.Percent.
 func Percentage(p float64) *float64 {
+	if math.IsNaN(p) {
+		p = 0
+	}
 	p = min(max(p, 0), 100)
 	return &p
 }

@@ -16,8 +16,13 @@ const MaxIDLen = 64
 var ErrInvalidID = errors.New("invalid id")
 
 // NewID returns a fresh, time-sortable job id (a ULID: 26 characters of
-// Crockford base32, lexically ordered by creation time).
+// Crockford base32, lexically ordered by creation time to the millisecond;
+// ids made in the same millisecond are in random order). Times before 1970
+// count as 1970.
 func NewID(now time.Time) string {
+	if now.Before(time.Unix(0, 0)) {
+		now = time.Unix(0, 0)
+	}
 	return ulid.MustNew(ulid.Timestamp(now), rand.Reader).String()
 }
 

@@ -13,6 +13,14 @@ type Request struct {
 	CreatedAt time.Time       `json:"created_at"`
 }
 
+// MarshalJSON writes CreatedAt in UTC, like every time on the wire.
+func (r Request) MarshalJSON() ([]byte, error) {
+	type plain Request
+	p := plain(r)
+	p.CreatedAt = p.CreatedAt.UTC()
+	return json.Marshal(p)
+}
+
 // TypeInfo is what a runner registers for a job type in TypesBucket, so the
 // gateway can validate submissions and clients can discover types.
 type TypeInfo struct {

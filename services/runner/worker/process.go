@@ -112,7 +112,9 @@ func (r *Runner) process(ctx context.Context, msg jetstream.Msg) {
 	job := &Job{ID: req.ID, Type: req.Type, Input: req.Input, Attempt: attempt, Progress: newProgress(r.cfg.MaxLogLines)}
 	pubDone := make(chan error, 1)
 	stopPub := make(chan struct{})
-	go func() { pubDone <- w.publishProgress(storeCtx, job.Progress, r.cfg.ProgressInterval, stopPub, cancelRun) }()
+	go func() {
+		pubDone <- w.publishProgress(storeCtx, job.Progress, r.cfg.ProgressInterval, stopPub, cancelRun)
+	}()
 
 	result, herr := runHandler(runCtx, log, jt.Handler, job)
 	close(stopPub)

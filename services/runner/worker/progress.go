@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"sync"
+
+	"github.com/jobwire/jobwire/shared/jobs"
 )
 
 // Job is what a handler gets: the request and a progress reporter.
@@ -61,8 +63,7 @@ func (p *Progress) signal() {
 
 // Percent sets the completion percentage (clamped to 0..100).
 func (p *Progress) Percent(pct float64) {
-	pct = min(max(pct, 0), 100)
-	p.update(func(s *progressState) { s.percent = &pct })
+	p.update(func(s *progressState) { s.percent = jobs.Percentage(pct) })
 }
 
 // Count sets current out of total, and the percentage from them.
@@ -70,8 +71,7 @@ func (p *Progress) Count(current, total int64) {
 	p.update(func(s *progressState) {
 		s.current, s.total = current, total
 		if total > 0 {
-			pct := min(max(float64(current)*100/float64(total), 0), 100)
-			s.percent = &pct
+			s.percent = jobs.Percentage(float64(current) * 100 / float64(total))
 		}
 	})
 }

@@ -27,8 +27,8 @@ type Config struct {
 	// and the final ones are always stored).
 	ProgressInterval time.Duration
 	MaxLogLines      int // log lines kept per job attempt (default 1000)
-	Topology      jobs.Topology
-	Logger        *slog.Logger
+	Topology         jobs.Topology
+	Logger           *slog.Logger
 }
 
 func (c Config) withDefaults() Config {
