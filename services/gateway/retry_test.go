@@ -143,7 +143,7 @@ func TestPoisonMessagesNeverLoop(t *testing.T) {
 	if done.Error.Code != "unknown_type" {
 		t.Fatalf("unknown type job = %+v", done)
 	}
-	cons, err := sys.GW.js.Consumer(ctx, jobs.QueueStream, jobs.RunnerConsumer)
+	cons, err := sys.GW.js.Consumer(ctx, jobs.QueueStream, jobs.ConsumerName([]string{"demo"}))
 	if err != nil {
 		t.Fatal(err)
 	}

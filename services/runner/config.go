@@ -3,6 +3,7 @@ package main
 import (
 	"io"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/jobwire/jobwire/internal/envflag"
@@ -18,6 +19,7 @@ type Config struct {
 	ShutdownGrace   time.Duration
 	EventsMaxAge    time.Duration
 	EventsMaxPerJob int64
+	JobTypes        []string // serve only these types (empty: all)
 }
 
 // Worker is the worker configuration this process configuration asks for.
@@ -37,9 +39,12 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	s.Duration(&c.ShutdownGrace, "shutdown-grace", "SHUTDOWN_GRACE", 10*time.Second, "on SIGTERM, how long running jobs may finish before they are handed back")
 	s.Duration(&c.EventsMaxAge, "events-max-age", "EVENTS_MAX_AGE", jobs.DefaultEventsMaxAge, "how long job events are kept")
 	s.Int(&c.EventsMaxPerJob, "events-max-per-job", "EVENTS_MAX_PER_JOB", jobs.DefaultEventsMaxPerJob, "events kept per job")
+	var types string
+	s.String(&types, "job-types", "JOB_TYPES", "", "serve only these job types, comma separated (default: all this runner knows)")
 	if err := s.Parse(args); err != nil {
 		return c, err
 	}
+	c.JobTypes = strings.FieldsFunc(types, func(r rune) bool { return r == ',' || r == ' ' })
 	s.Check(c.NATSURL != "", "NATS_URL (--nats-url) is required")
 	s.Check(c.Concurrency >= 1 && c.Concurrency <= 10000, "RUNNER_CONCURRENCY must be 1-10000")
 	s.Check(c.AckWait >= time.Second, "ACK_WAIT must be at least 1s")

@@ -35,9 +35,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 	defer nc.Close()
+	types, err := worker.Select(worker.BuiltinTypes(), cfg.JobTypes)
+	if err != nil {
+		return err
+	}
 	var r *worker.Runner
 	if err := natsconn.Retry(ctx, log, "start runner", func(ctx context.Context) (err error) {
-		r, err = worker.New(ctx, nc, cfg.Worker(log), worker.BuiltinTypes()...)
+		r, err = worker.New(ctx, nc, cfg.Worker(log), types...)
 		return err
 	}); err != nil {
 		return err

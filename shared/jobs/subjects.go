@@ -1,6 +1,9 @@
 package jobs
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
+	"slices"
 	"strings"
 	"time"
 )
@@ -12,8 +15,6 @@ const (
 	// EventsStream keeps every job's events, so a job's history can be
 	// replayed and its last event (its current state) read directly.
 	EventsStream = "JOBS_EVENTS"
-	// RunnerConsumer is the durable pull consumer runners share.
-	RunnerConsumer = "runners"
 	// TypesBucket is the key-value bucket where runners register job types.
 	TypesBucket = "JOBWIRE_TYPES"
 	// IdempotencyBucket maps Idempotency-Key values to job ids.
@@ -68,4 +69,19 @@ func idFromSubject(subject, suffix string) (string, bool) {
 		return "", false
 	}
 	return id, true
+}
+
+// ConsumerName is the durable consumer shared by every runner that serves
+// exactly these job types: "runners_" and the sorted type names. Runner
+// pools that serve different types use different consumers, whose filters
+// must not overlap (a type is served by one pool).
+func ConsumerName(types []string) string {
+	sorted := slices.Clone(types)
+	slices.Sort(sorted)
+	name := "runners_" + strings.Join(slices.Compact(sorted), "_")
+	if len(name) <= 200 {
+		return name
+	}
+	sum := sha256.Sum256([]byte(name))
+	return "runners_" + hex.EncodeToString(sum[:12])
 }

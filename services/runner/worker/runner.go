@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -84,16 +85,24 @@ func New(ctx context.Context, nc *nats.Conn, cfg Config, types ...JobType) (*Run
 	if err != nil {
 		return nil, err
 	}
+	names := reg.names()
+	subjects := make([]string, len(names))
+	for i, n := range names {
+		subjects[i] = jobs.QueueSubject(n)
+	}
+	consumer := jobs.ConsumerName(names)
 	cons, err := js.CreateOrUpdateConsumer(ctx, jobs.QueueStream, jetstream.ConsumerConfig{
-		Durable:       jobs.RunnerConsumer,
-		Description:   "jobwire runners",
-		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       cfg.AckWait,
-		FilterSubject: jobs.AllQueue,
-		MaxAckPending: 10_000,
+		Durable:        consumer,
+		Description:    "jobwire runners for " + strings.Join(names, ", "),
+		AckPolicy:      jetstream.AckExplicitPolicy,
+		AckWait:        cfg.AckWait,
+		FilterSubjects: subjects,
+		MaxAckPending:  10_000,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("consumer %s: %w", jobs.RunnerConsumer, err)
+		return nil, fmt.Errorf("consumer %s: %w (a job type is served by one set of runners: "+
+			"every runner that serves a type must serve the same types; remove consumers of old pools with `nats consumer rm %s <name>`)",
+			consumer, err, jobs.QueueStream)
 	}
 	for _, t := range reg {
 		info, err := t.Info()

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"time"
 
 	"github.com/jobwire/jobwire/shared/jobs"
@@ -130,4 +131,37 @@ func (e *PermanentError) Unwrap() error { return e.Err }
 // Permanent returns a permanent error with a machine code and a message.
 func Permanent(code, message string) error {
 	return &PermanentError{Err: &jobs.Error{Code: code, Message: message}}
+}
+
+// names lists the registered type names, sorted.
+func (r registry) names() []string {
+	out := make([]string, 0, len(r))
+	for n := range r {
+		out = append(out, n)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// Select keeps the types named in only (all of them when only is empty);
+// naming a type that does not exist is an error.
+func Select(types []JobType, only []string) ([]JobType, error) {
+	if len(only) == 0 {
+		return types, nil
+	}
+	byName := map[string]JobType{}
+	for _, t := range types {
+		byName[t.Name] = t
+	}
+	var out []JobType
+	var errs []error
+	for _, n := range only {
+		t, ok := byName[n]
+		if !ok {
+			errs = append(errs, fmt.Errorf("job type %q is not known to this runner", n))
+			continue
+		}
+		out = append(out, t)
+	}
+	return out, errors.Join(errs...)
 }
