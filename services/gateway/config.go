@@ -25,6 +25,7 @@ type Config struct {
 	EventsMaxAge      time.Duration
 	EventsMaxPerJob   int64
 	AllowedOrigins    []string
+	ExecConfig        string
 }
 
 // Topology is the stream settings this configuration asks for.
@@ -49,6 +50,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	s.Duration(&c.AckWait, "ack-wait", "ACK_WAIT", 30*time.Second, "--dev: a job whose runner is silent this long goes to another runner")
 	s.Duration(&c.EventsMaxAge, "events-max-age", "EVENTS_MAX_AGE", jobs.DefaultEventsMaxAge, "how long job events and states are kept")
 	s.Int(&c.EventsMaxPerJob, "events-max-per-job", "EVENTS_MAX_PER_JOB", jobs.DefaultEventsMaxPerJob, "how many events are kept per job")
+	s.String(&c.ExecConfig, "exec-config", "EXEC_CONFIG", "", "--dev: JSON file of commands the in-process runner runs as job types (see examples/exec)")
 	s.String(&origins, "allowed-origins", "ALLOWED_ORIGINS", "", "other origins (host patterns, comma separated) allowed to open WebSockets; same-origin always is")
 	if err := s.Parse(args); err != nil {
 		return c, err

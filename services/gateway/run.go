@@ -60,10 +60,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			return err
 		}
 		defer rnc.Close()
+		types, err := worker.AllTypes(cfg.ExecConfig, getenv)
+		if err != nil {
+			return err
+		}
 		r, err := worker.New(ctx, rnc, worker.Config{
 			Concurrency: int(cfg.RunnerConcurrency), ShutdownGrace: cfg.ShutdownGrace, AckWait: cfg.AckWait,
 			Topology: cfg.Topology(), Logger: log.With("component", "runner"),
-		}, worker.BuiltinTypes()...)
+		}, types...)
 		if err != nil {
 			return err
 		}

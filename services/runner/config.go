@@ -20,6 +20,7 @@ type Config struct {
 	EventsMaxAge    time.Duration
 	EventsMaxPerJob int64
 	JobTypes        []string // serve only these types (empty: all)
+	ExecConfig      string   // file of commands that run as jobs
 }
 
 // Worker is the worker configuration this process configuration asks for.
@@ -39,6 +40,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	s.Duration(&c.ShutdownGrace, "shutdown-grace", "SHUTDOWN_GRACE", 10*time.Second, "on SIGTERM, how long running jobs may finish before they are handed back")
 	s.Duration(&c.EventsMaxAge, "events-max-age", "EVENTS_MAX_AGE", jobs.DefaultEventsMaxAge, "how long job events are kept")
 	s.Int(&c.EventsMaxPerJob, "events-max-per-job", "EVENTS_MAX_PER_JOB", jobs.DefaultEventsMaxPerJob, "events kept per job")
+	s.String(&c.ExecConfig, "exec-config", "EXEC_CONFIG", "", "JSON file of commands that run as job types (see examples/exec)")
 	var types string
 	s.String(&types, "job-types", "JOB_TYPES", "", "serve only these job types, comma separated (default: all this runner knows)")
 	if err := s.Parse(args); err != nil {

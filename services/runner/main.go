@@ -35,8 +35,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 	defer nc.Close()
-	types, err := worker.Select(worker.BuiltinTypes(), cfg.JobTypes)
+	types, err := worker.AllTypes(cfg.ExecConfig, getenv)
 	if err != nil {
+		return err
+	}
+	if types, err = worker.Select(types, cfg.JobTypes); err != nil {
 		return err
 	}
 	var r *worker.Runner

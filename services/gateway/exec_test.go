@@ -1,0 +1,208 @@
+package main
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jobwire/jobwire/services/runner/worker"
+	"github.com/jobwire/jobwire/shared/jobs"
+)
+
+// execTypes loads an exec configuration written for the test, with its
+// scripts beside it.
+func execTypes(t *testing.T, config string, scripts map[string]string) ([]worker.JobType, string) {
+	t.Helper()
+	dir := t.TempDir()
+	for name, body := range scripts {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	config = strings.ReplaceAll(config, "$DIR", dir)
+	path := filepath.Join(dir, "exec.json")
+	if err := os.WriteFile(path, []byte(config), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	types, err := worker.LoadExecTypes(path, os.Getenv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return types, dir
+}
+
+func TestExecExampleRunsWithProgressLogsAndResult(t *testing.T) {
+	t.Parallel()
+	types, err := worker.LoadExecTypes("../../examples/exec/jobwire-exec.json", os.Getenv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sys := startSystem(t, withTypes(types...))
+	snap := sys.submit(t, "count", `{"steps":5,"pause_ms":10,"label":"goat"}`)
+	done := sys.waitStatus(t, snap.ID, jobs.StatusSucceeded, 30*time.Second)
+	if string(done.Result) != `{"counted":5,"label":"goat"}` || done.Current != 5 || done.Total != 5 || *done.Percent != 100 || done.Stage != "counting" {
+		t.Fatalf("final = %+v result %s", done, done.Result)
+	}
+	var logs []string
+	for _, e := range sys.history(t, snap.ID) {
+		if e.Kind == jobs.KindLog {
+			logs = append(logs, e.Log)
+		}
+	}
+	if len(logs) != 5 || logs[0] != "counted goat 1" || logs[4] != "counted goat 5" {
+		t.Fatalf("log lines = %q", logs)
+	}
+	// The declared input is enforced at submit time.
+	for _, bad := range []string{`{"steps":0}`, `{"label":"a;b"}`, `{"extra":1}`, `{"steps":"5"}`} {
+		var e struct{ Error jobs.Error }
+		if r := sys.do(t, "POST", "/api/jobs", "application/json", `{"type":"count","input":`+bad+`}`, nil, &e); r.StatusCode != 422 || e.Error.Code != "invalid_input" {
+			t.Errorf("input %s: %d %+v", bad, r.StatusCode, e)
+		}
+	}
+}
+
+func TestExecPassesInputAsOneArgumentNeverThroughAShell(t *testing.T) {
+	t.Parallel()
+	types, dir := execTypes(t, `{"types": {"echo": {
+		"description": "writes its argument and env to files", "program": "echo.sh",
+		"args": ["{text}"], "env": {"TEXT": "{text}", "OUT": "$DIR"},
+		"input": {"text": {"type": "string", "required": true}}}}}`,
+		map[string]string{"echo.sh": "#!/bin/sh\nprintf '%s' \"$1\" > \"$OUT/arg\"\nprintf '%s' \"$TEXT\" > \"$OUT/env\"\nprintf '%s' \"$#\" > \"$OUT/argc\"\n"})
+	sys := startSystem(t, withTypes(types...))
+	hostile := `; touch pwned $(touch pwned2) "q" 'q' | & * \n`
+	snap := sys.submit(t, "echo", `{"text":`+mustJSON(hostile)+`}`)
+	sys.waitStatus(t, snap.ID, jobs.StatusSucceeded, 30*time.Second)
+	for file, want := range map[string]string{"arg": hostile, "env": hostile, "argc": "1"} {
+		b, err := os.ReadFile(filepath.Join(dir, file))
+		if err != nil || string(b) != want {
+			t.Errorf("%s = %q (%v), want %q", file, b, err, want)
+		}
+	}
+	for _, f := range []string{"pwned", "pwned2"} {
+		if _, err := os.Stat(filepath.Join(dir, f)); err == nil {
+			t.Errorf("the input was run as a command: %s exists", f)
+		}
+	}
+}
+
+func TestExecNonZeroExitFailsWithStderrTail(t *testing.T) {
+	t.Parallel()
+	types, _ := execTypes(t, `{"types": {"fails": {"description": "exits 3", "program": "fail.sh", "max_attempts": 2}}}`,
+		map[string]string{"fail.sh": "#!/bin/sh\necho working\necho 'disk full' >&2\nexit 3\n"})
+	sys := startSystem(t, withTypes(types...))
+	snap := sys.submit(t, "fails", `{}`)
+	done := sys.waitStatus(t, snap.ID, jobs.StatusFailed, 30*time.Second)
+	if done.Error.Code != "exit_status" || !strings.Contains(done.Error.Message, "exit status 3") ||
+		!strings.Contains(done.Error.Message, "disk full") || done.Attempt != 2 {
+		t.Fatalf("final = %+v", done)
+	}
+}
+
+// processGone reports whether pid has exited (a zombie counts as gone).
+func processGone(pid int) bool {
+	if err := syscall.Kill(pid, 0); errors.Is(err, syscall.ESRCH) {
+		return true
+	}
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return true
+	}
+	fields := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+	return len(fields) > 0 && fields[0] == "Z"
+}
+
+func waitPIDFile(t *testing.T, path string) int {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if b, err := os.ReadFile(path); err == nil && strings.HasSuffix(string(b), "\n") {
+			pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			return pid
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s never written", path)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func waitGone(t *testing.T, pid int, what string) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !processGone(pid) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s (pid %d) still runs", what, pid)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestExecCancelStopsTheWholeProcessGroup(t *testing.T) {
+	t.Parallel()
+	types, dir := execTypes(t, `{"types": {"sleepy": {"description": "sleeps with a child",
+		"program": "sleepy.sh", "env": {"OUT": "$DIR"}, "env_allow": ["PATH"], "kill_grace": "2s"}}}`,
+		map[string]string{"sleepy.sh": "#!/bin/sh\nsleep 300 &\necho $! > \"$OUT/child.tmp\" && mv \"$OUT/child.tmp\" \"$OUT/child\"\nwait\n"})
+	sys := startSystem(t, withTypes(types...))
+	snap := sys.submit(t, "sleepy", `{}`)
+	child := waitPIDFile(t, filepath.Join(dir, "child"))
+	if code, _ := sys.cancel(t, snap.ID, `{"reason":"enough"}`); code != 202 {
+		t.Fatalf("cancel: %d", code)
+	}
+	done := sys.waitStatus(t, snap.ID, jobs.StatusCanceled, 20*time.Second)
+	if !strings.Contains(done.Error.Message, "enough") {
+		t.Errorf("final = %+v", done)
+	}
+	waitGone(t, child, "the script's child")
+}
+
+func TestExecTimeoutKillsAProcessThatIgnoresSIGTERM(t *testing.T) {
+	t.Parallel()
+	types, dir := execTypes(t, `{"types": {"stubborn": {"description": "ignores SIGTERM",
+		"program": "stubborn.sh", "env": {"OUT": "$DIR"}, "env_allow": ["PATH"], "timeout": "300ms", "kill_grace": "200ms"}}}`,
+		map[string]string{"stubborn.sh": "#!/bin/sh\ntrap '' TERM\necho $$ > \"$OUT/pid.tmp\" && mv \"$OUT/pid.tmp\" \"$OUT/pid\"\nwhile :; do sleep 0.05; done\n"})
+	sys := startSystem(t, withTypes(types...))
+	snap := sys.submit(t, "stubborn", `{}`)
+	pid := waitPIDFile(t, filepath.Join(dir, "pid"))
+	done := sys.waitStatus(t, snap.ID, jobs.StatusFailed, 20*time.Second)
+	if done.Error.Code != "timeout" {
+		t.Fatalf("final = %+v", done)
+	}
+	waitGone(t, pid, "the script that ignores SIGTERM")
+}
+
+func TestExecConfigErrorsAreReportedTogether(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	path := filepath.Join(dir, "exec.json")
+	cfg := `{"types": {
+		"a.b": {"program": "/bin/true"},
+		"nothere": {"program": "missing.sh"},
+		"badtemplate": {"program": "/bin/true", "args": ["{nope}"]},
+		"badfield": {"program": "/bin/true", "input": {"x": {"type": "object"}}, "timeout": "soon"}}}`
+	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err := worker.LoadExecTypes(path, os.Getenv)
+	if err == nil {
+		t.Fatal("a bad exec config loaded")
+	}
+	for _, want := range []string{"a.b", "missing.sh", `"nope"`, "input x", "timeout"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error does not mention %s:\n%v", want, err)
+		}
+	}
+	if err := os.WriteFile(path, []byte(`{"types": `), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := worker.LoadExecTypes(path, os.Getenv); err == nil {
+		t.Fatal("truncated config loaded")
+	}
+}
