@@ -100,3 +100,17 @@ func TestCancelFinishedOrUnknownJob(t *testing.T) {
 		t.Errorf("malformed cancel body: %d", r.StatusCode)
 	}
 }
+
+// A cancel sent to one gateway reaches the runner of a job submitted
+// through another: everything goes through NATS.
+func TestCancelThroughAnotherGateway(t *testing.T) {
+	t.Parallel()
+	sys := startSystem(t)
+	other := startOn(t, sys.NATS, systemOptions{noRunner: true})
+	snap := sys.submit(t, "demo", `{"steps":10000,"step_ms":10}`)
+	other.waitStatus(t, snap.ID, jobs.StatusRunning, 20*time.Second)
+	if code, _ := other.cancel(t, snap.ID, ""); code != http.StatusAccepted {
+		t.Fatalf("cancel: %d", code)
+	}
+	sys.waitStatus(t, snap.ID, jobs.StatusCanceled, 10*time.Second)
+}
