@@ -89,29 +89,9 @@ func (g *gateway) submit(ctx context.Context, req submitRequest, idemKey string)
 		}
 	}
 
-	// The queued state first, then the request: so every job's history
-	// starts with "queued", and a runner that picks the job up at once
-	// continues after it.
-	queued := jobs.Event{JobID: id, Type: req.Type, Seq: 1, Kind: jobs.KindQueued, Status: jobs.StatusQueued, Time: now, CreatedAt: &now}
-	queuedSeq, err := jobs.PublishEvent(ctx, g.js, queued, 0)
+	queued, err := jobs.Enqueue(ctx, g.js, jobs.Request{ID: id, Type: req.Type, Input: req.Input, CreatedAt: now})
 	if err != nil {
 		g.forgetIdempotencyKey(idemRecord)
-		return jobs.Snapshot{}, false, errUnavailable(err)
-	}
-	data, err := json.Marshal(jobs.Request{ID: id, Type: req.Type, Input: req.Input, CreatedAt: now})
-	if err != nil {
-		return jobs.Snapshot{}, false, err
-	}
-	if _, err := g.js.Publish(ctx, jobs.QueueSubject(req.Type), data,
-		jetstream.WithMsgID(id), jetstream.WithExpectStream(jobs.QueueStream)); err != nil {
-		// Not accepted: close the job's history so it does not look queued.
-		g.forgetIdempotencyKey(idemRecord)
-		failed := queued.Next(jobs.KindFailed, time.Now())
-		failed.Status, failed.EndedAt = jobs.StatusFailed, &failed.Time
-		failed.Error = &jobs.Error{Code: "submit_failed", Message: "the job could not be stored; it was not accepted"}
-		if _, ferr := jobs.PublishEvent(context.WithoutCancel(ctx), g.js, failed, queuedSeq); ferr != nil {
-			g.log.Warn("job not accepted, and its queued state could not be closed", "job_id", id, "err", ferr)
-		}
 		return jobs.Snapshot{}, false, errUnavailable(err)
 	}
 	return jobs.SnapshotOf(queued), false, nil
