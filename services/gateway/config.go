@@ -26,6 +26,7 @@ type Config struct {
 	EventsMaxPerJob   int64
 	AllowedOrigins    []string
 	ExecConfig        string
+	WriteTimeout      time.Duration
 }
 
 // Topology is the stream settings this configuration asks for.
@@ -51,6 +52,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	s.Duration(&c.EventsMaxAge, "events-max-age", "EVENTS_MAX_AGE", jobs.DefaultEventsMaxAge, "how long job events and states are kept")
 	s.Int(&c.EventsMaxPerJob, "events-max-per-job", "EVENTS_MAX_PER_JOB", jobs.DefaultEventsMaxPerJob, "how many events are kept per job")
 	s.String(&c.ExecConfig, "exec-config", "EXEC_CONFIG", "", "--dev: JSON file of commands the in-process runner runs as job types (see examples/exec)")
+	s.Duration(&c.WriteTimeout, "write-timeout", "WRITE_TIMEOUT", 10*time.Second, "a WebSocket or SSE client that takes longer to accept one message is closed as too slow")
 	s.String(&origins, "allowed-origins", "ALLOWED_ORIGINS", "", "other origins (host patterns, comma separated) allowed to open WebSockets; same-origin always is")
 	if err := s.Parse(args); err != nil {
 		return c, err
@@ -69,6 +71,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	s.Check(c.RunnerConcurrency >= 1 && c.RunnerConcurrency <= 10000, "RUNNER_CONCURRENCY must be 1-10000")
 	s.Check(c.ShutdownGrace >= 0, "SHUTDOWN_GRACE must not be negative")
 	s.Check(c.AckWait >= time.Second, "ACK_WAIT must be at least 1s")
+	s.Check(c.WriteTimeout >= 100*time.Millisecond, "WRITE_TIMEOUT must be at least 100ms")
 	s.Check(c.EventsMaxAge >= time.Minute, "EVENTS_MAX_AGE must be at least 1m")
 	s.Check(c.EventsMaxPerJob >= 10, "EVENTS_MAX_PER_JOB must be at least 10")
 	return c, s.Err()

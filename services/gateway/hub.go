@@ -24,9 +24,9 @@ type hub struct {
 	shards []chan *nats.Msg
 
 	mu      sync.RWMutex
-	topics  map[string]*topic
-	clients map[*client]struct{}
-	closing bool
+	topics   map[string]*topic
+	watchers map[*outbox]struct{}
+	closing  bool
 
 	stop        chan struct{}
 	dispatchers sync.WaitGroup
@@ -35,7 +35,7 @@ type hub struct {
 
 type topic struct {
 	sub      *nats.Subscription
-	watchers map[*client]struct{}
+	watchers map[*outbox]struct{}
 }
 
 // shardQueue is how many messages may wait per dispatcher before NATS
@@ -43,7 +43,7 @@ type topic struct {
 const shardQueue = 8192
 
 func newHub(nc *nats.Conn, log *slog.Logger) *hub {
-	h := &hub{nc: nc, log: log, seed: maphash.MakeSeed(), topics: map[string]*topic{}, clients: map[*client]struct{}{}, stop: make(chan struct{})}
+	h := &hub{nc: nc, log: log, seed: maphash.MakeSeed(), topics: map[string]*topic{}, watchers: map[*outbox]struct{}{}, stop: make(chan struct{})}
 	h.shards = make([]chan *nats.Msg, runtime.GOMAXPROCS(0))
 	for i := range h.shards {
 		ch := make(chan *nats.Msg, shardQueue)
@@ -66,26 +66,35 @@ func (h *hub) dispatch(ch chan *nats.Msg) {
 		case <-h.stop:
 			return
 		}
-		id, ok := jobs.IDFromProgressSubject(m.Subject)
+		out, ok := eventMsg(m.Subject, m.Data)
 		if !ok {
-			continue
-		}
-		var head struct {
-			Seq uint64 `json:"seq"`
-		}
-		if err := json.Unmarshal(m.Data, &head); err != nil || head.Seq == 0 {
 			h.log.Warn("dropping a malformed event", "subject", m.Subject)
 			continue
 		}
-		out := outMsg{jobID: id, seq: head.Seq, frame: eventFrame(id, m.Data)}
 		h.mu.RLock()
-		if t := h.topics[id]; t != nil {
-			for c := range t.watchers {
-				c.enqueue(out)
+		if t := h.topics[out.jobID]; t != nil {
+			for b := range t.watchers {
+				b.live(out)
 			}
 		}
 		h.mu.RUnlock()
 	}
+}
+
+// eventMsg prepares a stored event for every watcher at once.
+func eventMsg(subject string, data []byte) (outMsg, bool) {
+	id, ok := jobs.IDFromProgressSubject(subject)
+	if !ok {
+		return outMsg{}, false
+	}
+	var head struct {
+		Seq    uint64      `json:"seq"`
+		Status jobs.Status `json:"status"`
+	}
+	if err := json.Unmarshal(data, &head); err != nil || head.Seq == 0 {
+		return outMsg{}, false
+	}
+	return outMsg{jobID: id, seq: head.Seq, raw: data, frame: eventFrame(id, data), terminal: head.Status.Terminal()}, true
 }
 
 // eventFrame wraps a stored event for the WebSocket:
@@ -100,32 +109,32 @@ func eventFrame(id string, event []byte) []byte {
 	return append(b, '}')
 }
 
-// join registers a client; it returns false when the hub is closing.
-func (h *hub) join(c *client) bool {
+// join registers a watcher; it returns false when the hub is closing.
+func (h *hub) join(b *outbox) bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.closing {
 		return false
 	}
-	h.clients[c] = struct{}{}
+	h.watchers[b] = struct{}{}
 	h.sessions.Add(1)
 	return true
 }
 
-// leave drops a client and all its watches.
-func (h *hub) leave(c *client, watching map[string]bool) {
+// leave drops a watcher and all its watches.
+func (h *hub) leave(b *outbox, watching map[string]bool) {
 	for id := range watching {
-		h.unwatch(id, c)
+		h.unwatch(id, b)
 	}
 	h.mu.Lock()
-	delete(h.clients, c)
+	delete(h.watchers, b)
 	h.mu.Unlock()
 	h.sessions.Done()
 }
 
 // watch adds c to job id's watchers, subscribing to the job if c is the
 // gateway's first watcher of it. id must be valid.
-func (h *hub) watch(id string, c *client) error {
+func (h *hub) watch(id string, b *outbox) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	t := h.topics[id]
@@ -134,22 +143,22 @@ func (h *hub) watch(id string, c *client) error {
 		if err != nil {
 			return err
 		}
-		t = &topic{sub: sub, watchers: map[*client]struct{}{}}
+		t = &topic{sub: sub, watchers: map[*outbox]struct{}{}}
 		h.topics[id] = t
 	}
-	t.watchers[c] = struct{}{}
+	t.watchers[b] = struct{}{}
 	return nil
 }
 
 // unwatch removes c from job id's watchers, unsubscribing after the last.
-func (h *hub) unwatch(id string, c *client) {
+func (h *hub) unwatch(id string, b *outbox) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	t := h.topics[id]
 	if t == nil {
 		return
 	}
-	delete(t.watchers, c)
+	delete(t.watchers, b)
 	if len(t.watchers) == 0 {
 		_ = t.sub.Unsubscribe()
 		delete(h.topics, id)
@@ -167,8 +176,8 @@ func (h *hub) subscriptions() int {
 func (h *hub) CloseAll() {
 	h.mu.Lock()
 	h.closing = true
-	for c := range h.clients {
-		c.close(closeGoingAway)
+	for b := range h.watchers {
+		b.close(closeGoingAway)
 	}
 	h.mu.Unlock()
 }

@@ -51,7 +51,7 @@ func withConfig(f func(*Config)) systemOption {
 
 func testConfig() Config {
 	return Config{
-		HTTPAddr: "127.0.0.1:0", MaxBodyBytes: 1 << 20, RunnerConcurrency: 4, AckWait: 5 * time.Second,
+		HTTPAddr: "127.0.0.1:0", MaxBodyBytes: 1 << 20, RunnerConcurrency: 4, AckWait: 5 * time.Second, WriteTimeout: 10 * time.Second,
 		EventsMaxAge: time.Hour, EventsMaxPerJob: 1000,
 	}
 }

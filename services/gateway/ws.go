@@ -10,21 +10,18 @@ import (
 
 	"github.com/coder/websocket"
 	"github.com/jobwire/jobwire/shared/jobs"
-	"github.com/nats-io/nats.go/jetstream"
 )
 
 // WebSocket limits.
 const (
-	clientQueue      = 256              // frames waiting per connection
-	maxWatches       = 1000             // jobs one connection may watch
-	maxClientMessage = 4096             // bytes per client message
-	writeTimeout     = 10 * time.Second // per frame
+	maxWatches       = 1000 // jobs one connection may watch
+	maxClientMessage = 4096 // bytes per client message
 )
 
 // Close codes a client may see, besides the standard ones.
 const (
 	// closeTooSlow: the client did not read fast enough; it can reconnect
-	// and watch again.
+	// and resume with after_seq.
 	closeTooSlow websocket.StatusCode = 4008
 )
 
@@ -35,41 +32,18 @@ type closeReason struct {
 
 var (
 	closeGoingAway = closeReason{websocket.StatusGoingAway, "server shutting down, reconnect"}
-	closeSlow      = closeReason{closeTooSlow, "too slow: reconnect and watch again"}
+	closeSlow      = closeReason{closeTooSlow, "too slow: reconnect and resume with after_seq"}
 )
 
-// outMsg is one frame for a client. Events carry their job and seq, so the
-// writer sends each job's events in order and never twice; reset forgets a
-// job's last seq (after an unwatch).
-type outMsg struct {
-	jobID string
-	seq   uint64
-	frame []byte
-	reset bool
-}
-
-// client is one WebSocket connection.
-type client struct {
-	ws     *websocket.Conn
-	queue  chan outMsg
+// conn is the life of one watcher connection: the first close reason
+// given wins, and closing cancels its context.
+type conn struct {
 	cancel context.CancelFunc
-
 	mu     sync.Mutex
-	reason closeReason // set by the first close
+	reason closeReason
 }
 
-// enqueue hands a frame to the writer without blocking; a client whose
-// queue is full is closed (it can reconnect and watch again).
-func (c *client) enqueue(m outMsg) {
-	select {
-	case c.queue <- m:
-	default:
-		c.close(closeSlow)
-	}
-}
-
-// close ends the connection with reason (the first reason given wins).
-func (c *client) close(r closeReason) {
+func (c *conn) close(r closeReason) {
 	c.mu.Lock()
 	if c.reason.code == 0 {
 		c.reason = r
@@ -78,17 +52,17 @@ func (c *client) close(r closeReason) {
 	c.cancel()
 }
 
-func (c *client) closeReason() closeReason {
+func (c *conn) closeReason() closeReason {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.reason
 }
 
-// clientMessage is what a client sends.
+// clientMessage is what a WebSocket client sends.
 type clientMessage struct {
-	Op       string `json:"op"`
-	JobID    string `json:"job_id"`
-	AfterSeq uint64 `json:"after_seq,omitempty"`
+	Op       string  `json:"op"`
+	JobID    string  `json:"job_id"`
+	AfterSeq *uint64 `json:"after_seq,omitempty"`
 }
 
 // errorMessage is what the server sends about a failed request.
@@ -106,15 +80,16 @@ func handleWebSocket(g *gateway) http.HandlerFunc {
 			return // Accept has answered
 		}
 		ws.SetReadLimit(maxClientMessage)
-		// ctx is the connection's life: close() or a failed read ends it.
+		// ctx is the connection's life: a close or a failed read ends it.
 		// Reads get their own context, because coder/websocket drops the
 		// connection without a close frame when a Read's context ends.
 		ctx, cancel := context.WithCancel(context.WithoutCancel(r.Context()))
 		defer cancel()
 		readCtx, stopReading := context.WithCancel(context.WithoutCancel(r.Context()))
 		defer stopReading()
-		c := &client{ws: ws, queue: make(chan outMsg, clientQueue), cancel: cancel}
-		if !g.hub.join(c) {
+		c := &conn{cancel: cancel}
+		box := newOutbox(c.close)
+		if !g.hub.join(box) {
 			_ = ws.Close(closeGoingAway.code, closeGoingAway.text)
 			return
 		}
@@ -122,9 +97,12 @@ func handleWebSocket(g *gateway) http.HandlerFunc {
 		readerDone := make(chan struct{})
 		go func() {
 			defer close(readerDone)
-			g.readLoop(readCtx, ctx, c, watching)
+			defer cancel()
+			g.readLoop(readCtx, ctx, ws, box, watching)
 		}()
-		c.writeLoop(ctx)
+		writeLoop(ctx, box, g.cfg.WriteTimeout, c, func(ctx context.Context, m outMsg) error {
+			return ws.Write(ctx, websocket.MessageText, m.frame)
+		})
 		if r := c.closeReason(); r.code != 0 {
 			_ = ws.Close(r.code, r.text)
 		} else {
@@ -132,109 +110,90 @@ func handleWebSocket(g *gateway) http.HandlerFunc {
 		}
 		stopReading()
 		<-readerDone
-		g.hub.leave(c, watching)
+		g.hub.leave(box, watching)
 	}
 }
 
-// writeLoop sends queued frames until ctx ends.
-func (c *client) writeLoop(ctx context.Context) {
+// writeLoop writes what box holds until ctx ends or a write fails. A write
+// that takes longer than timeout closes the watcher as too slow; the
+// deadline is one reusable timer, not a context per message.
+func writeLoop(ctx context.Context, box *outbox, timeout time.Duration, c *conn, write func(context.Context, outMsg) error) {
 	defer c.cancel()
-	last := map[string]uint64{}
+	deadline := time.AfterFunc(time.Hour, func() { c.close(closeSlow) })
+	defer deadline.Stop()
 	for {
-		select {
-		case <-ctx.Done():
-			return
-		case m := <-c.queue:
-			if m.reset {
-				delete(last, m.jobID)
+		m, ok := box.next()
+		if !ok {
+			select {
+			case <-ctx.Done():
+				return
+			case <-box.ready:
 				continue
 			}
-			if m.seq > 0 {
-				if m.seq <= last[m.jobID] {
-					continue // already sent (snapshot and live event crossed)
-				}
-				last[m.jobID] = m.seq
-			}
-			wctx, cancel := context.WithTimeout(ctx, writeTimeout)
-			err := c.ws.Write(wctx, websocket.MessageText, m.frame)
-			cancel()
-			if err != nil {
-				return
-			}
+		}
+		deadline.Reset(timeout)
+		err := write(ctx, m)
+		deadline.Stop()
+		if err != nil {
+			return
 		}
 	}
 }
 
 // readLoop handles the client's watch and unwatch requests until the
 // connection ends.
-func (g *gateway) readLoop(readCtx, ctx context.Context, c *client, watching map[string]bool) {
-	defer c.cancel()
+func (g *gateway) readLoop(readCtx, ctx context.Context, ws *websocket.Conn, box *outbox, watching map[string]bool) {
 	for {
-		typ, data, err := c.ws.Read(readCtx)
+		typ, data, err := ws.Read(readCtx)
 		if err != nil {
 			return
 		}
 		var m clientMessage
 		if typ != websocket.MessageText || json.Unmarshal(data, &m) != nil {
-			c.sendError("", "bad_request", `send JSON text messages like {"op":"watch","job_id":"..."}`)
+			sendError(box, "", "bad_request", `send JSON text messages like {"op":"watch","job_id":"..."}`)
 			continue
 		}
 		switch m.Op {
 		case "watch":
-			g.watch(ctx, c, watching, m.JobID)
+			g.watch(ctx, box, watching, m.JobID, m.AfterSeq)
 		case "unwatch":
 			if watching[m.JobID] {
 				delete(watching, m.JobID)
-				g.hub.unwatch(m.JobID, c)
-				c.enqueue(outMsg{jobID: m.JobID, reset: true})
+				g.hub.unwatch(m.JobID, box)
+				box.forget(m.JobID)
 			}
 		default:
-			c.sendError(m.JobID, "bad_request", `"op" must be "watch" or "unwatch"`)
+			sendError(box, m.JobID, "bad_request", `"op" must be "watch" or "unwatch"`)
 		}
 	}
 }
 
-// watch subscribes c to a job, then sends the job's current state; live
-// events that arrive meanwhile are ordered and deduplicated by seq in the
-// writer, so the client sees the snapshot and then every later event.
-func (g *gateway) watch(ctx context.Context, c *client, watching map[string]bool, id string) {
+// watch starts following a job for this connection.
+func (g *gateway) watch(ctx context.Context, box *outbox, watching map[string]bool, id string, afterSeq *uint64) {
 	if err := jobs.ValidateID(id); err != nil {
-		c.sendError(id, "invalid_id", err.Error())
+		sendError(box, id, "invalid_id", err.Error())
 		return
 	}
 	if !watching[id] && len(watching) >= maxWatches {
-		c.sendError(id, "too_many_watches", "this connection already watches the most jobs it may")
+		sendError(box, id, "too_many_watches", "this connection already watches the most jobs it may")
 		return
 	}
-	if err := g.hub.watch(id, c); err != nil {
-		c.sendError(id, "unavailable", "cannot subscribe right now, try again")
+	if err := g.follow(ctx, box, id, afterSeq); err != nil {
+		var ae *apiError
+		if !errors.As(err, &ae) {
+			ae = errUnavailable(err)
+		}
+		delete(watching, id)
+		sendError(box, id, ae.Code, ae.Message)
 		return
 	}
 	watching[id] = true
-	rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	m, err := g.streams.Events.GetLastMsgForSubject(rctx, jobs.ProgressSubject(id))
-	if err != nil {
-		delete(watching, id)
-		g.hub.unwatch(id, c)
-		code, msg := "not_found", "no job with id "+id
-		if !errors.Is(err, jetstream.ErrMsgNotFound) {
-			code, msg = "unavailable", "cannot read the job's state right now, try again"
-		}
-		c.sendError(id, code, msg)
-		return
-	}
-	var head struct {
-		Seq uint64 `json:"seq"`
-	}
-	_ = json.Unmarshal(m.Data, &head)
-	c.enqueue(outMsg{jobID: id, seq: head.Seq, frame: eventFrame(id, m.Data)})
 }
 
-func (c *client) sendError(id, code, msg string) {
+func sendError(box *outbox, id, code, msg string) {
 	if len(id) > 2*jobs.MaxIDLen {
 		id = id[:2*jobs.MaxIDLen]
 	}
 	b, _ := json.Marshal(errorMessage{Op: "error", JobID: id, Code: code, Message: msg})
-	c.enqueue(outMsg{frame: b})
+	box.control(outMsg{frame: b})
 }

@@ -1,0 +1,240 @@
+package main
+
+import (
+	"context"
+	"sync"
+)
+
+// outMsg is one message for a watcher. Events carry their job, seq and the
+// stored event (raw, for SSE) and its WebSocket frame, both made once per
+// event and shared by every watcher.
+type outMsg struct {
+	jobID     string
+	seq       uint64 // 0: a control message (an error), always sent
+	raw       []byte
+	frame     []byte
+	terminal  bool
+	truncated bool // the history asked for has aged out; this is the snapshot
+}
+
+// Outbox limits.
+const (
+	// coalesceAt: with this many events waiting, each job's waiting events
+	// are coalesced to its latest (every event is a full snapshot).
+	coalesceAt = 256
+	// maxControl bounds waiting control messages (answers to the client's
+	// own requests); a client that floods requests without reading is closed.
+	maxControl = 64
+)
+
+// outbox is what one watcher (a WebSocket or an SSE stream) has waiting to
+// be written. The hub puts events in without ever blocking; per job it
+// keeps them in seq order and drops any seq already queued, so snapshot,
+// replay and live events can cross without duplicates. While a job's
+// history is being replayed, its live events are held back and released
+// after the replay. A watcher that lags has its waiting progress coalesced
+// to the latest event per job; final events are never dropped.
+type outbox struct {
+	mu      sync.Mutex
+	ctrl    []outMsg
+	jobs    map[string]*jobQueue
+	order   []string // jobs with waiting events, oldest first
+	waiting int      // events waiting, all jobs
+	ready   chan struct{}
+	drained chan struct{} // signalled when events are taken
+	onClose func(closeReason)
+}
+
+type jobQueue struct {
+	events    []outMsg
+	last      uint64 // highest seq queued (or sent)
+	replaying bool
+	held      []outMsg
+}
+
+func newOutbox(onClose func(closeReason)) *outbox {
+	return &outbox{
+		jobs: map[string]*jobQueue{}, ready: make(chan struct{}, 1),
+		drained: make(chan struct{}, 1), onClose: onClose,
+	}
+}
+
+func notify(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
+}
+
+// close ends the watcher (the hub calls it on shutdown).
+func (b *outbox) close(r closeReason) { b.onClose(r) }
+
+// control queues a control message.
+func (b *outbox) control(m outMsg) {
+	b.mu.Lock()
+	full := len(b.ctrl) >= maxControl
+	if !full {
+		b.ctrl = append(b.ctrl, m)
+	}
+	b.mu.Unlock()
+	if full {
+		b.close(closeSlow)
+		return
+	}
+	notify(b.ready)
+}
+
+// live is an event that arrived from NATS.
+func (b *outbox) live(m outMsg) {
+	b.mu.Lock()
+	q := b.jobs[m.jobID]
+	if q == nil { // not watched (any more)
+		b.mu.Unlock()
+		return
+	}
+	if q.replaying {
+		q.held = append(q.held, m)
+		b.mu.Unlock()
+		return
+	}
+	b.pushLocked(q, m)
+	b.mu.Unlock()
+	notify(b.ready)
+}
+
+// add is an event read from the stream for this watcher (snapshot or replay).
+func (b *outbox) add(m outMsg) {
+	b.mu.Lock()
+	if q := b.jobs[m.jobID]; q != nil {
+		b.pushLocked(q, m)
+	}
+	b.mu.Unlock()
+	notify(b.ready)
+}
+
+func (b *outbox) pushLocked(q *jobQueue, m outMsg) {
+	if m.seq <= q.last {
+		return // already queued or sent
+	}
+	q.last = m.seq
+	if len(q.events) == 0 {
+		b.order = append(b.order, m.jobID)
+	}
+	q.events = append(q.events, m)
+	b.waiting++
+	if b.waiting >= coalesceAt {
+		b.coalesceLocked()
+	}
+}
+
+// coalesceLocked keeps only the latest waiting event of each job; it is a
+// full snapshot, and when a job has ended it is the final event.
+func (b *outbox) coalesceLocked() {
+	b.waiting = 0
+	for _, id := range b.order {
+		q := b.jobs[id]
+		if n := len(q.events); n > 1 {
+			q.events = append(q.events[:0], q.events[n-1])
+		}
+		b.waiting += len(q.events)
+	}
+}
+
+// seen records that the watcher already has job id's events up to seq.
+func (b *outbox) seen(id string, seq uint64) {
+	b.mu.Lock()
+	if q := b.jobs[id]; q != nil {
+		q.last = max(q.last, seq)
+	}
+	b.mu.Unlock()
+}
+
+// startReplay registers job id for this watcher and holds its live events
+// until endReplay. A re-watch forgets what was sent before.
+func (b *outbox) startReplay(id string) {
+	b.mu.Lock()
+	if q := b.jobs[id]; q != nil {
+		b.waiting -= len(q.events)
+		b.removeOrderLocked(id)
+	}
+	b.jobs[id] = &jobQueue{replaying: true}
+	b.mu.Unlock()
+}
+
+// endReplay releases the live events held during the replay, in order.
+func (b *outbox) endReplay(id string) {
+	b.mu.Lock()
+	if q := b.jobs[id]; q != nil && q.replaying {
+		q.replaying = false
+		for _, m := range q.held {
+			b.pushLocked(q, m)
+		}
+		q.held = nil
+	}
+	b.mu.Unlock()
+	notify(b.ready)
+}
+
+// forget drops job id and whatever of it waits.
+func (b *outbox) forget(id string) {
+	b.mu.Lock()
+	if q := b.jobs[id]; q != nil {
+		b.waiting -= len(q.events)
+		b.removeOrderLocked(id)
+		delete(b.jobs, id)
+	}
+	b.mu.Unlock()
+}
+
+func (b *outbox) removeOrderLocked(id string) {
+	for i, o := range b.order {
+		if o == id {
+			b.order = append(b.order[:i], b.order[i+1:]...)
+			return
+		}
+	}
+}
+
+// waitRoom blocks while more than n events wait, so a replay goes at the
+// watcher's pace instead of being coalesced away.
+func (b *outbox) waitRoom(ctx context.Context, n int) error {
+	for {
+		b.mu.Lock()
+		w := b.waiting
+		b.mu.Unlock()
+		if w <= n {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-b.drained:
+		}
+	}
+}
+
+// next takes the next message to write: control messages first, then the
+// jobs' events in turn. ok is false when nothing waits.
+func (b *outbox) next() (m outMsg, ok bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if len(b.ctrl) > 0 {
+		m = b.ctrl[0]
+		b.ctrl = b.ctrl[1:]
+		return m, true
+	}
+	if len(b.order) == 0 {
+		return m, false
+	}
+	id := b.order[0]
+	q := b.jobs[id]
+	m = q.events[0]
+	q.events = q.events[1:]
+	b.waiting--
+	b.order = b.order[1:]
+	if len(q.events) > 0 {
+		b.order = append(b.order, id) // round robin between jobs
+	}
+	notify(b.drained)
+	return m, true
+}
