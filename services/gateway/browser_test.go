@@ -138,12 +138,125 @@ func TestBrowserUnknownJob(t *testing.T) {
 	}
 }
 
+// TestBrowserShowsSubmitErrors submits a job the server refuses: the page
+// says why next to the button and keeps the input; fixed, it goes through.
+func TestBrowserShowsSubmitErrors(t *testing.T) {
+	t.Parallel()
+	ctx := newBrowser(t)
+	sys := startSystem(t)
+
+	if err := chromedp.Do(ctx,
+		chromedp.Navigate(sys.URL+"/"),
+		chromedp.WaitVisible(chromedp.ID("queue-button")),
+		chromedp.SetValue(chromedp.ID("job-input"), `{"steps": 0}`),
+		chromedp.Click(chromedp.ID("queue-button")),
+	); err != nil {
+		t.Fatal(err)
+	}
+	p := waitPage(t, ctx, "the submit error", func(p pageState) bool {
+		return p.FormError != "" && !p.ButtonDisabled
+	})
+	if !strings.Contains(p.FormError, "invalid_input") && !strings.Contains(p.FormError, "steps") {
+		t.Errorf("form error = %q; want the server's invalid_input error about steps", p.FormError)
+	}
+	if p.Path != "/" {
+		t.Errorf("path = %q after a refused submit; want to stay on /", p.Path)
+	}
+	if p.Input != `{"steps": 0}` {
+		t.Errorf("input = %q after a refused submit; want the user's input kept", p.Input)
+	}
+	screenshot(t, ctx, "submit-error.png")
+
+	if err := chromedp.Do(ctx,
+		chromedp.SetValue(chromedp.ID("job-input"), `{"steps": 2, "step_ms": 1}`),
+		chromedp.Click(chromedp.ID("queue-button")),
+	); err != nil {
+		t.Fatal(err)
+	}
+	page := waitPage(t, ctx, "the job page", func(p pageState) bool {
+		return strings.HasPrefix(p.Path, "/jobs/") && p.JobID != ""
+	})
+	if id := strings.TrimPrefix(page.Path, "/jobs/"); jobs.ValidateID(id) != nil || page.JobID != id {
+		t.Fatalf("job page %q shows job id %q; want a valid id from the path", page.Path, page.JobID)
+	}
+	final := waitPage(t, ctx, "the job to succeed", func(p pageState) bool {
+		return p.Status == "succeeded" && p.Percent == "100%"
+	})
+	if !strings.Contains(final.Result, `"steps": 2`) {
+		t.Errorf("result = %q; want the steps of the fixed input, 2", final.Result)
+	}
+}
+
+// TestBrowserSubmitWhileOffline submits while the server cannot be reached:
+// the page says so, keeps the input and lets the user retry.
+func TestBrowserSubmitWhileOffline(t *testing.T) {
+	t.Parallel()
+	ctx := newBrowser(t)
+	sys := startSystem(t)
+	px := newCutProxy(t, sys.URL)
+
+	const in = `{"steps": 2, "step_ms": 1}`
+	if err := chromedp.Do(ctx,
+		chromedp.Navigate(px.URL+"/"),
+		chromedp.WaitVisible(chromedp.ID("queue-button")),
+		chromedp.SetValue(chromedp.ID("job-input"), in),
+	); err != nil {
+		t.Fatal(err)
+	}
+	px.setDown(true)
+	if err := chromedp.Do(ctx, chromedp.Click(chromedp.ID("queue-button"))); err != nil {
+		t.Fatal(err)
+	}
+	p := waitPage(t, ctx, "the network error", func(p pageState) bool {
+		return p.FormError != "" && !p.ButtonDisabled
+	})
+	if !strings.Contains(p.FormError, "Could not reach the server") || p.Path != "/" || p.Input != in {
+		t.Errorf("after a failed submit: form error %q, path %q, input %q; want a network error on / with the input kept", p.FormError, p.Path, p.Input)
+	}
+
+	px.setDown(false)
+	if err := chromedp.Do(ctx, chromedp.Click(chromedp.ID("queue-button"))); err != nil {
+		t.Fatal(err)
+	}
+	waitPage(t, ctx, "the job to succeed after the retry", func(p pageState) bool {
+		return strings.HasPrefix(p.Path, "/jobs/") && p.Status == "succeeded"
+	})
+}
+
+// TestBrowserQueueJobWithoutScripts checks that the form still works as a
+// plain HTML form when the browser runs no JavaScript.
+func TestBrowserQueueJobWithoutScripts(t *testing.T) {
+	t.Parallel()
+	ctx := newBrowser(t, chromedp.Flag("blink-settings", "scriptEnabled=false"))
+	sys := startSystem(t)
+
+	if err := chromedp.Do(ctx,
+		chromedp.Navigate(sys.URL+"/"),
+		chromedp.WaitVisible(chromedp.ID("queue-button")),
+		chromedp.SetValue(chromedp.ID("job-input"), `{"steps": 2, "step_ms": 1}`),
+		chromedp.Click(chromedp.ID("queue-button")),
+	); err != nil {
+		t.Fatal(err)
+	}
+	p := waitPage(t, ctx, "the job page", func(p pageState) bool {
+		return strings.HasPrefix(p.Path, "/jobs/")
+	})
+	id := strings.TrimPrefix(p.Path, "/jobs/")
+	if err := jobs.ValidateID(id); err != nil {
+		t.Fatalf("form post led to %q: %v", p.Path, err)
+	}
+	if p.JobID != "" {
+		t.Errorf("job page shows job id %q; want an empty page without scripts (are scripts disabled?)", p.JobID)
+	}
+	sys.waitStatus(t, id, jobs.StatusSucceeded, 30*time.Second)
+}
+
 // newBrowser starts a headless Chromium for the test and returns its
 // context, which ends after 60 seconds at the latest. It skips the test when
 // there is no Chromium, unless CI=true. Uncaught exceptions and security
 // errors (such as Content-Security-Policy violations) in the page fail the
-// test.
-func newBrowser(t *testing.T) context.Context {
+// test. opts add to or override the default Chromium flags.
+func newBrowser(t *testing.T, opts ...chromedp.ExecAllocatorOption) context.Context {
 	t.Helper()
 	path := chromiumPath()
 	if path == "" {
@@ -154,7 +267,7 @@ func newBrowser(t *testing.T) context.Context {
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 	t.Cleanup(cancel)
-	ctx, cancel = chromedp.NewExecAllocator(ctx,
+	ctx, cancel = chromedp.NewExecAllocator(ctx, append([]chromedp.ExecAllocatorOption{
 		chromedp.ExecPath(path),
 		chromedp.Headless,
 		chromedp.Flag("no-sandbox", true),
@@ -164,7 +277,7 @@ func newBrowser(t *testing.T) context.Context {
 		chromedp.Flag("disable-sync", true),
 		chromedp.Flag("no-first-run", true),
 		chromedp.WindowSize(1000, 800),
-	)
+	}, opts...)...)
 	t.Cleanup(cancel)
 	ctx, cancel = chromedp.NewContext(ctx)
 	t.Cleanup(cancel)
@@ -219,6 +332,10 @@ type pageState struct {
 	JobShown bool     `json:"job_shown"`
 	Conn     string   `json:"conn"`
 	Jobs     []string `json:"jobs"` // lines of the recent jobs list
+
+	FormError      string `json:"form_error"` // text of #form-error while it is visible
+	Input          string `json:"input"`      // value of the job input box
+	ButtonDisabled bool   `json:"button_disabled"`
 }
 
 // percent is the number #percent shows, or -1.
@@ -239,6 +356,9 @@ const pageStateJS = `(() => {
 		percent: text("percent"), result: text("result"),
 		not_found: shown("notfound") ? text("notfound") : "", job_shown: shown("job"),
 		conn: text("conn"), jobs: [...document.querySelectorAll("#jobs li")].map((li) => li.textContent),
+		form_error: shown("form-error") ? text("form-error") : "",
+		input: el("job-input") ? el("job-input").value : "",
+		button_disabled: !!el("queue-button") && el("queue-button").disabled,
 	};
 })()`
 

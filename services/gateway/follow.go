@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/jobwire/jobwire/shared/jobs"
@@ -28,6 +29,22 @@ func (g *gateway) follow(ctx context.Context, box *outbox, id string, afterSeq *
 	}
 	box.endReplay(id)
 	return nil
+}
+
+// repairGaps returns the outbox's gap handler: it queues the missing
+// events from the stream in the background (tracked by wg), then releases
+// the live events held meanwhile. A watcher whose gap cannot be filled is
+// closed; it can resume by seq.
+func (g *gateway) repairGaps(ctx context.Context, box *outbox, wg *sync.WaitGroup) func(string, uint64, outMsg) {
+	return func(id string, after uint64, upTo outMsg) {
+		wg.Go(func() {
+			if err := g.replay(ctx, box, id, after, upTo); err != nil {
+				box.close(closeSlow)
+				return
+			}
+			box.endReplay(id)
+		})
+	}
 }
 
 // catchUp queues what the watcher must see before the live events.

@@ -172,6 +172,13 @@ func (h *hub) subscriptions() int {
 	return len(h.topics)
 }
 
+// sessionCount is how many watchers (WebSockets, SSE streams) are open.
+func (h *hub) sessionCount() int {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	return len(h.watchers)
+}
+
 // CloseAll closes every WebSocket with "going away" and refuses new ones.
 func (h *hub) CloseAll() {
 	h.mu.Lock()

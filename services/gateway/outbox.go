@@ -21,7 +21,7 @@ type outMsg struct {
 const (
 	// coalesceAt: with this many events waiting, each job's waiting events
 	// are coalesced to its latest (every event is a full snapshot).
-	coalesceAt = 256
+	coalesceAt = 1024
 	// maxControl bounds waiting control messages (answers to the client's
 	// own requests); a client that floods requests without reading is closed.
 	maxControl = 64
@@ -43,6 +43,10 @@ type outbox struct {
 	ready   chan struct{}
 	drained chan struct{} // signalled when events are taken
 	onClose func(closeReason)
+	// onGap is called (with the outbox unlocked) when a live event skips
+	// seqs after the ones queued: it must queue the missing events from the
+	// stream, then call endReplay. Until then the job's live events are held.
+	onGap func(id string, after uint64, upTo outMsg)
 }
 
 type jobQueue struct {
@@ -95,6 +99,16 @@ func (b *outbox) live(m outMsg) {
 	if q.replaying {
 		q.held = append(q.held, m)
 		b.mu.Unlock()
+		return
+	}
+	if q.last > 0 && m.seq > q.last+1 && b.onGap != nil {
+		// Missed between the stream and the subscription (or dropped by a
+		// slow NATS consumer): fetch what is missing before going on.
+		q.replaying = true
+		q.held = append(q.held, m)
+		after := q.last
+		b.mu.Unlock()
+		b.onGap(m.jobID, after, m)
 		return
 	}
 	b.pushLocked(q, m)
@@ -161,15 +175,29 @@ func (b *outbox) startReplay(id string) {
 	b.mu.Unlock()
 }
 
-// endReplay releases the live events held during the replay, in order.
+// endReplay releases the live events held during the replay, in order. If
+// they do not follow on from what is queued, the gap is repaired first.
 func (b *outbox) endReplay(id string) {
 	b.mu.Lock()
-	if q := b.jobs[id]; q != nil && q.replaying {
-		q.replaying = false
-		for _, m := range q.held {
-			b.pushLocked(q, m)
+	q := b.jobs[id]
+	if q == nil || !q.replaying {
+		b.mu.Unlock()
+		return
+	}
+	held := q.held
+	q.replaying, q.held = false, nil
+	for i, m := range held {
+		if m.seq <= q.last {
+			continue
 		}
-		q.held = nil
+		if m.seq > q.last+1 && b.onGap != nil {
+			q.replaying, q.held = true, held[i:]
+			after := q.last
+			b.mu.Unlock()
+			b.onGap(id, after, m)
+			return
+		}
+		b.pushLocked(q, m)
 	}
 	b.mu.Unlock()
 	notify(b.ready)

@@ -96,7 +96,7 @@ func startOn(t testing.TB, ns *server.Server, o systemOptions) *testSystem {
 	if o.noRunner {
 		registerBuiltinTypes(t, gw)
 	} else {
-		startRunner(t, ctx, &wg, ns, log, o.types...)
+		startRunnerWith(t, ctx, &wg, ns, log, cfg.Topology(), o.types...)
 	}
 	hs := httptest.NewServer(gw.Handler())
 	t.Cleanup(func() {
@@ -112,9 +112,15 @@ func startOn(t testing.TB, ns *server.Server, o systemOptions) *testSystem {
 // startRunner runs a runner with the built-in types until ctx ends.
 func startRunner(t testing.TB, ctx context.Context, wg *sync.WaitGroup, ns *server.Server, log *slog.Logger, extra ...worker.JobType) {
 	t.Helper()
+	startRunnerWith(t, ctx, wg, ns, log, testConfig().Topology(), extra...)
+}
+
+// startRunnerWith is startRunner with the stream settings the gateway uses.
+func startRunnerWith(t testing.TB, ctx context.Context, wg *sync.WaitGroup, ns *server.Server, log *slog.Logger, topo jobs.Topology, extra ...worker.JobType) {
+	t.Helper()
 	rnc := natstest.Connect(t, ns)
 	types := append(worker.BuiltinTypes(), extra...)
-	r, err := worker.New(ctx, rnc, worker.Config{Concurrency: 4, AckWait: 5 * time.Second, ShutdownGrace: time.Second, Logger: log}, types...)
+	r, err := worker.New(ctx, rnc, worker.Config{Concurrency: 4, AckWait: 5 * time.Second, ShutdownGrace: time.Second, Logger: log, Topology: topo}, types...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -89,6 +89,9 @@ func handleWebSocket(g *gateway) http.HandlerFunc {
 		defer stopReading()
 		c := &conn{cancel: cancel}
 		box := newOutbox(c.close)
+		var repairs sync.WaitGroup
+		defer repairs.Wait()
+		box.onGap = g.repairGaps(ctx, box, &repairs)
 		if !g.hub.join(box) {
 			_ = ws.Close(closeGoingAway.code, closeGoingAway.text)
 			return

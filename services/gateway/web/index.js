@@ -1,5 +1,5 @@
-// index.js: fills the job type list and the recent jobs of the index page.
-// The form works without it; this only adds convenience.
+// index.js: fills the job type list and the recent jobs of the index page,
+// and submits the form through the JSON API. The form works without it.
 "use strict";
 
 const typeSelect = document.getElementById("job-type");
@@ -70,26 +70,108 @@ async function loadJobs() {
   }));
 }
 
+let refreshTimer = 0;
+
 async function refreshJobs() {
+  clearTimeout(refreshTimer);
   try {
     await loadJobs();
   } catch (err) {
     jobList.replaceChildren(el("li", "error-text", "Could not load jobs (" + err.message + ")."));
   }
-  setTimeout(refreshJobs, 5000);
+  clearTimeout(refreshTimer);
+  refreshTimer = setTimeout(refreshJobs, 5000);
 }
 
 typeSelect.addEventListener("change", () => showType(true));
 
-document.getElementById("queue-form").addEventListener("submit", (ev) => {
+// With JavaScript the form submits itself to the JSON API, so that an error
+// shows next to the button and the user's input stays; without it the
+// browser posts the form to /jobs as usual.
+const form = document.getElementById("queue-form");
+const queueButton = document.getElementById("queue-button");
+const queueLabel = queueButton.textContent;
+
+function showFormError(text) {
+  formError.textContent = text;
+  formError.hidden = false;
+}
+
+function setBusy(busy) {
+  queueButton.disabled = busy;
+  queueButton.textContent = busy ? "Queuing…" : queueLabel;
+  form.setAttribute("aria-busy", busy ? "true" : "false");
+}
+
+// errorText turns a failed response into one line for the user.
+async function errorText(res) {
+  let body = null;
   try {
-    JSON.parse(input.value);
-    formError.hidden = true;
-  } catch (err) {
-    ev.preventDefault();
-    formError.textContent = "Input is not valid JSON: " + err.message;
-    formError.hidden = false;
+    body = await res.json();
+  } catch {
+    // not JSON (say, a proxy's error page)
   }
+  const e = body && body.error;
+  if (e && (e.message || e.code)) {
+    return (e.message || "Request failed") + (e.code ? " (" + e.code + ")" : "");
+  }
+  return "The server refused the job (HTTP " + res.status + (res.statusText ? " " + res.statusText : "") + ").";
+}
+
+async function submitJob() {
+  const body = { type: typeSelect.value };
+  if (input.value.trim() !== "") {
+    try {
+      body.input = JSON.parse(input.value);
+    } catch (err) {
+      showFormError("Input is not valid JSON: " + err.message);
+      input.focus();
+      return;
+    }
+  }
+  formError.hidden = true;
+  setBusy(true);
+  let res;
+  try {
+    res = await fetch("/api/jobs", {
+      method: "POST",
+      headers: { "Content-Type": "application/json", "Accept": "application/json" },
+      body: JSON.stringify(body),
+    });
+  } catch (err) {
+    showFormError("Could not reach the server (" + err.message + "). Check your connection and try again; the recent jobs below show whether it was queued.");
+    setBusy(false);
+    return;
+  }
+  try {
+    if (res.status === 202) {
+      const job = await res.json();
+      if (job && typeof job.id === "string" && job.id !== "") {
+        location.assign("/jobs/" + encodeURIComponent(job.id));
+        return; // stays busy while the browser leaves the page
+      }
+      showFormError("The server accepted the job but did not say its id; see the recent jobs below.");
+      refreshJobs();
+    } else {
+      showFormError(await errorText(res));
+    }
+  } catch (err) {
+    showFormError("Could not read the server's answer (" + err.message + "); the job may have been queued, see the recent jobs below.");
+    refreshJobs();
+  }
+  setBusy(false);
+}
+
+form.addEventListener("submit", (ev) => {
+  ev.preventDefault();
+  if (queueButton.disabled) return; // one submission at a time
+  submitJob();
+});
+
+// Coming back to this page from the job page (back/forward cache) must not
+// leave the button disabled.
+window.addEventListener("pageshow", (ev) => {
+  if (ev.persisted) setBusy(false);
 });
 
 loadTypes().catch((err) => { description.textContent = "Could not load job types (" + err.message + ")."; });
