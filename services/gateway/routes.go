@@ -20,6 +20,7 @@ func NewServer(g *gateway) http.Handler {
 		r.Get("/jobs", handleList(g))
 		r.Get("/jobs/{id}", handleGet(g))
 		r.Post("/jobs/{id}/cancel", handleCancel(g))
+		r.Get("/jobs/{id}/events", handleEvents(g)) // SSE; no middleware.Timeout here either
 		r.Get("/job-types", handleJobTypes(g))
 		r.NotFound(handleAPINotFound())
 	})

@@ -1,0 +1,101 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/jobwire/jobwire/shared/jobs"
+)
+
+// errStreamDone ends an SSE stream after the job's final event.
+var errStreamDone = errors.New("job ended")
+
+// handleEvents streams a job's events as Server-Sent Events: "id:" is the
+// event's seq and "data:" the event JSON. With Last-Event-ID (or
+// ?after_seq=N) it resumes after that seq; without, it starts with the
+// current state. It ends after the final event. If the history asked for
+// has aged out, an "event: truncated" message comes before the snapshot.
+func handleEvents(g *gateway) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		id := chi.URLParam(r, "id")
+		if err := jobs.ValidateID(id); err != nil {
+			writeError(w, errorf(http.StatusBadRequest, "invalid_id", "%v", err))
+			return
+		}
+		afterSeq, err := resumePoint(r)
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		ctx, cancel := context.WithCancel(r.Context())
+		defer cancel()
+		c := &conn{cancel: cancel}
+		box := newOutbox(c.close)
+		var repairs sync.WaitGroup
+		defer repairs.Wait()
+		box.onGap = g.repairGaps(ctx, box, &repairs)
+		if !g.hub.join(box) {
+			writeError(w, errorf(http.StatusServiceUnavailable, "shutting_down", "the gateway is shutting down"))
+			return
+		}
+		watching := map[string]bool{id: true}
+		defer g.hub.leave(box, watching)
+		if err := g.follow(ctx, box, id, afterSeq); err != nil {
+			delete(watching, id)
+			writeError(w, err)
+			return
+		}
+
+		rc := http.NewResponseController(w)
+		h := w.Header()
+		h.Set("Content-Type", "text/event-stream")
+		h.Set("Cache-Control", "no-cache")
+		h.Set("X-Accel-Buffering", "no")
+		w.WriteHeader(http.StatusOK)
+		_ = rc.Flush()
+		buf := make([]byte, 0, 1024)
+		writeLoop(ctx, box, g.cfg.WriteTimeout, c, func(_ context.Context, m outMsg) error {
+			_ = rc.SetWriteDeadline(time.Now().Add(g.cfg.WriteTimeout))
+			buf = buf[:0]
+			if m.truncated {
+				buf = append(buf, "event: truncated\ndata: {}\n\n"...)
+			}
+			buf = append(buf, "id: "...)
+			buf = strconv.AppendUint(buf, m.seq, 10)
+			buf = append(buf, "\ndata: "...)
+			buf = append(buf, m.raw...)
+			buf = append(buf, "\n\n"...)
+			if _, err := w.Write(buf); err != nil {
+				return err
+			}
+			if err := rc.Flush(); err != nil {
+				return err
+			}
+			if m.terminal {
+				return errStreamDone
+			}
+			return nil
+		})
+	}
+}
+
+// resumePoint reads where a client resumes: Last-Event-ID, or ?after_seq=.
+func resumePoint(r *http.Request) (*uint64, error) {
+	s := r.Header.Get("Last-Event-ID")
+	if s == "" {
+		s = r.URL.Query().Get("after_seq")
+	}
+	if s == "" {
+		return nil, nil
+	}
+	n, err := strconv.ParseUint(s, 10, 64)
+	if err != nil {
+		return nil, errorf(http.StatusBadRequest, "bad_request", "Last-Event-ID / after_seq must be a sequence number")
+	}
+	return &n, nil
+}
