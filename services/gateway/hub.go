@@ -71,8 +71,12 @@ func (h *hub) dispatch(ch chan *nats.Msg) {
 			h.log.Warn("dropping a malformed event", "subject", m.Subject)
 			continue
 		}
+		key := out.jobID
+		if m.Sub != nil && m.Sub.Subject == jobs.AllProgress {
+			key = jobs.AllProgress // the "every job" feed
+		}
 		h.mu.RLock()
-		if t := h.topics[out.jobID]; t != nil {
+		if t := h.topics[key]; t != nil {
 			for b := range t.watchers {
 				b.live(out)
 			}
@@ -139,7 +143,11 @@ func (h *hub) watch(id string, b *outbox) error {
 	defer h.mu.Unlock()
 	t := h.topics[id]
 	if t == nil {
-		sub, err := h.nc.ChanSubscribe(jobs.ProgressSubject(id), h.shard(id))
+		subject := jobs.AllProgress
+		if id != jobs.AllProgress {
+			subject = jobs.ProgressSubject(id)
+		}
+		sub, err := h.nc.ChanSubscribe(subject, h.shard(id))
 		if err != nil {
 			return err
 		}
@@ -148,6 +156,12 @@ func (h *hub) watch(id string, b *outbox) error {
 	}
 	t.watchers[b] = struct{}{}
 	return nil
+}
+
+// watchAll adds b to the feed of every job's events (for dashboards): one
+// wildcard subscription, shared by all such watchers of this gateway.
+func (h *hub) watchAll(b *outbox) error {
+	return h.watch(jobs.AllProgress, b)
 }
 
 // unwatch removes c from job id's watchers, unsubscribing after the last.

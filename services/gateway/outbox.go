@@ -47,6 +47,7 @@ type outbox struct {
 	// seqs after the ones queued: it must queue the missing events from the
 	// stream, then call endReplay. Until then the job's live events are held.
 	onGap func(id string, after uint64, upTo outMsg)
+	all   bool // on the feed of every job: live events of any job
 }
 
 type jobQueue struct {
@@ -92,7 +93,17 @@ func (b *outbox) control(m outMsg) {
 func (b *outbox) live(m outMsg) {
 	b.mu.Lock()
 	q := b.jobs[m.jobID]
+	if q == nil && b.all && !m.terminal {
+		q = &jobQueue{}
+		b.jobs[m.jobID] = q
+	}
 	if q == nil { // not watched (any more)
+		if b.all { // the final event of a job first seen now
+			b.ctrl = append(b.ctrl, m)
+			b.mu.Unlock()
+			notify(b.ready)
+			return
+		}
 		b.mu.Unlock()
 		return
 	}
@@ -152,6 +163,13 @@ func (b *outbox) coalesceLocked() {
 		}
 		b.waiting += len(q.events)
 	}
+}
+
+// setAll turns the feed of every job on or off for this watcher.
+func (b *outbox) setAll(on bool) {
+	b.mu.Lock()
+	b.all = on
+	b.mu.Unlock()
 }
 
 // seen records that the watcher already has job id's events up to seq.
@@ -262,6 +280,8 @@ func (b *outbox) next() (m outMsg, ok bool) {
 	b.order = b.order[1:]
 	if len(q.events) > 0 {
 		b.order = append(b.order, id) // round robin between jobs
+	} else if b.all && m.terminal && !q.replaying {
+		delete(b.jobs, id) // the feed forgets finished jobs
 	}
 	notify(b.drained)
 	return m, true

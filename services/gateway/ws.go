@@ -159,14 +159,27 @@ func (g *gateway) readLoop(readCtx, ctx context.Context, ws *websocket.Conn, box
 		switch m.Op {
 		case "watch":
 			g.watch(ctx, box, watching, m.JobID, m.AfterSeq)
+		case "watch_all":
+			if err := g.hub.watchAll(box); err != nil {
+				sendError(box, "", "unavailable", "cannot subscribe right now, try again")
+				continue
+			}
+			box.setAll(true)
+			watching[jobs.AllProgress] = true
+		case "unwatch_all":
+			if watching[jobs.AllProgress] {
+				delete(watching, jobs.AllProgress)
+				g.hub.unwatch(jobs.AllProgress, box)
+				box.setAll(false)
+			}
 		case "unwatch":
-			if watching[m.JobID] {
+			if jobs.ValidateID(m.JobID) == nil && watching[m.JobID] {
 				delete(watching, m.JobID)
 				g.hub.unwatch(m.JobID, box)
 				box.forget(m.JobID)
 			}
 		default:
-			sendError(box, m.JobID, "bad_request", `"op" must be "watch" or "unwatch"`)
+			sendError(box, m.JobID, "bad_request", `"op" must be "watch", "unwatch", "watch_all" or "unwatch_all"`)
 		}
 	}
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -221,4 +222,74 @@ func TestShutdownClosesWebSocketsGoingAway(t *testing.T) {
 			return
 		}
 	}
+}
+
+func TestWatchAllFeedsEveryJob(t *testing.T) {
+	t.Parallel()
+	sys := startSystem(t)
+	ws := dialWS(t, sys)
+	ws.send(`{"op":"watch_all"}`)
+	// The feed is live only: make sure it is subscribed before jobs start.
+	deadline := time.Now().Add(10 * time.Second)
+	for sys.GW.hub.subscriptions() != 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("watch_all did not subscribe")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	a := sys.submit(t, "demo", `{"steps":3,"step_ms":5}`)
+	b := sys.submit(t, "demo", `{"steps":3,"step_ms":5}`)
+	last := map[string]uint64{}
+	done := map[string]bool{}
+	for len(done) < 2 {
+		m := ws.read()
+		if m.Op != "event" || (m.JobID != a.ID && m.JobID != b.ID) || m.Event.Seq <= last[m.JobID] {
+			t.Fatalf("unexpected %+v (last %d)", m, last[m.JobID])
+		}
+		if last[m.JobID] == 0 && m.Event.Seq != 1 {
+			t.Fatalf("job %s: the feed started at seq %d", m.JobID, m.Event.Seq)
+		}
+		last[m.JobID] = m.Event.Seq
+		if m.Event.Status.Terminal() {
+			done[m.JobID] = true
+		}
+	}
+	ws.send(`{"op":"unwatch_all"}`)
+	for deadline := time.Now().Add(10 * time.Second); sys.GW.hub.subscriptions() != 0; {
+		if time.Now().After(deadline) {
+			t.Fatal("unwatch_all left the subscription")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// Restarting the gateway under watchers: they are closed with "going
+// away", reconnect (here to another gateway) and resume by seq.
+func TestGatewayRestartUnderWatchers(t *testing.T) {
+	t.Parallel()
+	sys := startSystem(t, withTypes(loggerType(200, 10, 5*time.Millisecond)))
+	snap := sys.submit(t, "logger", `{}`)
+	ws := dialWS(t, sys)
+	ws.send(`{"op":"watch","job_id":"` + snap.ID + `","after_seq":0}`)
+	seqs := readSeqs(t, ws, snap.ID, func(m serverMsg) bool { return m.Event.Seq >= 30 })
+	sys.GW.hub.CloseAll()
+	for {
+		_, b, err := ws.c.Read(ws.ct)
+		if err != nil {
+			if websocket.CloseStatus(err) != websocket.StatusGoingAway {
+				t.Fatalf("closed with %v, want going away", err)
+			}
+			break
+		}
+		var m serverMsg
+		if err := json.Unmarshal(b, &m); err != nil {
+			t.Fatal(err)
+		}
+		seqs = append(seqs, m.Event.Seq)
+	}
+	next := startOn(t, sys.NATS, systemOptions{noRunner: true})
+	again := dialWS(t, next)
+	again.send(fmt.Sprintf(`{"op":"watch","job_id":"%s","after_seq":%d}`, snap.ID, seqs[len(seqs)-1]))
+	rest := readSeqs(t, again, snap.ID, func(m serverMsg) bool { return m.Event.Status.Terminal() })
+	checkExact(t, append(seqs, rest...), 1)
 }
