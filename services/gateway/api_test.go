@@ -266,3 +266,37 @@ func TestUnavailableNATSGives503(t *testing.T) {
 		t.Errorf("healthz: %d", r.StatusCode)
 	}
 }
+
+func TestExpiredJobIsToldFromUnknown(t *testing.T) {
+	t.Parallel()
+	sys := startSystem(t, withConfig(func(c *Config) { c.EventsMaxAge = 2 * time.Second }))
+	snap := sys.submit(t, "demo", `{"steps":1,"step_ms":0}`)
+	sys.waitStatus(t, snap.ID, jobs.StatusSucceeded, 20*time.Second)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var e struct{ Error jobs.Error }
+		r := sys.do(t, "GET", "/api/jobs/"+snap.ID, "", "", nil, &e)
+		if r.StatusCode == http.StatusGone {
+			if e.Error.Code != "expired" {
+				t.Fatalf("410 with %+v", e)
+			}
+			break
+		}
+		if r.StatusCode != http.StatusOK || time.Now().After(deadline) {
+			t.Fatalf("GET an aged-out job: %d %+v, want 410 expired", r.StatusCode, e)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	var e struct{ Error jobs.Error }
+	if r := sys.do(t, "GET", "/api/jobs/"+jobs.NewID(time.Now()), "", "", nil, &e); r.StatusCode != 404 {
+		t.Fatalf("an unknown job: %d", r.StatusCode)
+	}
+	if r := sys.do(t, "GET", "/api/jobs/"+snap.ID+"/events", "", "", nil, &e); r.StatusCode != http.StatusGone || e.Error.Code != "expired" {
+		t.Fatalf("SSE of an aged-out job: %d %+v", r.StatusCode, e)
+	}
+	ws := dialWS(t, sys)
+	ws.send(`{"op":"watch","job_id":"` + snap.ID + `"}`)
+	if m := ws.read(); m.Op != "error" || m.Code != "expired" {
+		t.Fatalf("watching an aged-out job: %+v", m)
+	}
+}

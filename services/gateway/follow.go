@@ -53,7 +53,7 @@ func (g *gateway) catchUp(ctx context.Context, box *outbox, id string, afterSeq 
 	m, err := g.streams.Events.GetLastMsgForSubject(rctx, jobs.ProgressSubject(id))
 	cancel()
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
-		return errorf(http.StatusNotFound, "not_found", "no job with id %s", id)
+		return g.notFound(ctx, id)
 	}
 	if err != nil {
 		return errUnavailable(err)

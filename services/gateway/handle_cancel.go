@@ -69,7 +69,7 @@ func (g *gateway) cancel(ctx context.Context, id string, req jobs.CancelRequest)
 		ev, lastSeq, err := jobs.LastEvent(ctx, g.streams.Events, id)
 		switch {
 		case errors.Is(err, jobs.ErrNotFound):
-			return jobs.Snapshot{}, errorf(http.StatusNotFound, "not_found", "no job with id %s", id)
+			return jobs.Snapshot{}, g.notFound(ctx, id)
 		case err != nil:
 			return jobs.Snapshot{}, errUnavailable(err)
 		case ev.Status == jobs.StatusCanceled:
@@ -93,6 +93,9 @@ func (g *gateway) cancel(ctx context.Context, id string, req jobs.CancelRequest)
 		done := ev.Next(jobs.KindCanceled, now)
 		done.Status, done.EndedAt, done.NextAttemptAt, done.Error = jobs.StatusCanceled, &now, nil, jobs.CanceledError(req)
 		if _, err := jobs.PublishEvent(ctx, g.js, done, lastSeq); err == nil {
+			if err := jobs.Bury(ctx, g.streams.Tombstones, done); err != nil {
+				g.log.Warn("cannot record the job's tombstone", "job_id", id, "err", err)
+			}
 			return jobs.SnapshotOf(done), nil
 		} else if !jobs.IsWrongLastSequence(err) {
 			return jobs.Snapshot{}, errUnavailable(err)

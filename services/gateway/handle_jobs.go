@@ -167,7 +167,7 @@ func (g *gateway) lookupJob(ctx context.Context, id string) (jobs.Event, error) 
 	ev, _, err := jobs.LastEvent(ctx, g.streams.Events, id)
 	switch {
 	case errors.Is(err, jobs.ErrNotFound):
-		return jobs.Event{}, errorf(http.StatusNotFound, "not_found", "no job with id %s", id)
+		return jobs.Event{}, g.notFound(ctx, id)
 	case err != nil:
 		return jobs.Event{}, errUnavailable(err)
 	}
@@ -250,4 +250,13 @@ func handleJobTypes(g *gateway) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		encode(w, http.StatusOK, map[string]any{"job_types": g.catalog.list()})
 	}
+}
+
+// notFound is the error for a job with no stored events: 410 "expired" if
+// it ended and its events have aged out since, 404 "not_found" otherwise.
+func (g *gateway) notFound(ctx context.Context, id string) error {
+	if buried, err := jobs.Buried(ctx, g.streams.Tombstones, id); err == nil && buried {
+		return errorf(http.StatusGone, "expired", "job %s has ended and its records have expired", id)
+	}
+	return errorf(http.StatusNotFound, "not_found", "no job with id %s", id)
 }

@@ -19,6 +19,9 @@ const (
 	TypesBucket = "JOBWIRE_TYPES"
 	// IdempotencyBucket maps Idempotency-Key values to job ids.
 	IdempotencyBucket = "JOBWIRE_IDEMPOTENCY"
+	// TombstonesBucket remembers ended jobs for a while after their events
+	// age out, so "expired" can be told from "never existed".
+	TombstonesBucket = "JOBWIRE_TOMBSTONES"
 )
 
 // Wildcards for subscriptions and stream subjects.
@@ -37,6 +40,7 @@ const (
 	DefaultEventsMaxPerJob      = 10_000
 	DefaultIdempotencyTTL       = 24 * time.Hour
 	DefaultQueueDuplicateWindow = 2 * time.Minute
+	DefaultTombstoneTTL         = 30 * 24 * time.Hour
 )
 
 // ProgressSubject is the subject carrying every event of job id.

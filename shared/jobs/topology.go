@@ -17,6 +17,9 @@ type Topology struct {
 	EventsMaxAge    time.Duration // how long job events are kept
 	EventsMaxPerJob int64         // how many events are kept per job
 	IdempotencyTTL  time.Duration // how long an Idempotency-Key is remembered
+	// TombstoneTTL is how long an ended job is remembered after its events
+	// have aged out (then it is "expired", not unknown).
+	TombstoneTTL time.Duration
 }
 
 func (t Topology) withDefaults() Topology {
@@ -31,6 +34,9 @@ func (t Topology) withDefaults() Topology {
 	}
 	if t.IdempotencyTTL <= 0 {
 		t.IdempotencyTTL = DefaultIdempotencyTTL
+	}
+	if t.TombstoneTTL <= 0 {
+		t.TombstoneTTL = DefaultTombstoneTTL
 	}
 	return t
 }
@@ -60,6 +66,7 @@ func (t Topology) EventsStreamConfig() jetstream.StreamConfig {
 		Storage:           jetstream.FileStorage,
 		Replicas:          t.Replicas,
 		MaxAge:            t.EventsMaxAge,
+		Duplicates:        min(DefaultQueueDuplicateWindow, t.EventsMaxAge),
 		MaxMsgsPerSubject: t.EventsMaxPerJob,
 		Discard:           jetstream.DiscardOld,
 		AllowDirect:       true,
@@ -72,6 +79,7 @@ type Streams struct {
 	Events      jetstream.Stream
 	Types       jetstream.KeyValue
 	Idempotency jetstream.KeyValue
+	Tombstones  jetstream.KeyValue
 }
 
 // CreateOrUpdate makes sure every stream and bucket exists with the given
@@ -103,6 +111,15 @@ func (t Topology) CreateOrUpdate(ctx context.Context, js jetstream.JetStream) (*
 		TTL:         t.IdempotencyTTL,
 	}); err != nil {
 		return nil, fmt.Errorf("bucket %s: %w", IdempotencyBucket, err)
+	}
+	if s.Tombstones, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:      TombstonesBucket,
+		Description: "jobwire ended jobs, kept past their events' age",
+		Storage:     jetstream.FileStorage,
+		Replicas:    t.Replicas,
+		TTL:         t.EventsMaxAge + t.TombstoneTTL,
+	}); err != nil {
+		return nil, fmt.Errorf("bucket %s: %w", TombstonesBucket, err)
 	}
 	return &s, nil
 }
@@ -162,4 +179,33 @@ func PublishEvent(ctx context.Context, js jetstream.Publisher, ev Event, lastSub
 		return 0, err
 	}
 	return ack.Sequence, nil
+}
+
+// Bury records that job id has ended, so that after its events age out it
+// is reported as expired rather than unknown.
+func Bury(ctx context.Context, tombstones jetstream.KeyValue, ev Event) error {
+	if err := ValidateID(ev.JobID); err != nil {
+		return err
+	}
+	b, _ := json.Marshal(struct {
+		Status Status    `json:"status"`
+		Time   time.Time `json:"time"`
+	}{ev.Status, ev.Time.UTC()})
+	_, err := tombstones.Put(ctx, ev.JobID, b)
+	return err
+}
+
+// Buried reports whether job id ended and was remembered.
+func Buried(ctx context.Context, tombstones jetstream.KeyValue, id string) (bool, error) {
+	if err := ValidateID(id); err != nil {
+		return false, err
+	}
+	_, err := tombstones.Get(ctx, id)
+	switch {
+	case errors.Is(err, jetstream.ErrKeyNotFound):
+		return false, nil
+	case err != nil:
+		return false, err
+	}
+	return true, nil
 }

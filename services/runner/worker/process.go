@@ -207,6 +207,11 @@ func (r *Runner) end(ctx context.Context, log *slog.Logger, msg jetstream.Msg, w
 		// The final state is stored; a redelivery will see it and ack.
 		log.Warn("ack failed after the final state was stored", "err", err)
 	}
+	bctx, cancel := context.WithTimeout(ctx, storeTimeout)
+	defer cancel()
+	if err := jobs.Bury(bctx, r.graves, w.ev); err != nil {
+		log.Warn("cannot record the job's tombstone", "err", err)
+	}
 }
 
 // settleStoreError settles a delivery whose events could not be stored.

@@ -61,6 +61,7 @@ type Runner struct {
 	nc     *nats.Conn
 	js     jetstream.JetStream
 	events jetstream.Stream
+	graves jetstream.KeyValue // tombstones of ended jobs
 	cons   jetstream.Consumer
 	log    *slog.Logger
 
@@ -115,7 +116,7 @@ func New(ctx context.Context, nc *nats.Conn, cfg Config, types ...JobType) (*Run
 		}
 	}
 	return &Runner{
-		cfg: cfg, reg: reg, nc: nc, js: js, events: streams.Events, cons: cons, log: cfg.Logger,
+		cfg: cfg, reg: reg, nc: nc, js: js, events: streams.Events, graves: streams.Tombstones, cons: cons, log: cfg.Logger,
 		running: map[string]context.CancelCauseFunc{},
 	}, nil
 }
