@@ -24,6 +24,7 @@ type Config struct {
 	AckWait           time.Duration
 	EventsMaxAge      time.Duration
 	EventsMaxPerJob   int64
+	TombstoneTTL      time.Duration
 	AllowedOrigins    []string
 	ExecConfig        string
 	WriteTimeout      time.Duration
@@ -31,7 +32,7 @@ type Config struct {
 
 // Topology is the stream settings this configuration asks for.
 func (c Config) Topology() jobs.Topology {
-	return jobs.Topology{EventsMaxAge: c.EventsMaxAge, EventsMaxPerJob: c.EventsMaxPerJob}
+	return jobs.Topology{EventsMaxAge: c.EventsMaxAge, EventsMaxPerJob: c.EventsMaxPerJob, TombstoneTTL: c.TombstoneTTL}
 }
 
 // parseConfig reads flags, with defaults from getenv, and reports every
@@ -51,6 +52,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	s.Duration(&c.AckWait, "ack-wait", "ACK_WAIT", 30*time.Second, "--dev: a job whose runner is silent this long goes to another runner")
 	s.Duration(&c.EventsMaxAge, "events-max-age", "EVENTS_MAX_AGE", jobs.DefaultEventsMaxAge, "how long job events and states are kept")
 	s.Int(&c.EventsMaxPerJob, "events-max-per-job", "EVENTS_MAX_PER_JOB", jobs.DefaultEventsMaxPerJob, "how many events are kept per job")
+	s.Duration(&c.TombstoneTTL, "tombstone-ttl", "TOMBSTONE_TTL", jobs.DefaultTombstoneTTL, "how long an ended job is remembered after its events expire (it then answers 410, not 404)")
 	s.String(&c.ExecConfig, "exec-config", "EXEC_CONFIG", "", "--dev: JSON file of commands the in-process runner runs as job types (see examples/exec)")
 	s.Duration(&c.WriteTimeout, "write-timeout", "WRITE_TIMEOUT", 10*time.Second, "a WebSocket or SSE client that takes longer to accept one message is closed as too slow")
 	s.String(&origins, "allowed-origins", "ALLOWED_ORIGINS", "", "other origins (host patterns, comma separated) allowed to open WebSockets; same-origin always is")

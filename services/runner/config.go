@@ -19,6 +19,7 @@ type Config struct {
 	ShutdownGrace   time.Duration
 	EventsMaxAge    time.Duration
 	EventsMaxPerJob int64
+	TombstoneTTL    time.Duration
 	JobTypes        []string // serve only these types (empty: all)
 	ExecConfig      string   // file of commands that run as jobs
 }
@@ -27,7 +28,7 @@ type Config struct {
 func (c Config) Worker(log *slog.Logger) worker.Config {
 	return worker.Config{
 		Concurrency: int(c.Concurrency), AckWait: c.AckWait, ShutdownGrace: c.ShutdownGrace, Logger: log,
-		Topology: jobs.Topology{EventsMaxAge: c.EventsMaxAge, EventsMaxPerJob: c.EventsMaxPerJob},
+		Topology: jobs.Topology{EventsMaxAge: c.EventsMaxAge, EventsMaxPerJob: c.EventsMaxPerJob, TombstoneTTL: c.TombstoneTTL},
 	}
 }
 
@@ -40,6 +41,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	s.Duration(&c.ShutdownGrace, "shutdown-grace", "SHUTDOWN_GRACE", 10*time.Second, "on SIGTERM, how long running jobs may finish before they are handed back")
 	s.Duration(&c.EventsMaxAge, "events-max-age", "EVENTS_MAX_AGE", jobs.DefaultEventsMaxAge, "how long job events are kept")
 	s.Int(&c.EventsMaxPerJob, "events-max-per-job", "EVENTS_MAX_PER_JOB", jobs.DefaultEventsMaxPerJob, "events kept per job")
+	s.Duration(&c.TombstoneTTL, "tombstone-ttl", "TOMBSTONE_TTL", jobs.DefaultTombstoneTTL, "how long an ended job is remembered after its events expire (it then answers 410, not 404)")
 	s.String(&c.ExecConfig, "exec-config", "EXEC_CONFIG", "", "JSON file of commands that run as job types (see examples/exec)")
 	var types string
 	s.String(&types, "job-types", "JOB_TYPES", "", "serve only these job types, comma separated (default: all this runner knows)")

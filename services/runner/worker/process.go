@@ -48,19 +48,15 @@ func (r *Runner) process(ctx context.Context, msg jetstream.Msg) {
 		_ = msg.TermWithReason("invalid job id")
 		return
 	}
-	attempt := 1
-	if md, err := msg.Metadata(); err == nil {
-		attempt = int(md.NumDelivered)
-	}
-	log := r.log.With("job_id", req.ID, "type", req.Type, "attempt", attempt)
 	storeCtx := context.WithoutCancel(ctx)
-
 	w, err := r.openWriter(storeCtx, req)
 	if err != nil {
-		log.Warn("cannot read job state, handing it back", "err", err)
+		r.log.Warn("cannot read job state, handing it back", "job_id", req.ID, "err", err)
 		_ = msg.NakWithDelay(time.Second)
 		return
 	}
+	attempt := nextAttempt(w.ev)
+	log := r.log.With("job_id", req.ID, "type", req.Type, "attempt", attempt)
 	if w.ev.Status.Terminal() {
 		// Finished by an earlier delivery that died before its ack, or
 		// canceled while it waited: nothing to run.
@@ -75,7 +71,7 @@ func (r *Runner) process(ctx context.Context, msg jetstream.Msg) {
 		return
 	}
 	policy := jt.Retry.withDefaults()
-	if attempt > policy.MaxAttempts {
+	if attempt > policy.MaxAttempts && !isHandBack(w.ev) {
 		// Earlier deliveries ended without a result (a runner crashed or
 		// lost its connection mid-job): give up instead of looping.
 		log.Error("job exceeded its attempts without a result, failing it")
@@ -122,13 +118,12 @@ func (r *Runner) process(ctx context.Context, msg jetstream.Msg) {
 
 	var canceled *cancelRequested
 	switch cause := context.Cause(runCtx); {
-	case errors.Is(context.Cause(ctx), errShutdown):
-		log.Info("runner shutting down, handing the job back")
-		_ = msg.Nak()
 	case perr != nil:
 		r.settleStoreError(storeCtx, log, msg, perr)
-	case herr == nil:
+	case herr == nil: // also while shutting down: a finished job is kept
 		r.succeed(storeCtx, log, msg, w, attempt, result)
+	case errors.Is(context.Cause(ctx), errShutdown):
+		r.handBack(storeCtx, log, msg, w)
 	case errors.As(cause, &canceled):
 		log.Info("job canceled", "by", canceled.req.By)
 		r.end(storeCtx, log, msg, w, jobs.KindCanceled, jobs.StatusCanceled, attempt, nil, jobs.CanceledError(canceled.req))
@@ -148,6 +143,33 @@ func (r *Runner) process(ctx context.Context, msg jetstream.Msg) {
 		}
 		r.retryOrFail(storeCtx, log, msg, w, policy, attempt, toJobError(herr))
 	}
+}
+
+// nextAttempt numbers the attempt about to start from the job's stored
+// state: one more than the last attempt that started.
+func nextAttempt(last jobs.Event) int {
+	return last.Attempt + 1
+}
+
+// isHandBack tells a hand-back (a "retrying" event without an error) from
+// a retry after a failure.
+func isHandBack(ev jobs.Event) bool {
+	return ev.Kind == jobs.KindRetrying && ev.Error == nil
+}
+
+// handBack gives a running job back for another runner when this one shuts
+// down: it records that (so the attempt is run again, not used up) and
+// hands the message back for immediate redelivery.
+func (r *Runner) handBack(ctx context.Context, log *slog.Logger, msg jetstream.Msg, w *writer) {
+	log.Info("runner shutting down, handing the job back")
+	now := time.Now()
+	if err := w.emit(ctx, jobs.KindRetrying, func(e *jobs.Event) {
+		e.Status, e.Error, e.NextAttemptAt = jobs.StatusQueued, nil, &now
+		e.Message = "handed back: its runner shut down"
+	}); err != nil && !errors.Is(err, errJobEnded) && !errors.Is(err, errSuperseded) {
+		log.Warn("cannot record the hand-back", "err", err)
+	}
+	_ = msg.Nak()
 }
 
 // retryOrFail schedules another attempt if the policy allows one, and

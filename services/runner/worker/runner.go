@@ -92,6 +92,15 @@ func New(ctx context.Context, nc *nats.Conn, cfg Config, types ...JobType) (*Run
 		subjects[i] = jobs.QueueSubject(n)
 	}
 	consumer := jobs.ConsumerName(names)
+	if existing, err := js.Consumer(ctx, jobs.QueueStream, consumer); err == nil {
+		// The pool's ack wait is the one its consumer has: heartbeat for
+		// that, so a runner that joins with another setting can never get
+		// the running jobs of the others redelivered.
+		if aw := existing.CachedInfo().Config.AckWait; aw > 0 && aw != cfg.AckWait {
+			cfg.Logger.Warn("keeping the pool's ack wait", "consumer", consumer, "pool", aw, "configured", cfg.AckWait)
+			cfg.AckWait = aw
+		}
+	}
 	cons, err := js.CreateOrUpdateConsumer(ctx, jobs.QueueStream, jetstream.ConsumerConfig{
 		Durable:        consumer,
 		Description:    "jobwire runners for " + strings.Join(names, ", "),

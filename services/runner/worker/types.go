@@ -102,7 +102,7 @@ func newRegistry(types []JobType) (registry, error) {
 	var errs []error
 	for _, t := range types {
 		if err := jobs.ValidateType(t.Name); err != nil {
-			errs = append(errs, err)
+			errs = append(errs, fmt.Errorf("job type %q: %w", t.Name, err))
 			continue
 		}
 		if t.Handler == nil {

@@ -74,7 +74,7 @@ func (w *writer) emit(ctx context.Context, kind jobs.Kind, set func(*jobs.Event)
 		if w.ev.Status.Terminal() {
 			return fmt.Errorf("%w: it is %s", errJobEnded, w.ev.Status)
 		}
-		if w.ev.Attempt > w.attempt {
+		if w.ev.Attempt > w.attempt || kind == jobs.KindStarted && w.ev.Attempt >= w.attempt {
 			return fmt.Errorf("%w: attempt %d is running", errSuperseded, w.ev.Attempt)
 		}
 	}

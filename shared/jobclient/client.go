@@ -1,0 +1,128 @@
+// Package jobclient is a small Go client of jobwire for other services. It
+// talks to NATS JetStream directly, following the contract in package jobs,
+// not the gateway's HTTP API:
+//
+//   - Submit checks the job type against the types runners registered in
+//     the JOBWIRE_TYPES bucket, validates the input against the type's JSON
+//     Schema, and stores the job (its "queued" event, then its request).
+//   - Get reads a job's current state: its last event on JOBS_EVENTS.
+//   - Watch replays a job's events from a sequence number and follows it
+//     live to its end, gap-free and duplicate-free, across NATS reconnects.
+//
+// The client never creates streams or buckets: the gateway and the runners
+// do that at start-up. A Client is safe for concurrent use.
+package jobclient
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/jobwire/jobwire/shared/jobs"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Errors returned (wrapped) by the client. Besides these, Get and Watch
+// return jobs.ErrNotFound for a job that has no stored events, and every
+// method returns an error wrapping jobs.ErrInvalidID for a job id or type
+// name that is not a safe subject token.
+var (
+	// ErrUnknownType means no runner registered the job type in the
+	// JOBWIRE_TYPES bucket (or registered it with an unusable schema).
+	ErrUnknownType = errors.New("jobclient: unknown job type")
+	// ErrInvalidInput means the input does not encode to JSON, does not
+	// match the type's input schema (the error says why), or is too large
+	// for one NATS message.
+	ErrInvalidInput = errors.New("jobclient: invalid input")
+	// ErrGap means a job's history has a hole: the event after the last
+	// one a Watch yielded is no longer stored in JOBS_EVENTS (removed by
+	// the stream's age or per-job limits while the watch lagged behind),
+	// so the watch cannot go on without a gap. See Client.Watch.
+	ErrGap = errors.New("jobclient: events missing from the job's history")
+)
+
+// Client submits, reads and watches jobwire jobs. Make one with New.
+type Client struct {
+	nc *nats.Conn
+	js jetstream.JetStream
+
+	mu      sync.Mutex
+	events  jetstream.Stream      // JOBS_EVENTS, looked up on first use
+	types   jetstream.KeyValue    // JOBWIRE_TYPES, looked up on first use
+	schemas map[string]typeSchema // compiled input schemas by type name
+}
+
+// New returns a client that uses connection nc. It does not talk to the
+// server: the streams and buckets are looked up when first needed, so a
+// client can be made before any gateway or runner has created them.
+// The caller keeps owning nc (and closes it).
+func New(nc *nats.Conn) (*Client, error) {
+	if nc == nil {
+		return nil, errors.New("jobclient: nil NATS connection")
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, fmt.Errorf("jobclient: %w", err)
+	}
+	return &Client{nc: nc, js: js, schemas: map[string]typeSchema{}}, nil
+}
+
+// Get returns the current state of job id: its last stored event. It
+// returns an error wrapping jobs.ErrInvalidID for a malformed id and
+// jobs.ErrNotFound for a job with no stored events (never submitted, or
+// aged out of the events stream).
+func (c *Client) Get(ctx context.Context, id string) (jobs.Event, error) {
+	if err := jobs.ValidateID(id); err != nil {
+		return jobs.Event{}, err
+	}
+	events, err := c.eventsStream(ctx)
+	if err != nil {
+		return jobs.Event{}, err
+	}
+	ev, _, err := jobs.LastEvent(ctx, events, id)
+	if err != nil {
+		return jobs.Event{}, fmt.Errorf("get job %s: %w", id, err)
+	}
+	return ev, nil
+}
+
+// eventsStream returns the JOBS_EVENTS stream, looking it up once.
+func (c *Client) eventsStream(ctx context.Context) (jetstream.Stream, error) {
+	c.mu.Lock()
+	s := c.events
+	c.mu.Unlock()
+	if s != nil {
+		return s, nil
+	}
+	s, err := c.js.Stream(ctx, jobs.EventsStream)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		return nil, fmt.Errorf("jobclient: stream %s does not exist (a jobwire gateway or runner creates it): %w", jobs.EventsStream, err)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("jobclient: look up stream %s: %w", jobs.EventsStream, err)
+	}
+	c.mu.Lock()
+	c.events = s
+	c.mu.Unlock()
+	return s, nil
+}
+
+// typesBucket returns the JOBWIRE_TYPES bucket, looking it up once.
+func (c *Client) typesBucket(ctx context.Context) (jetstream.KeyValue, error) {
+	c.mu.Lock()
+	kv := c.types
+	c.mu.Unlock()
+	if kv != nil {
+		return kv, nil
+	}
+	kv, err := c.js.KeyValue(ctx, jobs.TypesBucket)
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	c.types = kv
+	c.mu.Unlock()
+	return kv, nil
+}

@@ -1,0 +1,104 @@
+package jobclient_test
+
+import (
+	"net"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/jobwire/jobwire/internal/natsembed"
+	"github.com/jobwire/jobwire/services/runner/worker"
+	"github.com/jobwire/jobwire/shared/jobs"
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+)
+
+// freeAddr returns a local address with a port that was free a moment ago.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+}
+
+// A watch survives a restart of the NATS server in the middle of the job:
+// it yields every event once, in order, to the end.
+func TestWatchAcrossServerRestart(t *testing.T) {
+	t.Parallel()
+	dir, addr := t.TempDir(), freeAddr(t)
+	start := func() *server.Server {
+		t.Helper()
+		srv, err := natsembed.Start(addr, dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return srv
+	}
+	srv := start()
+	t.Cleanup(func() { natsembed.Stop(srv) }) // the server running at the end
+	connect := func(name string) *nats.Conn {
+		t.Helper()
+		nc, err := nats.Connect("nats://"+addr, nats.Name(name),
+			nats.MaxReconnects(-1), nats.ReconnectWait(20*time.Millisecond), nats.ReconnectJitter(0, 0))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(nc.Close)
+		return nc
+	}
+	// A short ack wait, so a job message whose ack was lost in the outage
+	// comes back soon.
+	startRunner(t, connect("runner"), worker.Config{AckWait: 2 * time.Second, ShutdownGrace: time.Second})
+	nc := connect("watcher")
+	c := newClient(t, nc)
+	ctx := testContext(t, 60*time.Second)
+
+	queued, err := c.Submit(ctx, "demo", map[string]int{"steps": 100, "step_ms": 30})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var (
+		got          []jobs.Event
+		restartedAt  time.Time
+		beforeOutage int // events yielded before the restart
+	)
+	for ev, err := range c.Watch(ctx, queued.JobID, 0) {
+		if err != nil {
+			t.Fatalf("watch ended with %v after seqs %v", err, seqs(got))
+		}
+		got = append(got, ev)
+		if restartedAt.IsZero() && ev.Kind == jobs.KindProgress {
+			// Mid-job: restart the server on the same port and storage.
+			restartedAt = time.Now()
+			beforeOutage = len(got)
+			natsembed.Stop(srv)
+			srv = start()
+		}
+	}
+
+	final, err := c.Get(ctx, queued.JobID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkRun(t, got, 1, final.Seq)
+	if restartedAt.IsZero() {
+		t.Fatal("the job had no progress event: the server was never restarted")
+	}
+	last := got[len(got)-1]
+	if last.Status != jobs.StatusSucceeded {
+		t.Fatalf("job ended %s: %+v", last.Status, last.Error)
+	}
+	if !last.Time.After(restartedAt) || len(got) == beforeOutage {
+		t.Fatalf("the job ended before the restart (at %v, restart at %v): the test proves nothing", last.Time, restartedAt)
+	}
+	if nc.Stats().Reconnects == 0 {
+		t.Fatal("the watcher's connection never reconnected")
+	}
+	t.Logf("%d events, restart after seq %d, attempts %d", len(got), got[beforeOutage-1].Seq, last.Attempt)
+}

@@ -1,0 +1,177 @@
+package jobclient
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/jobwire/jobwire/shared/jobs"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/santhosh-tekuri/jsonschema/v6"
+)
+
+// typeSchema is a type's compiled input schema (nil: any input is
+// accepted), valid for one revision of the type's registration.
+type typeSchema struct {
+	revision uint64
+	schema   *jsonschema.Schema
+}
+
+// Submit stores a new job of type typ with the given input and returns its
+// "queued" event (seq 1); the job's id is in Event.JobID.
+//
+// input is encoded with encoding/json; pass a json.RawMessage for JSON you
+// already have (a []byte would be encoded as a base64 string). A nil input
+// means no input, checked against the schema as the empty object {}, as
+// the gateway does.
+//
+// Before anything is stored, Submit checks that a runner registered typ
+// (otherwise the error wraps ErrUnknownType, and also jobs.ErrInvalidID
+// when typ is not a safe token) and that the input matches the type's
+// input schema (otherwise the error wraps ErrInvalidInput and says why).
+// Then it calls jobs.Enqueue with a new id: when Submit returns without an
+// error the job is stored and will run.
+func (c *Client) Submit(ctx context.Context, typ string, input any) (jobs.Event, error) {
+	if err := jobs.ValidateType(typ); err != nil {
+		return jobs.Event{}, fmt.Errorf("%w: %w", ErrUnknownType, err)
+	}
+	schema, err := c.inputSchema(ctx, typ)
+	if err != nil {
+		return jobs.Event{}, err
+	}
+	data, err := encodeInput(input)
+	if err != nil {
+		return jobs.Event{}, fmt.Errorf("%w: %v", ErrInvalidInput, err)
+	}
+	if err := validateInput(schema, data); err != nil {
+		return jobs.Event{}, fmt.Errorf("%w for job type %s: %v", ErrInvalidInput, typ, err)
+	}
+	now := time.Now()
+	req := jobs.Request{ID: jobs.NewID(now), Type: typ, Input: data, CreatedAt: now}
+	// An oversized request would be refused after the job's "queued"
+	// event is stored, leaving a failed job behind: refuse it here.
+	if b, err := json.Marshal(req); err == nil && int64(len(b)) > c.nc.MaxPayload() {
+		return jobs.Event{}, fmt.Errorf("%w: the job request is %d bytes, the NATS server takes at most %d per message",
+			ErrInvalidInput, len(b), c.nc.MaxPayload())
+	}
+	ev, err := jobs.Enqueue(ctx, c.js, req)
+	if err != nil {
+		return jobs.Event{}, fmt.Errorf("submit %s job: %w", typ, err)
+	}
+	return ev, nil
+}
+
+// inputSchema reads typ's registration from the types bucket (every time,
+// so a type that is no longer registered is refused) and returns its
+// compiled input schema, compiling it once per revision.
+func (c *Client) inputSchema(ctx context.Context, typ string) (*jsonschema.Schema, error) {
+	kv, err := c.typesBucket(ctx)
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		return nil, fmt.Errorf("%w %q: no runner has registered any job type (bucket %s does not exist)", ErrUnknownType, typ, jobs.TypesBucket)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("jobclient: look up bucket %s: %w", jobs.TypesBucket, err)
+	}
+	entry, err := kv.Get(ctx, typ)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil, fmt.Errorf("%w %q: no runner has registered it", ErrUnknownType, typ)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("jobclient: read job type %s: %w", typ, err)
+	}
+	c.mu.Lock()
+	cached, ok := c.schemas[typ]
+	c.mu.Unlock()
+	if ok && cached.revision == entry.Revision() {
+		return cached.schema, nil
+	}
+	schema, err := compileSchema(typ, entry.Value())
+	if err != nil {
+		return nil, fmt.Errorf("%w %q: it is registered with an unusable input schema: %v", ErrUnknownType, typ, err)
+	}
+	c.mu.Lock()
+	c.schemas[typ] = typeSchema{revision: entry.Revision(), schema: schema}
+	c.mu.Unlock()
+	return schema, nil
+}
+
+// compileSchema compiles the input schema of a stored jobs.TypeInfo
+// (nil when the type accepts any input).
+func compileSchema(typ string, registration []byte) (*jsonschema.Schema, error) {
+	var info jobs.TypeInfo
+	if err := json.Unmarshal(registration, &info); err != nil {
+		return nil, fmt.Errorf("registration is not valid JSON: %w", err)
+	}
+	if len(info.InputSchema) == 0 {
+		return nil, nil
+	}
+	doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(info.InputSchema))
+	if err != nil {
+		return nil, err
+	}
+	comp := jsonschema.NewCompiler()
+	url := "jobwire:/types/" + typ + ".json"
+	if err := comp.AddResource(url, doc); err != nil {
+		return nil, err
+	}
+	return comp.Compile(url)
+}
+
+// encodeInput returns input as JSON, or nil for no input.
+func encodeInput(input any) (json.RawMessage, error) {
+	if input == nil {
+		return nil, nil
+	}
+	if raw, ok := input.(json.RawMessage); ok && len(raw) == 0 {
+		return nil, nil
+	}
+	b, err := json.Marshal(input)
+	if err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// validateInput checks data (nil: the empty object) against schema.
+func validateInput(schema *jsonschema.Schema, data json.RawMessage) error {
+	if schema == nil {
+		return nil
+	}
+	if len(data) == 0 {
+		data = json.RawMessage("{}")
+	}
+	v, err := jsonschema.UnmarshalJSON(bytes.NewReader(data))
+	if err != nil {
+		return err
+	}
+	err = schema.Validate(v)
+	var ve *jsonschema.ValidationError
+	if errors.As(err, &ve) {
+		return errors.New(describe(ve))
+	}
+	return err
+}
+
+// describe turns a schema error tree into one "location: problem" per
+// failed check, separated by "; ".
+func describe(ve *jsonschema.ValidationError) string {
+	var msgs []string
+	for _, e := range ve.BasicOutput().Errors {
+		if e.Error == nil {
+			continue
+		}
+		loc := e.InstanceLocation
+		if loc == "" {
+			loc = "/"
+		}
+		msgs = append(msgs, loc+": "+e.Error.String())
+	}
+	if len(msgs) == 0 {
+		return ve.Error()
+	}
+	return strings.Join(msgs, "; ")
+}
