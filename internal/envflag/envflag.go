@@ -40,9 +40,9 @@ func (s *Set) String(p *string, name, key, def, text string) {
 	s.fs.StringVar(p, name, s.env(key, def), usage(text, key))
 }
 
-// Bool defines a boolean flag.
-func (s *Set) Bool(p *bool, name, key string, text string) {
-	v, err := strconv.ParseBool(s.env(key, "false"))
+// Bool defines a boolean flag; def is its default (false when left out).
+func (s *Set) Bool(p *bool, name, key string, text string, def ...bool) {
+	v, err := strconv.ParseBool(s.env(key, strconv.FormatBool(len(def) > 0 && def[0])))
 	if err != nil {
 		s.Errorf("%s: %q is not true or false", key, s.getenv(key))
 	}

@@ -1,7 +1,10 @@
 package main
 
 import (
+	"net/url"
+
 	"context"
+	"github.com/chromedp/cdproto/network"
 	"io"
 	"net"
 	"os"
@@ -85,6 +88,7 @@ func TestBrowserFinishedJobShowsFinalState(t *testing.T) {
 
 	id := sys.submit(t, "demo", `{"steps":2,"step_ms":1}`).ID
 	sys.waitStatus(t, id, jobs.StatusSucceeded, 30*time.Second)
+	shareSession(t, ctx, sys)
 
 	if err := chromedp.Do(ctx, chromedp.Navigate(sys.URL+"/jobs/"+id)); err != nil {
 		t.Fatal(err)
@@ -106,6 +110,7 @@ func TestBrowserReconnects(t *testing.T) {
 	px := newCutProxy(t, sys.URL)
 
 	id := sys.submit(t, "demo", `{"steps":30,"step_ms":100}`).ID
+	shareSession(t, ctx, sys)
 	if err := chromedp.Do(ctx, chromedp.Navigate(px.URL+"/jobs/"+id)); err != nil {
 		t.Fatal(err)
 	}
@@ -248,7 +253,7 @@ func TestBrowserQueueJobWithoutScripts(t *testing.T) {
 	if p.JobID != "" {
 		t.Errorf("job page shows job id %q; want an empty page without scripts (are scripts disabled?)", p.JobID)
 	}
-	sys.waitStatus(t, id, jobs.StatusSucceeded, 30*time.Second)
+	sys.as(token(t, "admin", true, time.Hour)).waitStatus(t, id, jobs.StatusSucceeded, 30*time.Second)
 }
 
 // newBrowser starts a headless Chromium for the test and returns its
@@ -461,5 +466,20 @@ func (p *cutProxy) setDown(down bool) {
 			c.Close()
 		}
 		p.conns = nil
+	}
+}
+
+// shareSession gives the browser the test client's session cookie, so the
+// page is opened by the owner of the jobs the test submitted.
+func shareSession(t *testing.T, ctx context.Context, sys *testSystem) {
+	t.Helper()
+	u, _ := url.Parse(sys.URL)
+	for _, c := range sys.httpClient().Jar.Cookies(u) {
+		httpOnly := true
+		if _, err := chromedp.Call(ctx, network.SetCookie, network.SetCookieParams{
+			Name: c.Name, Value: c.Value, Domain: u.Hostname(), Path: "/", HTTPOnly: &httpOnly,
+		}); err != nil {
+			t.Fatal(err)
+		}
 	}
 }

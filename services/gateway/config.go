@@ -28,6 +28,23 @@ type Config struct {
 	AllowedOrigins    []string
 	ExecConfig        string
 	WriteTimeout      time.Duration
+
+	// Who may do what (docs/security.md).
+	AnonymousSessions bool
+	SessionSecret     string
+	SessionSecretFile string
+	JWTSecret         string
+	JWTSecretFile     string
+	JWKSFile          string
+	JWKSURL           string
+	JWTIssuer         string
+	JWTAudience       string
+	AdminScope        string
+
+	// Limits.
+	SubmitRate       int64 // submissions per owner per minute
+	MaxConnsPerOwner int64 // WebSocket and SSE connections per owner
+	MaxJSONDepth     int64
 }
 
 // Topology is the stream settings this configuration asks for.
@@ -56,6 +73,19 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	s.String(&c.ExecConfig, "exec-config", "EXEC_CONFIG", "", "--dev: JSON file of commands the in-process runner runs as job types (see examples/exec)")
 	s.Duration(&c.WriteTimeout, "write-timeout", "WRITE_TIMEOUT", 10*time.Second, "a WebSocket or SSE client that takes longer to accept one message is closed as too slow")
 	s.String(&origins, "allowed-origins", "ALLOWED_ORIGINS", "", "other origins (host patterns, comma separated) allowed to open WebSockets; same-origin always is")
+	s.Bool(&c.AnonymousSessions, "anonymous-sessions", "ANONYMOUS_SESSIONS", "give callers without a token an anonymous session (signed cookie) that owns their jobs; on by default", true)
+	s.String(&c.SessionSecret, "session-secret", "SESSION_SECRET", "", "key that signs session cookies (default: random per process, so sessions end on restart)")
+	s.String(&c.SessionSecretFile, "session-secret-file", "SESSION_SECRET_FILE", "", "file holding SESSION_SECRET")
+	s.String(&c.JWTSecret, "jwt-hs256-secret", "JWT_HS256_SECRET", "", "accept HS256 bearer tokens signed with this secret")
+	s.String(&c.JWTSecretFile, "jwt-hs256-secret-file", "JWT_HS256_SECRET_FILE", "", "file holding JWT_HS256_SECRET")
+	s.String(&c.JWKSFile, "jwt-jwks-file", "JWT_JWKS_FILE", "", "accept RS256/ES256 bearer tokens signed by keys in this JWKS file")
+	s.String(&c.JWKSURL, "jwt-jwks-url", "JWT_JWKS_URL", "", "accept RS256/ES256 bearer tokens signed by keys from this JWKS URL (read at start)")
+	s.String(&c.JWTIssuer, "jwt-issuer", "JWT_ISSUER", "", "required iss of bearer tokens")
+	s.String(&c.JWTAudience, "jwt-audience", "JWT_AUDIENCE", "", "required aud of bearer tokens")
+	s.String(&c.AdminScope, "admin-scope", "ADMIN_SCOPE", "jobwire:admin", "a token with this in its scope, scp or roles claim sees every job")
+	s.Int(&c.SubmitRate, "submit-rate", "SUBMIT_RATE", 600, "job submissions per owner per minute (then 429)")
+	s.Int(&c.MaxConnsPerOwner, "max-conns-per-owner", "MAX_CONNS_PER_OWNER", 100, "open WebSocket and SSE connections per owner")
+	s.Int(&c.MaxJSONDepth, "max-json-depth", "MAX_JSON_DEPTH", 32, "deepest nesting accepted in a job's input")
 	if err := s.Parse(args); err != nil {
 		return c, err
 	}
@@ -73,6 +103,14 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	s.Check(c.RunnerConcurrency >= 1 && c.RunnerConcurrency <= 10000, "RUNNER_CONCURRENCY must be 1-10000")
 	s.Check(c.ShutdownGrace >= 0, "SHUTDOWN_GRACE must not be negative")
 	s.Check(c.AckWait >= time.Second, "ACK_WAIT must be at least 1s")
+	s.Check(c.SessionSecret == "" || c.SessionSecretFile == "", "set SESSION_SECRET or SESSION_SECRET_FILE, not both")
+	s.Check(c.JWTSecret == "" || c.JWTSecretFile == "", "set JWT_HS256_SECRET or JWT_HS256_SECRET_FILE, not both")
+	s.Check(c.JWKSFile == "" || c.JWKSURL == "", "set JWT_JWKS_FILE or JWT_JWKS_URL, not both")
+	s.Check(c.AnonymousSessions || c.JWTSecret != "" || c.JWTSecretFile != "" || c.JWKSFile != "" || c.JWKSURL != "",
+		"with ANONYMOUS_SESSIONS=false, configure bearer tokens (JWT_HS256_SECRET, JWT_JWKS_FILE or JWT_JWKS_URL)")
+	s.Check(c.SubmitRate >= 1, "SUBMIT_RATE must be at least 1")
+	s.Check(c.MaxConnsPerOwner >= 1, "MAX_CONNS_PER_OWNER must be at least 1")
+	s.Check(c.MaxJSONDepth >= 2 && c.MaxJSONDepth <= 1000, "MAX_JSON_DEPTH must be 2-1000")
 	s.Check(c.WriteTimeout >= 100*time.Millisecond, "WRITE_TIMEOUT must be at least 100ms")
 	s.Check(c.EventsMaxAge >= time.Minute, "EVENTS_MAX_AGE must be at least 1m")
 	s.Check(c.EventsMaxPerJob >= 10, "EVENTS_MAX_PER_JOB must be at least 10")

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"sync"
@@ -15,13 +16,13 @@ import (
 // state (afterSeq nil), or every stored event with a seq above *afterSeq;
 // then the live events, with no gap and no duplicate between the two. The
 // id must be valid. It fails with 404 for an unknown job.
-func (g *gateway) follow(ctx context.Context, box *outbox, id string, afterSeq *uint64) error {
+func (g *gateway) follow(ctx context.Context, p principal, box *outbox, id string, afterSeq *uint64) error {
 	box.startReplay(id)
 	if err := g.hub.watch(id, box); err != nil {
 		box.forget(id)
 		return errUnavailable(err)
 	}
-	err := g.catchUp(ctx, box, id, afterSeq)
+	err := g.catchUp(ctx, p, box, id, afterSeq)
 	if err != nil {
 		g.hub.unwatch(id, box)
 		box.forget(id)
@@ -48,15 +49,21 @@ func (g *gateway) repairGaps(ctx context.Context, box *outbox, wg *sync.WaitGrou
 }
 
 // catchUp queues what the watcher must see before the live events.
-func (g *gateway) catchUp(ctx context.Context, box *outbox, id string, afterSeq *uint64) error {
+func (g *gateway) catchUp(ctx context.Context, p principal, box *outbox, id string, afterSeq *uint64) error {
 	rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	m, err := g.streams.Events.GetLastMsgForSubject(rctx, jobs.ProgressSubject(id))
 	cancel()
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
-		return g.notFound(ctx, id)
+		return g.notFound(ctx, p, id)
 	}
 	if err != nil {
 		return errUnavailable(err)
+	}
+	var owner struct {
+		Owner string `json:"owner"`
+	}
+	if json.Unmarshal(m.Data, &owner) != nil || !p.canSee(owner.Owner) {
+		return errNoSuchJob(id)
 	}
 	last, ok := eventMsg(m.Subject, m.Data)
 	if !ok {

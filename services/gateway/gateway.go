@@ -21,10 +21,16 @@ type gateway struct {
 	js      jetstream.JetStream
 	streams *jobs.Streams
 	catalog *catalog
-	hub     *hub
-	ready   atomic.Bool
-	stop    context.CancelFunc
-	closed  sync.Once
+	auth    *authenticator
+	// crossOrigin refuses cross-site state changes; submitLimit rate-limits
+	// submissions per owner; conns counts open watchers per owner.
+	crossOrigin *http.CrossOriginProtection
+	submitLimit func(http.Handler) http.Handler
+	conns       *ownerCounter
+	hub         *hub
+	ready       atomic.Bool
+	stop        context.CancelFunc
+	closed      sync.Once
 }
 
 // newGateway creates the streams (waiting for NATS as long as ctx allows),
@@ -42,6 +48,16 @@ func newGateway(ctx context.Context, nc *nats.Conn, cfg Config, log *slog.Logger
 		return nil, err
 	}
 	bg, stop := context.WithCancel(context.WithoutCancel(ctx))
+	auth, err := newAuthenticator(ctx, cfg)
+	if err != nil {
+		stop()
+		return nil, err
+	}
+	cop, err := newCrossOriginProtection(cfg.AllowedOrigins)
+	if err != nil {
+		stop()
+		return nil, err
+	}
 	cat, err := newCatalog(bg, streams.Types, log)
 	if err != nil {
 		stop()
@@ -49,7 +65,8 @@ func newGateway(ctx context.Context, nc *nats.Conn, cfg Config, log *slog.Logger
 	}
 	gw := &gateway{
 		cfg: cfg, log: log, nc: nc, js: js, streams: streams, catalog: cat,
-		hub: newHub(nc, log), stop: stop,
+		hub: newHub(nc, log), stop: stop, auth: auth, crossOrigin: cop,
+		submitLimit: newSubmitLimit(int(cfg.SubmitRate)), conns: newOwnerCounter(int(cfg.MaxConnsPerOwner)),
 	}
 	gw.ready.Store(true)
 	return gw, nil

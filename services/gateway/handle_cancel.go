@@ -32,7 +32,8 @@ func handleCancel(g *gateway) http.HandlerFunc {
 			writeError(w, errorf(http.StatusBadRequest, "bad_request", "reason is longer than 500 characters"))
 			return
 		}
-		snap, err := g.cancel(r.Context(), chi.URLParam(r, "id"), jobs.CancelRequest{By: "api", Reason: body.Reason})
+		p := principalFrom(r.Context())
+		snap, err := g.cancel(r.Context(), p, chi.URLParam(r, "id"), jobs.CancelRequest{By: p.Owner, Reason: body.Reason})
 		var finished *finishedError
 		if errors.As(err, &finished) {
 			encode(w, http.StatusConflict, map[string]any{
@@ -60,7 +61,7 @@ func (e *finishedError) Error() string { return "job already " + string(e.job.St
 // runner answers, none holds it (it crashed, or the job waits for a retry),
 // so the gateway stores the canceled state itself. Every write is fenced on
 // the job's last event, so a cancel can never overwrite a newer state.
-func (g *gateway) cancel(ctx context.Context, id string, req jobs.CancelRequest) (jobs.Snapshot, error) {
+func (g *gateway) cancel(ctx context.Context, p principal, id string, req jobs.CancelRequest) (jobs.Snapshot, error) {
 	if err := jobs.ValidateID(id); err != nil {
 		return jobs.Snapshot{}, errorf(http.StatusBadRequest, "invalid_id", "%v", err)
 	}
@@ -69,9 +70,11 @@ func (g *gateway) cancel(ctx context.Context, id string, req jobs.CancelRequest)
 		ev, lastSeq, err := jobs.LastEvent(ctx, g.streams.Events, id)
 		switch {
 		case errors.Is(err, jobs.ErrNotFound):
-			return jobs.Snapshot{}, g.notFound(ctx, id)
+			return jobs.Snapshot{}, g.notFound(ctx, p, id)
 		case err != nil:
 			return jobs.Snapshot{}, errUnavailable(err)
+		case !p.canSee(ev.Owner):
+			return jobs.Snapshot{}, errNoSuchJob(id)
 		case ev.Status == jobs.StatusCanceled:
 			return jobs.SnapshotOf(ev), nil // cancelling twice is harmless
 		case ev.Status.Terminal():

@@ -30,7 +30,7 @@ func handleSubmit(g *gateway) http.HandlerFunc {
 			writeError(w, err)
 			return
 		}
-		snap, replayed, err := g.submit(r.Context(), req, r.Header.Get("Idempotency-Key"))
+		snap, replayed, err := g.submit(r.Context(), principalFrom(r.Context()), req, r.Header.Get("Idempotency-Key"))
 		if err != nil {
 			writeError(w, err)
 			return
@@ -46,12 +46,15 @@ func handleSubmit(g *gateway) http.HandlerFunc {
 // submit checks a job request, stores it in the queue stream and records
 // the job's "queued" state; both are acknowledged by JetStream before it
 // returns. With an idempotency key, a repeated submit returns the first job.
-func (g *gateway) submit(ctx context.Context, req submitRequest, idemKey string) (jobs.Snapshot, bool, error) {
+func (g *gateway) submit(ctx context.Context, p principal, req submitRequest, idemKey string) (jobs.Snapshot, bool, error) {
 	if req.Type == "" {
 		return jobs.Snapshot{}, false, errorf(http.StatusBadRequest, "bad_request", `"type" is required`)
 	}
 	if len(req.Input) > 0 && !json.Valid(req.Input) {
 		return jobs.Snapshot{}, false, errorf(http.StatusBadRequest, "bad_request", `"input" is not valid JSON`)
+	}
+	if d := jsonDepth(req.Input); d > int(g.cfg.MaxJSONDepth) {
+		return jobs.Snapshot{}, false, errorf(http.StatusBadRequest, "bad_request", `"input" nests %d deep; at most %d is accepted`, d, g.cfg.MaxJSONDepth)
 	}
 	t, err := g.catalog.lookup(ctx, req.Type)
 	if errors.Is(err, errUnknownType) {
@@ -71,7 +74,7 @@ func (g *gateway) submit(ctx context.Context, req submitRequest, idemKey string)
 	id := jobs.NewID(now)
 	var idemRecord string
 	if idemKey != "" {
-		existing, key, err := g.claimIdempotencyKey(ctx, idemKey, req, id)
+		existing, key, err := g.claimIdempotencyKey(ctx, p.Owner+"\x00"+idemKey, req, id)
 		if err != nil {
 			return jobs.Snapshot{}, false, err
 		}
@@ -89,7 +92,7 @@ func (g *gateway) submit(ctx context.Context, req submitRequest, idemKey string)
 		}
 	}
 
-	queued, err := jobs.Enqueue(ctx, g.js, jobs.Request{ID: id, Type: req.Type, Input: req.Input, CreatedAt: now})
+	queued, err := jobs.Enqueue(ctx, g.js, jobs.Request{ID: id, Type: req.Type, Input: req.Input, CreatedAt: now, Owner: p.Owner})
 	if err != nil {
 		g.forgetIdempotencyKey(idemRecord)
 		return jobs.Snapshot{}, false, errUnavailable(err)
@@ -107,7 +110,7 @@ type idempotencyRecord struct {
 // claimIdempotencyKey records key → id. If the key was used before it
 // returns the job id stored then. It also returns the bucket key used.
 func (g *gateway) claimIdempotencyKey(ctx context.Context, key string, req submitRequest, id string) (existing, bucketKey string, err error) {
-	if len(key) > 255 || strings.ContainsFunc(key, func(r rune) bool { return r < 0x20 || r > 0x7e }) {
+	if _, k, _ := strings.Cut(key, "\x00"); len(k) > 255 || strings.ContainsFunc(k, func(r rune) bool { return r < 0x20 || r > 0x7e }) {
 		return "", "", errorf(http.StatusBadRequest, "bad_request", "Idempotency-Key must be at most 255 printable ASCII characters")
 	}
 	sum := sha256.Sum256([]byte(key))
@@ -150,7 +153,7 @@ func (g *gateway) forgetIdempotencyKey(bucketKey string) {
 
 func handleGet(g *gateway) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		ev, err := g.lookupJob(r.Context(), chi.URLParam(r, "id"))
+		ev, err := g.lookupJob(r.Context(), principalFrom(r.Context()), chi.URLParam(r, "id"))
 		if err != nil {
 			writeError(w, err)
 			return
@@ -159,17 +162,20 @@ func handleGet(g *gateway) http.HandlerFunc {
 	}
 }
 
-// lookupJob reads a job's last event, mapping failures to API errors.
-func (g *gateway) lookupJob(ctx context.Context, id string) (jobs.Event, error) {
+// lookupJob reads a job's last event, mapping failures to API errors. A
+// job p may not see answers exactly as an unknown one.
+func (g *gateway) lookupJob(ctx context.Context, p principal, id string) (jobs.Event, error) {
 	if err := jobs.ValidateID(id); err != nil {
 		return jobs.Event{}, errorf(http.StatusBadRequest, "invalid_id", "%v", err)
 	}
 	ev, _, err := jobs.LastEvent(ctx, g.streams.Events, id)
 	switch {
 	case errors.Is(err, jobs.ErrNotFound):
-		return jobs.Event{}, g.notFound(ctx, id)
+		return jobs.Event{}, g.notFound(ctx, p, id)
 	case err != nil:
 		return jobs.Event{}, errUnavailable(err)
+	case !p.canSee(ev.Owner):
+		return jobs.Event{}, errNoSuchJob(id)
 	}
 	return ev, nil
 }
@@ -189,6 +195,7 @@ func handleList(g *gateway) http.HandlerFunc {
 			writeError(w, err)
 			return
 		}
+		p := principalFrom(r.Context())
 		status, typ, cursor := jobs.Status(q.Get("status")), q.Get("type"), q.Get("cursor")
 		switch {
 		case status != "" && !status.Valid():
@@ -221,7 +228,7 @@ func handleList(g *gateway) http.HandlerFunc {
 			if err != nil {
 				continue // aged out between listing and reading
 			}
-			if (status == "" || ev.Status == status) && (typ == "" || ev.Type == typ) {
+			if p.canSee(ev.Owner) && (status == "" || ev.Status == status) && (typ == "" || ev.Type == typ) {
 				resp.Jobs = append(resp.Jobs, jobs.SnapshotOf(ev))
 			}
 		}
@@ -253,10 +260,15 @@ func handleJobTypes(g *gateway) http.HandlerFunc {
 }
 
 // notFound is the error for a job with no stored events: 410 "expired" if
-// it ended and its events have aged out since, 404 "not_found" otherwise.
-func (g *gateway) notFound(ctx context.Context, id string) error {
-	if buried, err := jobs.Buried(ctx, g.streams.Tombstones, id); err == nil && buried {
+// it ended and its events have aged out since (and p may know of it), 404
+// "not_found" otherwise.
+func (g *gateway) notFound(ctx context.Context, p principal, id string) error {
+	if buried, owner, err := jobs.Buried(ctx, g.streams.Tombstones, id); err == nil && buried && p.canSee(owner) {
 		return errorf(http.StatusGone, "expired", "job %s has ended and its records have expired", id)
 	}
+	return errNoSuchJob(id)
+}
+
+func errNoSuchJob(id string) error {
 	return errorf(http.StatusNotFound, "not_found", "no job with id %s", id)
 }

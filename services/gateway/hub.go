@@ -23,7 +23,7 @@ type hub struct {
 	seed   maphash.Seed
 	shards []chan *nats.Msg
 
-	mu      sync.RWMutex
+	mu       sync.RWMutex
 	topics   map[string]*topic
 	watchers map[*outbox]struct{}
 	closing  bool

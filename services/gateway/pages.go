@@ -58,7 +58,7 @@ func servePage(w http.ResponseWriter, name string, status int) {
 func handleJobPage(g *gateway) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		status := http.StatusOK
-		if _, err := g.lookupJob(r.Context(), chi.URLParam(r, "id")); err != nil {
+		if _, err := g.lookupJob(r.Context(), principalFrom(r.Context()), chi.URLParam(r, "id")); err != nil {
 			var ae *apiError
 			if errors.As(err, &ae) && ae.Status != http.StatusServiceUnavailable {
 				status = ae.Status
@@ -81,7 +81,7 @@ func handleSubmitForm(g *gateway) http.HandlerFunc {
 		if in := r.PostForm.Get("input"); in != "" {
 			req.Input = []byte(in)
 		}
-		snap, _, err := g.submit(r.Context(), req, "")
+		snap, _, err := g.submit(r.Context(), principalFrom(r.Context()), req, "")
 		if err != nil {
 			writeError(w, err)
 			return

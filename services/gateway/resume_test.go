@@ -201,7 +201,7 @@ func dialTinyWS(t *testing.T, sys *testSystem) *wsClient {
 		err := rc.Control(func(fd uintptr) { serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
 		return errors.Join(err, serr)
 	}}
-	hc := &http.Client{Transport: &http.Transport{DialContext: dialer.DialContext}}
+	hc := &http.Client{Transport: &http.Transport{DialContext: dialer.DialContext}, Jar: sys.httpClient().Jar}
 	c, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(sys.URL, "http")+"/ws", &websocket.DialOptions{HTTPClient: hc})
 	if err != nil {
 		t.Fatal(err)

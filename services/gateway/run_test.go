@@ -38,7 +38,7 @@ func startDev(t *testing.T, dataDir string) (string, func()) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	var stdout, stderr lockedBuffer
-	env := map[string]string{"DATA_DIR": dataDir, "DEV_NATS_ADDR": "127.0.0.1:0", "HTTP_ADDR": "127.0.0.1:0", "SHUTDOWN_GRACE": "200ms", "ACK_WAIT": "2s"}
+	env := map[string]string{"DATA_DIR": dataDir, "DEV_NATS_ADDR": "127.0.0.1:0", "HTTP_ADDR": "127.0.0.1:0", "SHUTDOWN_GRACE": "200ms", "ACK_WAIT": "2s", "SESSION_SECRET": "dev-test-secret"}
 	done := make(chan error, 1)
 	go func() { done <- run(ctx, []string{"--dev"}, func(k string) string { return env[k] }, &stdout, &stderr) }()
 	deadline := time.Now().Add(30 * time.Second)
@@ -79,7 +79,7 @@ func TestDevModeStateSurvivesRestartOfEverything(t *testing.T) {
 	stop()
 	url, stop = startDev(t, dir)
 	defer stop()
-	sys = &testSystem{URL: url}
+	sys = (&testSystem{URL: url}).sameCaller(sys)
 	again, code := sys.get(t, done.ID)
 	if code != 200 || again.Status != jobs.StatusSucceeded || again.Seq != final.Seq {
 		t.Fatalf("after restart: %d %+v, want the final state seq %d", code, again, final.Seq)

@@ -32,6 +32,12 @@ func handleEvents(g *gateway) http.HandlerFunc {
 			writeError(w, err)
 			return
 		}
+		p := principalFrom(r.Context())
+		if !g.conns.acquire(p.Owner) {
+			writeError(w, errTooManyConns)
+			return
+		}
+		defer g.conns.release(p.Owner)
 		ctx, cancel := context.WithCancel(r.Context())
 		defer cancel()
 		c := &conn{cancel: cancel}
@@ -45,7 +51,7 @@ func handleEvents(g *gateway) http.HandlerFunc {
 		}
 		watching := map[string]bool{id: true}
 		defer g.hub.leave(box, watching)
-		if err := g.follow(ctx, box, id, afterSeq); err != nil {
+		if err := g.follow(ctx, p, box, id, afterSeq); err != nil {
 			delete(watching, id)
 			writeError(w, err)
 			return

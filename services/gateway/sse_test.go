@@ -28,7 +28,7 @@ func readSSE(t *testing.T, sys *testSystem, path string, header map[string]strin
 	for k, v := range header {
 		req.Header.Set(k, v)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := sys.httpClient().Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

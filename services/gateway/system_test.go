@@ -7,12 +7,15 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/http/cookiejar"
 	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/go-jose/go-jose/v4"
+	"github.com/go-jose/go-jose/v4/jwt"
 	"github.com/jobwire/jobwire/internal/natstest"
 	"github.com/jobwire/jobwire/services/runner/worker"
 	"github.com/jobwire/jobwire/shared/jobs"
@@ -28,6 +31,59 @@ type testSystem struct {
 	NATS *server.Server
 	GW   *gateway
 	nc   *nats.Conn
+
+	// Requests go out as one caller: with a session cookie (jar), or with
+	// header (e.g. a bearer token).
+	jarOnce sync.Once
+	client  *http.Client
+	header  map[string]string
+}
+
+// httpClient is the caller's HTTP client, with its own cookie jar.
+func (s *testSystem) httpClient() *http.Client {
+	s.jarOnce.Do(func() {
+		jar, _ := cookiejar.New(nil)
+		s.client = &http.Client{Jar: jar}
+	})
+	return s.client
+}
+
+// as is the same system seen by another caller: a fresh session, or the
+// given bearer token.
+func (s *testSystem) as(token string) *testSystem {
+	other := &testSystem{URL: s.URL, NATS: s.NATS, GW: s.GW, nc: s.nc}
+	if token != "" {
+		other.header = map[string]string{"Authorization": "Bearer " + token}
+	}
+	return other
+}
+
+// sameCaller makes s send requests as other does (same cookies, same token).
+func (s *testSystem) sameCaller(other *testSystem) *testSystem {
+	s.jarOnce.Do(func() {})
+	s.client, s.header = other.httpClient(), other.header
+	return s
+}
+
+// testJWTSecret signs the bearer tokens of tests.
+const testJWTSecret = "test-secret-that-is-long-enough-for-hs256"
+
+// token makes an HS256 bearer token for sub, an admin one if admin.
+func token(t testing.TB, sub string, admin bool, ttl time.Duration) string {
+	t.Helper()
+	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.HS256, Key: []byte(testJWTSecret)}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := claims{Claims: jwt.Claims{Subject: sub, Expiry: jwt.NewNumericDate(time.Now().Add(ttl)), IssuedAt: jwt.NewNumericDate(time.Now())}}
+	if admin {
+		c.Scope = "jobs:read jobwire:admin"
+	}
+	tok, err := jwt.Signed(signer).Claims(c).Serialize()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
 }
 
 type systemOption func(*systemOptions)
@@ -51,6 +107,8 @@ func withConfig(f func(*Config)) systemOption {
 
 func testConfig() Config {
 	return Config{
+		AnonymousSessions: true, JWTSecret: testJWTSecret, SessionSecret: "test-session-secret", AdminScope: "jobwire:admin",
+		SubmitRate: 100000, MaxConnsPerOwner: 100, MaxJSONDepth: 32,
 		HTTPAddr: "127.0.0.1:0", MaxBodyBytes: 1 << 20, RunnerConcurrency: 4, AckWait: 5 * time.Second, WriteTimeout: 10 * time.Second,
 		EventsMaxAge: time.Hour, EventsMaxPerJob: 1000,
 	}
@@ -139,10 +197,13 @@ func (s *testSystem) do(t testing.TB, method, path, contentType, body string, he
 	if contentType != "" {
 		req.Header.Set("Content-Type", contentType)
 	}
+	for k, v := range s.header {
+		req.Header.Set(k, v)
+	}
 	for k, v := range header {
 		req.Header.Set(k, v)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := s.httpClient().Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -75,6 +75,12 @@ type errorMessage struct {
 
 func handleWebSocket(g *gateway) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
+		p := principalFrom(r.Context())
+		if !g.conns.acquire(p.Owner) {
+			writeError(w, errTooManyConns)
+			return
+		}
+		defer g.conns.release(p.Owner)
 		ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{OriginPatterns: g.cfg.AllowedOrigins})
 		if err != nil {
 			return // Accept has answered
@@ -101,7 +107,7 @@ func handleWebSocket(g *gateway) http.HandlerFunc {
 		go func() {
 			defer close(readerDone)
 			defer cancel()
-			g.readLoop(readCtx, ctx, ws, box, watching)
+			g.readLoop(readCtx, ctx, p, ws, box, watching)
 		}()
 		writeLoop(ctx, box, g.cfg.WriteTimeout, c, func(ctx context.Context, m outMsg) error {
 			return ws.Write(ctx, websocket.MessageText, m.frame)
@@ -145,7 +151,7 @@ func writeLoop(ctx context.Context, box *outbox, timeout time.Duration, c *conn,
 
 // readLoop handles the client's watch and unwatch requests until the
 // connection ends.
-func (g *gateway) readLoop(readCtx, ctx context.Context, ws *websocket.Conn, box *outbox, watching map[string]bool) {
+func (g *gateway) readLoop(readCtx, ctx context.Context, p principal, ws *websocket.Conn, box *outbox, watching map[string]bool) {
 	for {
 		typ, data, err := ws.Read(readCtx)
 		if err != nil {
@@ -158,8 +164,12 @@ func (g *gateway) readLoop(readCtx, ctx context.Context, ws *websocket.Conn, box
 		}
 		switch m.Op {
 		case "watch":
-			g.watch(ctx, box, watching, m.JobID, m.AfterSeq)
+			g.watch(ctx, p, box, watching, m.JobID, m.AfterSeq)
 		case "watch_all":
+			if !p.Admin {
+				sendError(box, "", "forbidden", "watching every job is for admins")
+				continue
+			}
 			if err := g.hub.watchAll(box); err != nil {
 				sendError(box, "", "unavailable", "cannot subscribe right now, try again")
 				continue
@@ -185,7 +195,7 @@ func (g *gateway) readLoop(readCtx, ctx context.Context, ws *websocket.Conn, box
 }
 
 // watch starts following a job for this connection.
-func (g *gateway) watch(ctx context.Context, box *outbox, watching map[string]bool, id string, afterSeq *uint64) {
+func (g *gateway) watch(ctx context.Context, p principal, box *outbox, watching map[string]bool, id string, afterSeq *uint64) {
 	if err := jobs.ValidateID(id); err != nil {
 		sendError(box, id, "invalid_id", err.Error())
 		return
@@ -194,7 +204,7 @@ func (g *gateway) watch(ctx context.Context, box *outbox, watching map[string]bo
 		sendError(box, id, "too_many_watches", "this connection already watches the most jobs it may")
 		return
 	}
-	if err := g.follow(ctx, box, id, afterSeq); err != nil {
+	if err := g.follow(ctx, p, box, id, afterSeq); err != nil {
 		var ae *apiError
 		if !errors.As(err, &ae) {
 			ae = errUnavailable(err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -31,7 +32,11 @@ func dialWS(t testing.TB, sys *testSystem) *wsClient {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	t.Cleanup(cancel)
-	c, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(sys.URL, "http")+"/ws", nil)
+	h := http.Header{}
+	for k, v := range sys.header {
+		h.Set(k, v)
+	}
+	c, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(sys.URL, "http")+"/ws", &websocket.DialOptions{HTTPClient: sys.httpClient(), HTTPHeader: h})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -227,7 +232,12 @@ func TestShutdownClosesWebSocketsGoingAway(t *testing.T) {
 func TestWatchAllFeedsEveryJob(t *testing.T) {
 	t.Parallel()
 	sys := startSystem(t)
-	ws := dialWS(t, sys)
+	user := dialWS(t, sys)
+	user.send(`{"op":"watch_all"}`)
+	if m := user.read(); m.Op != "error" || m.Code != "forbidden" {
+		t.Fatalf("watch_all by a user: %+v", m)
+	}
+	ws := dialWS(t, sys.as(token(t, "ops", true, time.Hour)))
 	ws.send(`{"op":"watch_all"}`)
 	// The feed is live only: make sure it is subscribed before jobs start.
 	deadline := time.Now().Add(10 * time.Second)
@@ -287,7 +297,7 @@ func TestGatewayRestartUnderWatchers(t *testing.T) {
 		}
 		seqs = append(seqs, m.Event.Seq)
 	}
-	next := startOn(t, sys.NATS, systemOptions{noRunner: true})
+	next := startOn(t, sys.NATS, systemOptions{noRunner: true}).sameCaller(sys)
 	again := dialWS(t, next)
 	again.send(fmt.Sprintf(`{"op":"watch","job_id":"%s","after_seq":%d}`, snap.ID, seqs[len(seqs)-1]))
 	rest := readSeqs(t, again, snap.ID, func(m serverMsg) bool { return m.Event.Status.Terminal() })

@@ -23,7 +23,7 @@ func Enqueue(ctx context.Context, js jetstream.Publisher, req Request) (Event, e
 		return Event{}, err
 	}
 	now := req.CreatedAt.UTC()
-	queued := Event{JobID: req.ID, Type: req.Type, Seq: 1, Kind: KindQueued, Status: StatusQueued, Time: now, CreatedAt: &now}
+	queued := Event{JobID: req.ID, Type: req.Type, Owner: req.Owner, Seq: 1, Kind: KindQueued, Status: StatusQueued, Time: now, CreatedAt: &now}
 	queuedSeq, err := PublishEvent(ctx, js, queued, 0)
 	if err != nil {
 		return Event{}, fmt.Errorf("store queued state: %w", err)

@@ -57,8 +57,11 @@ func (e *Error) Error() string { return e.Code + ": " + e.Message }
 // snapshot of the job, so the last event alone is the job's current state.
 // Seq starts at 1 and grows by one per event of the job, across attempts.
 type Event struct {
-	JobID     string     `json:"job_id"`
-	Type      string     `json:"type,omitempty"`
+	JobID string `json:"job_id"`
+	Type  string `json:"type,omitempty"`
+	// Owner is who submitted the job ("user:<sub>" or "anon:<session>");
+	// only they (and admins) may see it through the gateway.
+	Owner     string     `json:"owner,omitempty"`
 	Seq       uint64     `json:"seq"`
 	Kind      Kind       `json:"kind"`
 	Status    Status     `json:"status"`

@@ -11,6 +11,7 @@ type Request struct {
 	Type      string          `json:"type"`
 	Input     json.RawMessage `json:"input,omitempty"`
 	CreatedAt time.Time       `json:"created_at"`
+	Owner     string          `json:"owner,omitempty"`
 }
 
 // MarshalJSON writes CreatedAt in UTC, like every time on the wire.

@@ -187,25 +187,30 @@ func Bury(ctx context.Context, tombstones jetstream.KeyValue, ev Event) error {
 	if err := ValidateID(ev.JobID); err != nil {
 		return err
 	}
-	b, _ := json.Marshal(struct {
-		Status Status    `json:"status"`
-		Time   time.Time `json:"time"`
-	}{ev.Status, ev.Time.UTC()})
+	b, _ := json.Marshal(tombstone{ev.Status, ev.Owner, ev.Time.UTC()})
 	_, err := tombstones.Put(ctx, ev.JobID, b)
 	return err
 }
 
-// Buried reports whether job id ended and was remembered.
-func Buried(ctx context.Context, tombstones jetstream.KeyValue, id string) (bool, error) {
+type tombstone struct {
+	Status Status    `json:"status"`
+	Owner  string    `json:"owner,omitempty"`
+	Time   time.Time `json:"time"`
+}
+
+// Buried reports whether job id ended and was remembered, and its owner.
+func Buried(ctx context.Context, tombstones jetstream.KeyValue, id string) (found bool, owner string, err error) {
 	if err := ValidateID(id); err != nil {
-		return false, err
+		return false, "", err
 	}
-	_, err := tombstones.Get(ctx, id)
+	e, err := tombstones.Get(ctx, id)
 	switch {
 	case errors.Is(err, jetstream.ErrKeyNotFound):
-		return false, nil
+		return false, "", nil
 	case err != nil:
-		return false, err
+		return false, "", err
 	}
-	return true, nil
+	var t tombstone
+	_ = json.Unmarshal(e.Value(), &t)
+	return true, t.Owner, nil
 }

@@ -894,4 +894,3 @@ func TestRunnerPoolsOnlyTakeTheirTypes(t *testing.T) {
 		t.Errorf("New with types overlapping another pool succeeded")
 	}
 }
-

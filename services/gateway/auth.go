@@ -1,0 +1,250 @@
+package main
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+	"github.com/go-jose/go-jose/v4/jwt"
+)
+
+// principal is who makes a request: the owner of the jobs they submit, and
+// whether they may see every job.
+type principal struct {
+	Owner string // "user:<sub>" for a bearer token, "anon:<id>" for a browser session
+	Admin bool
+}
+
+// canSee reports whether p may see (get, list, watch, cancel) a job.
+func (p principal) canSee(owner string) bool {
+	return p.Admin || (owner != "" && owner == p.Owner)
+}
+
+type principalKey struct{}
+
+func principalFrom(ctx context.Context) principal {
+	p, _ := ctx.Value(principalKey{}).(principal)
+	return p
+}
+
+// sessionCookie names the signed anonymous-session cookie.
+const sessionCookie = "jobwire_session"
+
+// authenticator identifies callers: a bearer JWT (HS256 with a shared
+// secret, or RS256/ES256 with keys from a JWKS file or URL), or else a
+// signed anonymous session cookie, made on first contact when anonymous
+// sessions are on.
+type authenticator struct {
+	anonymous  bool
+	sessionKey []byte
+	hsKey      []byte
+	jwks       atomic.Pointer[jose.JSONWebKeySet]
+	issuer     string
+	audience   string
+	adminScope string
+}
+
+func newAuthenticator(ctx context.Context, cfg Config) (*authenticator, error) {
+	a := &authenticator{anonymous: cfg.AnonymousSessions, issuer: cfg.JWTIssuer, audience: cfg.JWTAudience, adminScope: cfg.AdminScope}
+	var err error
+	if a.sessionKey, err = secret(cfg.SessionSecret, cfg.SessionSecretFile); err != nil {
+		return nil, fmt.Errorf("SESSION_SECRET_FILE: %w", err)
+	}
+	if len(a.sessionKey) == 0 {
+		a.sessionKey = make([]byte, 32) // sessions last as long as the process
+		_, _ = rand.Read(a.sessionKey)
+	}
+	if a.hsKey, err = secret(cfg.JWTSecret, cfg.JWTSecretFile); err != nil {
+		return nil, fmt.Errorf("JWT_HS256_SECRET_FILE: %w", err)
+	}
+	switch {
+	case cfg.JWKSFile != "":
+		b, err := os.ReadFile(cfg.JWKSFile)
+		if err != nil {
+			return nil, fmt.Errorf("JWT_JWKS_FILE: %w", err)
+		}
+		if err := a.setJWKS(b); err != nil {
+			return nil, fmt.Errorf("JWT_JWKS_FILE: %w", err)
+		}
+	case cfg.JWKSURL != "":
+		if err := a.fetchJWKS(ctx, cfg.JWKSURL); err != nil {
+			return nil, fmt.Errorf("JWT_JWKS_URL: %w", err)
+		}
+	}
+	return a, nil
+}
+
+// secret is value, or the trimmed contents of file (for Kubernetes secrets).
+func secret(value, file string) ([]byte, error) {
+	if file == "" {
+		return []byte(value), nil
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return nil, err
+	}
+	return []byte(strings.TrimSpace(string(b))), nil
+}
+
+func (a *authenticator) setJWKS(b []byte) error {
+	var set jose.JSONWebKeySet
+	if err := json.Unmarshal(b, &set); err != nil {
+		return err
+	}
+	if len(set.Keys) == 0 {
+		return errors.New("the key set has no keys")
+	}
+	a.jwks.Store(&set)
+	return nil
+}
+
+func (a *authenticator) fetchJWKS(ctx context.Context, url string) error {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s answered %s", url, resp.Status)
+	}
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return err
+	}
+	return a.setJWKS(b)
+}
+
+var errUnauthenticated = errorf(http.StatusUnauthorized, "unauthenticated", "sign in: send a bearer token")
+
+// identify works out who sent r; it may set a new session cookie on w.
+func (a *authenticator) identify(w http.ResponseWriter, r *http.Request) (principal, error) {
+	if h := r.Header.Get("Authorization"); h != "" {
+		token, ok := strings.CutPrefix(h, "Bearer ")
+		if !ok {
+			return principal{}, errorf(http.StatusUnauthorized, "unauthenticated", "the Authorization header must be \"Bearer <token>\"")
+		}
+		return a.verify(strings.TrimSpace(token))
+	}
+	if c, err := r.Cookie(sessionCookie); err == nil {
+		if id, ok := a.openSession(c.Value); ok {
+			return principal{Owner: "anon:" + id}, nil
+		}
+	}
+	if !a.anonymous {
+		return principal{}, errUnauthenticated
+	}
+	id := make([]byte, 16)
+	_, _ = rand.Read(id)
+	sid := base64.RawURLEncoding.EncodeToString(id)
+	http.SetCookie(w, &http.Cookie{
+		Name: sessionCookie, Value: sid + "." + a.sign(sid), Path: "/",
+		HttpOnly: true, SameSite: http.SameSiteLaxMode, Secure: r.TLS != nil,
+		MaxAge: int((365 * 24 * time.Hour).Seconds()),
+	})
+	return principal{Owner: "anon:" + sid}, nil
+}
+
+func (a *authenticator) sign(sid string) string {
+	m := hmac.New(sha256.New, a.sessionKey)
+	m.Write([]byte(sid))
+	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
+}
+
+func (a *authenticator) openSession(v string) (string, bool) {
+	sid, sig, ok := strings.Cut(v, ".")
+	if !ok || len(sid) != 22 || !hmac.Equal([]byte(sig), []byte(a.sign(sid))) {
+		return "", false
+	}
+	return sid, true
+}
+
+// claims are the JWT claims jobwire reads.
+type claims struct {
+	jwt.Claims
+	Scope string   `json:"scope,omitempty"`
+	Scp   []string `json:"scp,omitempty"`
+	Roles []string `json:"roles,omitempty"`
+}
+
+// verify checks a bearer token; its errors never repeat the token.
+func (a *authenticator) verify(token string) (principal, error) {
+	invalid := func(why string) (principal, error) {
+		return principal{}, errorf(http.StatusUnauthorized, "unauthenticated", "invalid bearer token: %s", why)
+	}
+	var algs []jose.SignatureAlgorithm
+	if len(a.hsKey) > 0 {
+		algs = append(algs, jose.HS256)
+	}
+	if a.jwks.Load() != nil {
+		algs = append(algs, jose.RS256, jose.ES256)
+	}
+	if len(algs) == 0 {
+		return invalid("this gateway accepts no bearer tokens (no JWT key configured)")
+	}
+	tok, err := jwt.ParseSigned(token, algs)
+	if err != nil || len(tok.Headers) != 1 {
+		return invalid("malformed, or signed with an algorithm this gateway does not accept")
+	}
+	var key any = a.hsKey
+	if tok.Headers[0].Algorithm != string(jose.HS256) {
+		keys := a.jwks.Load().Key(tok.Headers[0].KeyID)
+		if len(keys) == 0 {
+			return invalid("unknown key id")
+		}
+		key = keys[0].Key
+	}
+	var c claims
+	if err := tok.Claims(key, &c); err != nil {
+		return invalid("bad signature")
+	}
+	exp := jwt.Expected{Issuer: a.issuer, Time: time.Now()}
+	if a.audience != "" {
+		exp.AnyAudience = jwt.Audience{a.audience}
+	}
+	if err := c.ValidateWithLeeway(exp, 30*time.Second); err != nil {
+		return invalid("expired, not yet valid, or for another issuer or audience")
+	}
+	if c.Expiry == nil {
+		return invalid("it has no expiry (exp)")
+	}
+	if c.Subject == "" || len(c.Subject) > 200 {
+		return invalid("no usable subject (sub)")
+	}
+	admin := a.adminScope != "" && (slices.Contains(strings.Fields(c.Scope), a.adminScope) ||
+		slices.Contains(c.Scp, a.adminScope) || slices.Contains(c.Roles, a.adminScope))
+	return principal{Owner: "user:" + c.Subject, Admin: admin}, nil
+}
+
+// requireAuth identifies the caller of every request it wraps.
+func requireAuth(a *authenticator) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			p, err := a.identify(w, r)
+			if err != nil {
+				w.Header().Set("WWW-Authenticate", `Bearer realm="jobwire"`)
+				writeError(w, err)
+				return
+			}
+			next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), principalKey{}, p)))
+		})
+	}
+}
