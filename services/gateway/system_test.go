@@ -89,6 +89,7 @@ func token(t testing.TB, sub string, admin bool, ttl time.Duration) string {
 type systemOption func(*systemOptions)
 
 type systemOptions struct {
+	log      *slog.Logger
 	noRunner bool
 	types    []worker.JobType
 	cfg      func(*Config)
@@ -96,6 +97,9 @@ type systemOptions struct {
 }
 
 func withoutRunner() systemOption { return func(o *systemOptions) { o.noRunner = true } }
+
+// withLogger sends the system's logs to log.
+func withLogger(log *slog.Logger) systemOption { return func(o *systemOptions) { o.log = log } }
 
 // withTypes gives the system's runner these job types besides the built-in ones.
 func withTypes(types ...worker.JobType) systemOption {
@@ -142,7 +146,10 @@ func startOn(t testing.TB, ns *server.Server, o systemOptions) *testSystem {
 	if o.cfg != nil {
 		o.cfg(&cfg)
 	}
-	log := testLogger(t)
+	log := o.log
+	if log == nil {
+		log = testLogger(t)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	nc := natstest.Connect(t, ns)
 	gw, err := newGateway(ctx, nc, cfg, log)

@@ -1,0 +1,96 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/jobwire/jobwire/shared/jobs"
+)
+
+// The submit decoder never panics, answers every bad body with a 4xx API
+// error, and measures input nesting exactly.
+func FuzzSubmitDecoder(f *testing.F) {
+	for _, seed := range []string{
+		`{"type":"demo","input":{"steps":20}}`, `{"type":"demo",`, `[]`, `{"type":"demo"} {}`,
+		`{"type":"demo","input":[[[[[[[[[[[[1]]]]]]]]]]]]}`, `{"type":"x","input":"\"[{"}`, `{"type":"demo","extra":1}`,
+		strings.Repeat("[", 5000), `{"type":"\u0000*>"}`, "",
+	} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		r := httptest.NewRequest("POST", "/api/jobs", bytes.NewReader(body))
+		r.Header.Set("Content-Type", "application/json")
+		var req submitRequest
+		err := decode(httptest.NewRecorder(), r, 4096, &req)
+		if err != nil {
+			var ae *apiError
+			if !errors.As(err, &ae) || ae.Status < 400 || ae.Status > 499 || ae.Message == "" {
+				t.Fatalf("decode error %v is not a 4xx API error", err)
+			}
+			return
+		}
+		if len(req.Input) > 0 {
+			if want := referenceDepth(t, req.Input); jsonDepth(req.Input) != want {
+				t.Fatalf("jsonDepth(%s) = %d, want %d", req.Input, jsonDepth(req.Input), want)
+			}
+		}
+	})
+}
+
+func referenceDepth(t *testing.T, b []byte) int {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	depth, deepest := 0, 0
+	for {
+		tok, err := dec.Token()
+		if err == io.EOF {
+			return deepest
+		}
+		if err != nil {
+			t.Fatalf("accepted input is not JSON: %v", err)
+		}
+		if d, ok := tok.(json.Delim); ok {
+			if d == '{' || d == '[' {
+				depth++
+				deepest = max(deepest, depth)
+			} else {
+				depth--
+			}
+		}
+	}
+}
+
+// Whatever a WebSocket client sends, a job id the server accepts is one
+// subject token, and every error message it sends back is valid JSON.
+func FuzzClientMessage(f *testing.F) {
+	for _, seed := range []string{
+		`{"op":"watch","job_id":"01KB3ZQ8V6Y4J8T0B2M1X9C5RH"}`, `{"op":"watch","job_id":"*"}`, `{"op":"watch","job_id":">"}`,
+		`{"op":"watch","job_id":"a.b"}`, `{"op":"unwatch","job_id":"a b"}`, `{"op":"watch","job_id":"%2A","after_seq":-1}`,
+		`{"op":"watch_all"}`, `{"op":"watch","job_id":"\u00e9"}`, `[`, `null`,
+	} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var m clientMessage
+		if json.Unmarshal(data, &m) != nil {
+			return
+		}
+		if jobs.ValidateID(m.JobID) == nil {
+			subj := jobs.ProgressSubject(m.JobID)
+			tokens := strings.Split(subj, ".")
+			if len(tokens) != 3 || tokens[1] != m.JobID || strings.ContainsAny(m.JobID, "*> \t\r\n.") {
+				t.Fatalf("accepted id %q makes subject %q", m.JobID, subj)
+			}
+		}
+		box := newOutbox(func(closeReason) {})
+		sendError(box, m.JobID, "invalid_id", "x")
+		out, ok := box.next()
+		if !ok || !json.Valid(out.frame) {
+			t.Fatalf("error frame for %q is not JSON: %q", m.JobID, out.frame)
+		}
+	})
+}
