@@ -79,6 +79,12 @@ func handleAPINotFound() http.HandlerFunc {
 	}
 }
 
+func handleMethodNotAllowed() http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, errorf(http.StatusMethodNotAllowed, "method_not_allowed", "%s is not allowed on %s", r.Method, r.URL.Path))
+	}
+}
+
 func handleHealthz() http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		encode(w, http.StatusOK, map[string]string{"status": "ok"})

@@ -300,3 +300,13 @@ func TestExpiredJobIsToldFromUnknown(t *testing.T) {
 		t.Fatalf("watching an aged-out job: %+v", m)
 	}
 }
+
+func TestWrongMethodIsAJSONError(t *testing.T) {
+	t.Parallel()
+	sys := startSystem(t, withoutRunner())
+	var e struct{ Error jobs.Error }
+	r := sys.do(t, "DELETE", "/api/jobs", "", "", nil, &e)
+	if r.StatusCode != 405 || e.Error.Code != "method_not_allowed" {
+		t.Fatalf("DELETE /api/jobs: %d %+v", r.StatusCode, e)
+	}
+}
