@@ -270,3 +270,20 @@ func cookieValues(r *http.Response) []string {
 	}
 	return out
 }
+
+func TestWebSocketFromAnotherOriginRefused(t *testing.T) {
+	t.Parallel()
+	sys := startSystem(t, withoutRunner())
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	url := "ws" + strings.TrimPrefix(sys.URL, "http") + "/ws"
+	_, resp, err := websocket.Dial(ctx, url, &websocket.DialOptions{HTTPClient: sys.httpClient(), HTTPHeader: http.Header{"Origin": {"http://evil.example"}}})
+	if err == nil || resp == nil || resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("cross-origin WebSocket: %v %v", err, resp)
+	}
+	c, _, err := websocket.Dial(ctx, url, &websocket.DialOptions{HTTPClient: sys.httpClient(), HTTPHeader: http.Header{"Origin": {sys.URL}}})
+	if err != nil {
+		t.Fatalf("same-origin WebSocket: %v", err)
+	}
+	_ = c.CloseNow()
+}
