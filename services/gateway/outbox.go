@@ -51,11 +51,14 @@ type outbox struct {
 }
 
 type jobQueue struct {
-	events    []outMsg
+	events    []outMsg // waiting: events[head:]
+	head      int
 	last      uint64 // highest seq queued (or sent)
 	replaying bool
 	held      []outMsg
 }
+
+func (q *jobQueue) pending() int { return len(q.events) - q.head }
 
 func newOutbox(onClose func(closeReason)) *outbox {
 	return &outbox{
@@ -142,7 +145,7 @@ func (b *outbox) pushLocked(q *jobQueue, m outMsg) {
 		return // already queued or sent
 	}
 	q.last = m.seq
-	if len(q.events) == 0 {
+	if q.pending() == 0 {
 		b.order = append(b.order, m.jobID)
 	}
 	q.events = append(q.events, m)
@@ -158,10 +161,10 @@ func (b *outbox) coalesceLocked() {
 	b.waiting = 0
 	for _, id := range b.order {
 		q := b.jobs[id]
-		if n := len(q.events); n > 1 {
-			q.events = append(q.events[:0], q.events[n-1])
+		if q.pending() > 1 {
+			q.events, q.head = append(q.events[:0], q.events[len(q.events)-1]), 0
 		}
-		b.waiting += len(q.events)
+		b.waiting += q.pending()
 	}
 }
 
@@ -186,7 +189,7 @@ func (b *outbox) seen(id string, seq uint64) {
 func (b *outbox) startReplay(id string) {
 	b.mu.Lock()
 	if q := b.jobs[id]; q != nil {
-		b.waiting -= len(q.events)
+		b.waiting -= q.pending()
 		b.removeOrderLocked(id)
 	}
 	b.jobs[id] = &jobQueue{replaying: true}
@@ -225,7 +228,7 @@ func (b *outbox) endReplay(id string) {
 func (b *outbox) forget(id string) {
 	b.mu.Lock()
 	if q := b.jobs[id]; q != nil {
-		b.waiting -= len(q.events)
+		b.waiting -= q.pending()
 		b.removeOrderLocked(id)
 		delete(b.jobs, id)
 	}
@@ -274,11 +277,15 @@ func (b *outbox) next() (m outMsg, ok bool) {
 	}
 	id := b.order[0]
 	q := b.jobs[id]
-	m = q.events[0]
-	q.events = q.events[1:]
+	m = q.events[q.head]
+	q.events[q.head] = outMsg{}
+	if q.head++; q.head == len(q.events) {
+		q.events, q.head = q.events[:0], 0 // reuse the array: no allocation per event
+	}
 	b.waiting--
-	b.order = b.order[1:]
-	if len(q.events) > 0 {
+	copy(b.order, b.order[1:]) // keep the slice's capacity: no allocation per event
+	b.order = b.order[:len(b.order)-1]
+	if q.pending() > 0 {
 		b.order = append(b.order, id) // round robin between jobs
 	} else if b.all && m.terminal && !q.replaying {
 		delete(b.jobs, id) // the feed forgets finished jobs

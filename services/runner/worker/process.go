@@ -225,15 +225,19 @@ func (r *Runner) end(ctx context.Context, log *slog.Logger, msg jetstream.Msg, w
 		r.settleStoreError(ctx, log, msg, err)
 		return
 	}
-	if err := msg.DoubleAck(ctx); err != nil {
-		// The final state is stored; a redelivery will see it and ack.
+	// No need to wait for the ack's confirmation: the final state is
+	// stored, so a redelivery after a lost ack only acks.
+	if err := msg.Ack(); err != nil {
 		log.Warn("ack failed after the final state was stored", "err", err)
 	}
-	bctx, cancel := context.WithTimeout(ctx, storeTimeout)
-	defer cancel()
-	if err := jobs.Bury(bctx, r.graves, w.ev); err != nil {
-		log.Warn("cannot record the job's tombstone", "err", err)
-	}
+	ended := w.ev
+	r.background.Go(func() { // the tombstone does not hold up the next job
+		bctx, cancel := context.WithTimeout(ctx, storeTimeout)
+		defer cancel()
+		if err := jobs.Bury(bctx, r.graves, ended); err != nil {
+			log.Warn("cannot record the job's tombstone", "err", err)
+		}
+	})
 }
 
 // settleStoreError settles a delivery whose events could not be stored.

@@ -65,8 +65,9 @@ type Runner struct {
 	cons   jetstream.Consumer
 	log    *slog.Logger
 
-	mu      sync.Mutex
-	running map[string]context.CancelCauseFunc // jobs this runner holds
+	mu         sync.Mutex
+	running    map[string]context.CancelCauseFunc // jobs this runner holds
+	background sync.WaitGroup                     // tombstone writes; Run waits for them
 }
 
 // New checks the job types (a duplicate is an error), creates the streams
@@ -143,6 +144,7 @@ func (r *Runner) Run(ctx context.Context) error {
 	defer func() { _ = cancels.Unsubscribe() }()
 	jobCtx, stopJobs := context.WithCancelCause(context.WithoutCancel(ctx))
 	defer stopJobs(errShutdown)
+	defer r.background.Wait()
 	var wg sync.WaitGroup
 	slots := make(chan struct{}, r.cfg.Concurrency)
 

@@ -1,0 +1,70 @@
+package jobs_test
+
+import (
+	"encoding/json"
+	"testing"
+	"time"
+
+	"github.com/jobwire/jobwire/shared/jobs"
+)
+
+func benchEvent() jobs.Event {
+	now := time.Now()
+	return jobs.Event{
+		JobID: jobs.NewID(now), Type: "demo", Owner: "user:bench", Seq: 42, Kind: jobs.KindProgress, Status: jobs.StatusRunning,
+		Percent: jobs.Percentage(42), Current: 42, Total: 100, Stage: "counting", Message: "step 42 of 100",
+		Attempt: 1, Time: now, CreatedAt: &now, StartedAt: &now,
+	}
+}
+
+func BenchmarkEventEncode(b *testing.B) {
+	ev := benchEvent()
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := json.Marshal(ev); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkEventDecode(b *testing.B) {
+	data, _ := json.Marshal(benchEvent())
+	b.SetBytes(int64(len(data)))
+	b.ReportAllocs()
+	for b.Loop() {
+		var ev jobs.Event
+		if err := json.Unmarshal(data, &ev); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkValidateID(b *testing.B) {
+	id := jobs.NewID(time.Now())
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := jobs.ValidateID(id); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkProgressSubject(b *testing.B) {
+	id := jobs.NewID(time.Now())
+	b.ReportAllocs()
+	for b.Loop() {
+		if s := jobs.ProgressSubject(id); len(s) == 0 {
+			b.Fatal("empty")
+		}
+	}
+}
+
+func BenchmarkIDFromProgressSubject(b *testing.B) {
+	subj := jobs.ProgressSubject(jobs.NewID(time.Now()))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, ok := jobs.IDFromProgressSubject(subj); !ok {
+			b.Fatal("not an id")
+		}
+	}
+}
