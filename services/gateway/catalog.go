@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -13,7 +12,6 @@ import (
 
 	"github.com/jobwire/jobwire/shared/jobs"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/santhosh-tekuri/jsonschema/v6"
 )
 
 // catalog follows the job types runners register in the types bucket and
@@ -28,7 +26,7 @@ type catalog struct {
 
 type jobType struct {
 	info   jobs.TypeInfo
-	schema *jsonschema.Schema // nil: any input
+	schema *jobs.InputSchema // nil: any input
 }
 
 // errUnknownType is returned by check for a type no runner registered.
@@ -96,22 +94,11 @@ func compileType(b []byte) (*jobType, error) {
 	if err := jobs.ValidateType(info.Type); err != nil {
 		return nil, err
 	}
-	t := &jobType{info: info}
-	if len(info.InputSchema) > 0 {
-		doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(info.InputSchema))
-		if err != nil {
-			return nil, err
-		}
-		comp := jsonschema.NewCompiler()
-		url := "jobwire:/types/" + info.Type + ".json"
-		if err := comp.AddResource(url, doc); err != nil {
-			return nil, err
-		}
-		if t.schema, err = comp.Compile(url); err != nil {
-			return nil, err
-		}
+	schema, err := jobs.CompileInputSchema(info.Type, info.InputSchema)
+	if err != nil {
+		return nil, err
 	}
-	return t, nil
+	return &jobType{info: info, schema: schema}, nil
 }
 
 // lookup finds a type, asking the bucket directly when the watcher has not
@@ -143,46 +130,7 @@ func (c *catalog) lookup(ctx context.Context, typ string) (*jobType, error) {
 }
 
 // validate checks input against the type's schema; the error says why not.
-func (t *jobType) validate(input json.RawMessage) error {
-	if t.schema == nil {
-		return nil
-	}
-	if len(input) == 0 {
-		input = json.RawMessage("{}")
-	}
-	v, err := jsonschema.UnmarshalJSON(bytes.NewReader(input))
-	if err != nil {
-		return err
-	}
-	if err := t.schema.Validate(v); err != nil {
-		var ve *jsonschema.ValidationError
-		if errors.As(err, &ve) {
-			return errors.New(flattenValidation(ve))
-		}
-		return err
-	}
-	return nil
-}
-
-// flattenValidation turns the schema error tree into one line per problem.
-func flattenValidation(ve *jsonschema.ValidationError) string {
-	out := ve.BasicOutput()
-	var msgs []string
-	for _, e := range out.Errors {
-		if e.Error == nil {
-			continue
-		}
-		loc := e.InstanceLocation
-		if loc == "" {
-			loc = "/"
-		}
-		msgs = append(msgs, loc+": "+e.Error.String())
-	}
-	if len(msgs) == 0 {
-		return ve.Error()
-	}
-	return strings.Join(msgs, "; ")
-}
+func (t *jobType) validate(input json.RawMessage) error { return t.schema.Validate(input) }
 
 // list returns every registered type, sorted by name.
 func (c *catalog) list() []jobs.TypeInfo {

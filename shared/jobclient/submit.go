@@ -1,24 +1,21 @@
 package jobclient
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/jobwire/jobwire/shared/jobs"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/santhosh-tekuri/jsonschema/v6"
 )
 
 // typeSchema is a type's compiled input schema (nil: any input is
 // accepted), valid for one revision of the type's registration.
 type typeSchema struct {
 	revision uint64
-	schema   *jsonschema.Schema
+	schema   *jobs.InputSchema
 }
 
 // Submit stores a new job of type typ with the given input and returns its
@@ -68,7 +65,7 @@ func (c *Client) Submit(ctx context.Context, typ string, input any) (jobs.Event,
 // inputSchema reads typ's registration from the types bucket (every time,
 // so a type that is no longer registered is refused) and returns its
 // compiled input schema, compiling it once per revision.
-func (c *Client) inputSchema(ctx context.Context, typ string) (*jsonschema.Schema, error) {
+func (c *Client) inputSchema(ctx context.Context, typ string) (*jobs.InputSchema, error) {
 	kv, err := c.typesBucket(ctx)
 	if errors.Is(err, jetstream.ErrBucketNotFound) {
 		return nil, fmt.Errorf("%w %q: no runner has registered any job type (bucket %s does not exist)", ErrUnknownType, typ, jobs.TypesBucket)
@@ -101,24 +98,12 @@ func (c *Client) inputSchema(ctx context.Context, typ string) (*jsonschema.Schem
 
 // compileSchema compiles the input schema of a stored jobs.TypeInfo
 // (nil when the type accepts any input).
-func compileSchema(typ string, registration []byte) (*jsonschema.Schema, error) {
+func compileSchema(typ string, registration []byte) (*jobs.InputSchema, error) {
 	var info jobs.TypeInfo
 	if err := json.Unmarshal(registration, &info); err != nil {
 		return nil, fmt.Errorf("registration is not valid JSON: %w", err)
 	}
-	if len(info.InputSchema) == 0 {
-		return nil, nil
-	}
-	doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(info.InputSchema))
-	if err != nil {
-		return nil, err
-	}
-	comp := jsonschema.NewCompiler()
-	url := "jobwire:/types/" + typ + ".json"
-	if err := comp.AddResource(url, doc); err != nil {
-		return nil, err
-	}
-	return comp.Compile(url)
+	return jobs.CompileInputSchema(typ, info.InputSchema)
 }
 
 // encodeInput returns input as JSON, or nil for no input.
@@ -137,41 +122,6 @@ func encodeInput(input any) (json.RawMessage, error) {
 }
 
 // validateInput checks data (nil: the empty object) against schema.
-func validateInput(schema *jsonschema.Schema, data json.RawMessage) error {
-	if schema == nil {
-		return nil
-	}
-	if len(data) == 0 {
-		data = json.RawMessage("{}")
-	}
-	v, err := jsonschema.UnmarshalJSON(bytes.NewReader(data))
-	if err != nil {
-		return err
-	}
-	err = schema.Validate(v)
-	var ve *jsonschema.ValidationError
-	if errors.As(err, &ve) {
-		return errors.New(describe(ve))
-	}
-	return err
-}
-
-// describe turns a schema error tree into one "location: problem" per
-// failed check, separated by "; ".
-func describe(ve *jsonschema.ValidationError) string {
-	var msgs []string
-	for _, e := range ve.BasicOutput().Errors {
-		if e.Error == nil {
-			continue
-		}
-		loc := e.InstanceLocation
-		if loc == "" {
-			loc = "/"
-		}
-		msgs = append(msgs, loc+": "+e.Error.String())
-	}
-	if len(msgs) == 0 {
-		return ve.Error()
-	}
-	return strings.Join(msgs, "; ")
+func validateInput(schema *jobs.InputSchema, data json.RawMessage) error {
+	return schema.Validate(data)
 }
