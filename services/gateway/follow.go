@@ -32,6 +32,36 @@ func (g *gateway) follow(ctx context.Context, p principal, box *outbox, id strin
 	return nil
 }
 
+// watcher is one WebSocket or SSE session: its life (ctx, ended by
+// c.close) and the outbox its writer drains.
+type watcher struct {
+	ctx     context.Context
+	c       *conn
+	box     *outbox
+	repairs sync.WaitGroup
+}
+
+// startWatcher opens a session under parent; false when the gateway is
+// shutting down.
+func (g *gateway) startWatcher(parent context.Context) (*watcher, bool) {
+	ctx, cancel := context.WithCancel(parent)
+	w := &watcher{ctx: ctx, c: &conn{cancel: cancel}}
+	w.box = newOutbox(w.c.close)
+	w.box.onGap = g.repairGaps(ctx, w.box, &w.repairs)
+	if !g.hub.join(w.box) {
+		cancel()
+		return nil, false
+	}
+	return w, true
+}
+
+// end closes the session and drops its watches.
+func (g *gateway) endWatcher(w *watcher, watching map[string]bool) {
+	w.c.cancel()
+	w.repairs.Wait()
+	g.hub.leave(w.box, watching)
+}
+
 // repairGaps returns the outbox's gap handler: it queues the missing
 // events from the stream in the background (tracked by wg), then releases
 // the live events held meanwhile. A watcher whose gap cannot be filled is

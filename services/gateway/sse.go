@@ -5,7 +5,6 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -38,19 +37,14 @@ func handleEvents(g *gateway) http.HandlerFunc {
 			return
 		}
 		defer g.conns.release(p.Owner)
-		ctx, cancel := context.WithCancel(r.Context())
-		defer cancel()
-		c := &conn{cancel: cancel}
-		box := newOutbox(c.close)
-		var repairs sync.WaitGroup
-		defer repairs.Wait()
-		box.onGap = g.repairGaps(ctx, box, &repairs)
-		if !g.hub.join(box) {
+		wr, ok := g.startWatcher(r.Context())
+		if !ok {
 			writeError(w, errorf(http.StatusServiceUnavailable, "shutting_down", "the gateway is shutting down"))
 			return
 		}
+		ctx, c, box := wr.ctx, wr.c, wr.box
 		watching := map[string]bool{id: true}
-		defer g.hub.leave(box, watching)
+		defer g.endWatcher(wr, watching)
 		if err := g.follow(ctx, p, box, id, afterSeq); err != nil {
 			delete(watching, id)
 			writeError(w, err)

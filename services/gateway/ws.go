@@ -89,24 +89,19 @@ func handleWebSocket(g *gateway) http.HandlerFunc {
 		// ctx is the connection's life: a close or a failed read ends it.
 		// Reads get their own context, because coder/websocket drops the
 		// connection without a close frame when a Read's context ends.
-		ctx, cancel := context.WithCancel(context.WithoutCancel(r.Context()))
-		defer cancel()
 		readCtx, stopReading := context.WithCancel(context.WithoutCancel(r.Context()))
 		defer stopReading()
-		c := &conn{cancel: cancel}
-		box := newOutbox(c.close)
-		var repairs sync.WaitGroup
-		defer repairs.Wait()
-		box.onGap = g.repairGaps(ctx, box, &repairs)
-		if !g.hub.join(box) {
+		wr, ok := g.startWatcher(context.WithoutCancel(r.Context()))
+		if !ok {
 			_ = ws.Close(closeGoingAway.code, closeGoingAway.text)
 			return
 		}
+		ctx, c, box := wr.ctx, wr.c, wr.box
 		watching := map[string]bool{}
 		readerDone := make(chan struct{})
 		go func() {
 			defer close(readerDone)
-			defer cancel()
+			defer c.cancel()
 			g.readLoop(readCtx, ctx, p, ws, box, watching)
 		}()
 		writeLoop(ctx, box, g.cfg.WriteTimeout, c, func(ctx context.Context, m outMsg) error {
@@ -119,7 +114,7 @@ func handleWebSocket(g *gateway) http.HandlerFunc {
 		}
 		stopReading()
 		<-readerDone
-		g.hub.leave(box, watching)
+		g.endWatcher(wr, watching)
 	}
 }
 
