@@ -483,3 +483,50 @@ func shareSession(t *testing.T, ctx context.Context, sys *testSystem) {
 		}
 	}
 }
+
+// The browser's own EventSource streams a job's events from the SSE
+// endpoint, from the first to the final one.
+func TestBrowserEventSource(t *testing.T) {
+	t.Parallel()
+	ctx := newBrowser(t)
+	sys := startSystem(t)
+	id := sys.submit(t, "demo", `{"steps":10,"step_ms":30}`).ID
+	shareSession(t, ctx, sys)
+	if err := chromedp.Do(ctx, chromedp.Navigate(sys.URL+"/")); err != nil {
+		t.Fatal(err)
+	}
+	start := `(() => {
+		window.__es = {seqs: [], status: "", errors: 0};
+		const es = new EventSource("/api/jobs/` + id + `/events?after_seq=0");
+		es.onmessage = (m) => {
+			const ev = JSON.parse(m.data);
+			window.__es.seqs.push(Number(m.lastEventId));
+			window.__es.status = ev.status;
+			if (["succeeded", "failed", "canceled"].includes(ev.status)) es.close();
+		};
+		es.onerror = () => { window.__es.errors++; };
+		return true;
+	})()`
+	if _, err := chromedp.Run(ctx, chromedp.Evaluate[bool](start)); err != nil {
+		t.Fatal(err)
+	}
+	type esState struct {
+		Seqs   []uint64 `json:"seqs"`
+		Status string   `json:"status"`
+	}
+	for {
+		st, err := chromedp.Run(ctx, chromedp.Evaluate[esState]("window.__es"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Status == "succeeded" {
+			checkExact(t, st.Seqs, 1)
+			return
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("EventSource never saw the end: %+v", st)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
