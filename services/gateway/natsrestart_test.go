@@ -1,0 +1,51 @@
+package main
+
+import (
+	"net"
+	"testing"
+
+	"github.com/jobwire/jobwire/internal/natsembed"
+	"github.com/jobwire/jobwire/shared/jobs"
+)
+
+// The NATS server restarts under a watcher: the gateway and the runner
+// reconnect, and the watcher still gets every event of the job, in order,
+// without gaps or duplicates.
+func TestWatcherSurvivesNATSRestart(t *testing.T) {
+	if testing.Short() {
+		t.Skip("restarts a NATS server")
+	}
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	_ = ln.Close()
+	dir := t.TempDir()
+	ns, err := natsembed.Start(addr, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { natsembed.Stop(ns) })
+	sys := startOn(t, ns, systemOptions{types: nil})
+
+	snap := sys.submit(t, "demo", `{"steps":60,"step_ms":50}`)
+	ws := dialWS(t, sys)
+	ws.send(`{"op":"watch","job_id":"` + snap.ID + `","after_seq":0}`)
+	seqs := readSeqs(t, ws, snap.ID, func(m serverMsg) bool { return m.Event.Seq >= 8 })
+
+	natsembed.Stop(ns)
+	ns2, err := natsembed.Start(addr, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { natsembed.Stop(ns2) })
+
+	rest := readSeqs(t, ws, snap.ID, func(m serverMsg) bool { return m.Event.Status.Terminal() })
+	all := append(seqs, rest...)
+	checkExact(t, all, 1)
+	if final, code := sys.get(t, snap.ID); code != 200 || final.Status != jobs.StatusSucceeded || final.Seq != all[len(all)-1] {
+		t.Fatalf("final state %d %+v, watcher ended at %d", code, final, all[len(all)-1])
+	}
+}
