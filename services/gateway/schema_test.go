@@ -120,7 +120,15 @@ func (k *contract) checkResponse(template, method string, resp *http.Response, b
 		k.t.Errorf("%s: status %s is not documented (documented: %v)", what, code, keys(responses))
 		return
 	}
-	r, ptr := k.deref(opPtr + "/responses/" + code)
+	k.checkAnswer(what, opPtr+"/responses/"+code, resp, body)
+}
+
+// checkAnswer checks an HTTP answer against the Response Object at ptr in
+// openapi.json (or the one its $ref names): its media type, its JSON body
+// (there is none to check for HEAD) and its headers.
+func (k *contract) checkAnswer(what, ptr string, resp *http.Response, body []byte) {
+	k.t.Helper()
+	r, ptr := k.deref(ptr)
 	content, _ := r["content"].(map[string]any)
 	if len(content) == 0 {
 		if len(body) > 0 {
@@ -130,7 +138,7 @@ func (k *contract) checkResponse(template, method string, resp *http.Response, b
 		mt, _, err := mime.ParseMediaType(resp.Header.Get("Content-Type"))
 		if _, ok := content[mt]; err != nil || !ok {
 			k.t.Errorf("%s: Content-Type %q is not documented (documented: %v)", what, resp.Header.Get("Content-Type"), keys(content))
-		} else if mt == "application/json" {
+		} else if mt == "application/json" && resp.Request.Method != http.MethodHead {
 			k.check("openapi.json"+ptr+"/content/application~1json/schema", body, what)
 		}
 	}
@@ -294,6 +302,10 @@ func TestContractStoredEvents(t *testing.T) {
 		t.Fatal(err)
 	}
 	k.check(schema.Request, req.Data, "the job request on "+req.Subject)
+	var queuedReq jobs.Request
+	if err := json.Unmarshal(req.Data, &queuedReq); err != nil || queuedReq.Owner == "" {
+		t.Errorf("the job request on %s names no owner: %s (%v)", req.Subject, req.Data, err)
+	}
 	if got := req.Header.Get("Nats-Msg-Id"); got != queued.ID {
 		t.Errorf("job request Nats-Msg-Id = %q, want the job id %s", got, queued.ID)
 	}
@@ -340,6 +352,7 @@ func TestContractStoredEvents(t *testing.T) {
 	sys.waitStatus(t, queued.ID, jobs.StatusCanceled, 20*time.Second)
 
 	seen := map[string]int{}
+	owners := map[string]int{} // every job here has one submitter
 	for _, id := range []string{succeeded.ID, failed.ID, retried.ID, running.ID, direct.ID, queued.ID} {
 		evs := storedEvents(t, sys, id)
 		if len(evs) < 2 {
@@ -352,6 +365,7 @@ func TestContractStoredEvents(t *testing.T) {
 				JobID string `json:"job_id"`
 				Seq   uint64 `json:"seq"`
 				Kind  string `json:"kind"`
+				Owner string `json:"owner"`
 			}
 			if err := json.Unmarshal(raw, &head); err != nil {
 				t.Fatal(err)
@@ -360,7 +374,12 @@ func TestContractStoredEvents(t *testing.T) {
 				t.Errorf("%s: job_id %q seq %d", what, head.JobID, head.Seq)
 			}
 			seen[head.Kind]++
+			owners[head.Owner]++
 		}
+	}
+	// Every event, whoever stored it (gateway or runner), names the owner.
+	if len(owners) != 1 || owners[queuedReq.Owner] == 0 {
+		t.Errorf("owners of the stored events: %v, want the request's owner %q on all", owners, queuedReq.Owner)
 	}
 	// Every kind of event was checked against the schema at least once.
 	for _, kind := range []jobs.Kind{jobs.KindQueued, jobs.KindStarted, jobs.KindProgress, jobs.KindLog,
@@ -455,6 +474,8 @@ func TestContractHTTPAnswers(t *testing.T) {
 		{"application/json", `{"type":"demo","input":"` + strings.Repeat("x", 1<<20) + `"}`, 413, "too_large"},
 		{"application/json", `{"type":"no-such-type"}`, 422, "unknown_type"},
 		{"application/json", `{"type":"demo","input":{"steps":0}}`, 422, "invalid_input"},
+		// Nested deeper than MAX_JSON_DEPTH (32 here).
+		{"application/json", `{"type":"demo","input":` + strings.Repeat("[", 33) + strings.Repeat("]", 33) + `}`, 400, "bad_request"},
 	} {
 		expect(jobsPath, "POST", jobsPath, c.ct, c.body, nil, c.status, c.code)
 	}
@@ -810,5 +831,326 @@ func TestContractExpiredJob(t *testing.T) {
 	ws.send(`{"op":"watch","job_id":"`+snap.ID+`"}`, true)
 	if f := ws.read(); f.Op != "error" || f.Code != "expired" {
 		t.Errorf("watching an aged-out job: %s", f.raw)
+	}
+}
+
+// operation is one operation of openapi.json.
+type operation struct {
+	path, method string // the path template and the method, e.g. "/api/jobs/{id}", "GET"
+	op           map[string]any
+}
+
+// url is the operation's path with id for {id}.
+func (o operation) url(id string) string { return strings.ReplaceAll(o.path, "{id}", id) }
+
+// operations lists every operation of openapi.json, by path and method.
+func (k *contract) operations() []operation {
+	k.t.Helper()
+	var out []operation
+	for path, item := range k.lookup("#/paths") {
+		for method, v := range item.(map[string]any) {
+			switch method {
+			case "get", "put", "post", "delete", "patch", "head", "options", "trace":
+				out = append(out, operation{path, strings.ToUpper(method), v.(map[string]any)})
+			}
+		}
+	}
+	slices.SortFunc(out, func(a, b operation) int { return strings.Compare(a.path+" "+a.method, b.path+" "+b.method) })
+	if len(out) < 5 {
+		k.t.Fatalf("openapi.json has only %d operations", len(out))
+	}
+	return out
+}
+
+// public reports whether the document lets o be called without
+// credentials: its security (or else the document's) is empty or has an
+// empty requirement.
+func (k *contract) public(o operation) bool {
+	sec, ok := o.op["security"]
+	if !ok {
+		sec = k.openapi["security"]
+	}
+	reqs, _ := sec.([]any)
+	for _, r := range reqs {
+		if m, _ := r.(map[string]any); len(m) == 0 {
+			return true
+		}
+	}
+	return len(reqs) == 0
+}
+
+// dialRefused opens a WebSocket on /ws as sys's caller (plus header) that
+// the gateway must refuse, and returns the refusal with its body.
+func dialRefused(t testing.TB, sys *testSystem, header map[string]string) (*http.Response, []byte) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	h := http.Header{}
+	for k, v := range sys.header {
+		h.Set(k, v)
+	}
+	for k, v := range header {
+		h.Set(k, v)
+	}
+	c, resp, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(sys.URL, "http")+"/ws", &websocket.DialOptions{HTTPClient: sys.httpClient(), HTTPHeader: h})
+	if err == nil {
+		_ = c.CloseNow()
+		t.Fatal("the WebSocket was opened, want a refusal")
+	}
+	if resp == nil {
+		t.Fatalf("WebSocket dial: %v", err)
+	}
+	b, err := io.ReadAll(resp.Body) // the first KiB, kept by the client
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp, b
+}
+
+// The security of every operation in openapi.json is what the gateway
+// does. With anonymous sessions off, an operation documented as public
+// answers without credentials (and ignores a bad token); every other one
+// refuses a request without credentials, with a bad or non-bearer
+// Authorization header or with a forged session cookie with 401
+// unauthenticated and WWW-Authenticate, and accepts a valid bearer token.
+// Every answer, and the refusal a real WebSocket client gets, is checked
+// against the document.
+func TestContractSecurity(t *testing.T) {
+	t.Parallel()
+	sys := startSystem(t, withoutRunner(), withConfig(func(c *Config) { c.AnonymousSessions = false }))
+	k := newContract(t)
+
+	schemes := k.lookup("#/components/securitySchemes")
+	bearer, _ := schemes["bearerAuth"].(map[string]any)
+	cookie, _ := schemes["sessionCookie"].(map[string]any)
+	if bearer["type"] != "http" || bearer["scheme"] != "bearer" || bearer["bearerFormat"] != "JWT" {
+		t.Errorf("bearerAuth: %v", bearer)
+	}
+	if cookie["type"] != "apiKey" || cookie["in"] != "cookie" || cookie["name"] != sessionCookie {
+		t.Errorf("sessionCookie: %v", cookie)
+	}
+	top, _ := k.openapi["security"].([]any)
+	requirements := [][]any{top}
+	for _, o := range k.operations() {
+		if sec, ok := o.op["security"].([]any); ok {
+			requirements = append(requirements, sec)
+		}
+	}
+	for _, reqs := range requirements {
+		for _, r := range reqs {
+			for name := range r.(map[string]any) {
+				if _, ok := schemes[name]; !ok {
+					t.Errorf("a security requirement names %s, which is not a security scheme", name)
+				}
+			}
+		}
+	}
+	if len(top) != 2 {
+		t.Errorf("top-level security %v, want bearerAuth or sessionCookie", top)
+	}
+
+	id := jobs.NewID(time.Now())
+	valid := token(t, "contract", false, time.Hour)
+	credentials := []struct {
+		name    string
+		header  map[string]string
+		refused bool
+	}{
+		{"no credentials", nil, true},
+		{"a bad bearer token", map[string]string{"Authorization": "Bearer not-a-token"}, true},
+		{"an expired bearer token", map[string]string{"Authorization": "Bearer " + token(t, "contract", false, -time.Hour)}, true},
+		{"basic credentials", map[string]string{"Authorization": "Basic YWxpY2U6cHc="}, true},
+		{"a forged session cookie", map[string]string{"Cookie": sessionCookie + "=" + strings.Repeat("A", 22) + ".forged"}, true},
+		{"a valid bearer token", map[string]string{"Authorization": "Bearer " + valid}, false},
+	}
+	var public, secured int
+	for _, o := range k.operations() {
+		if k.public(o) {
+			public++
+		} else {
+			secured++
+		}
+		for _, c := range credentials {
+			resp, b := call(t, sys, o.method, o.url(id), "", "", c.header)
+			k.checkResponse(o.path, o.method, resp, b)
+			got := resp.StatusCode == http.StatusUnauthorized
+			switch {
+			case k.public(o) && got:
+				t.Errorf("%s %s is documented as public, but with %s answers %d %s", o.method, o.path, c.name, resp.StatusCode, b)
+			case !k.public(o) && c.refused && (!got || errorCode(resp, b) != "unauthenticated" || resp.Header.Get("WWW-Authenticate") == ""):
+				t.Errorf("%s %s with %s: %d %s (WWW-Authenticate %q), want 401 unauthenticated", o.method, o.path, c.name, resp.StatusCode, b, resp.Header.Get("WWW-Authenticate"))
+			case !k.public(o) && !c.refused && got:
+				t.Errorf("%s %s with %s: %d %s", o.method, o.path, c.name, resp.StatusCode, b)
+			}
+		}
+	}
+	if public < 4 || secured < 6 {
+		t.Errorf("%d public and %d secured operations, want at least 4 and 6", public, secured)
+	}
+
+	// A real WebSocket client with a bad token is refused before the upgrade.
+	resp, b := dialRefused(t, sys, map[string]string{"Authorization": "Bearer not-a-token"})
+	if resp.StatusCode != http.StatusUnauthorized || errorCode(resp, b) != "unauthenticated" {
+		t.Errorf("WebSocket with a bad token: %d %s", resp.StatusCode, b)
+	}
+	k.checkResponse("/ws", "GET", resp, b)
+
+	// A caller who is not an admin may not watch every job.
+	ws := &contractWS{dialWS(t, sys.as(valid)), k}
+	ws.send(`{"op":"watch_all"}`, true)
+	if f := ws.read(); f.Op != "error" || f.Code != "forbidden" || f.JobID != "" {
+		t.Errorf("watch_all of a caller who is not an admin: %s", f.raw)
+	}
+}
+
+// A browser's cross-site request that would change state (every POST
+// operation) is refused with 403 cross_origin; the other operations are not
+// affected. Nothing is stored.
+func TestContractCrossOrigin(t *testing.T) {
+	t.Parallel()
+	sys := startSystem(t, withoutRunner())
+	k := newContract(t)
+	id := jobs.NewID(time.Now())
+	posts := 0
+	for _, o := range k.operations() {
+		for _, h := range []map[string]string{
+			{"Sec-Fetch-Site": "cross-site"},
+			{"Sec-Fetch-Site": "same-site"},
+			{"Origin": "http://evil.example"},
+		} {
+			resp, b := call(t, sys, o.method, o.url(id), "application/json", `{}`, h)
+			k.checkResponse(o.path, o.method, resp, b)
+			refused := resp.StatusCode == http.StatusForbidden && errorCode(resp, b) == "cross_origin"
+			if o.method == http.MethodPost && !refused {
+				t.Errorf("%s %s with %v: %d %s, want 403 cross_origin", o.method, o.path, h, resp.StatusCode, b)
+			}
+			if o.method != http.MethodPost && refused {
+				t.Errorf("%s %s with %v is refused as cross-origin", o.method, o.path, h)
+			}
+		}
+		if o.method == http.MethodPost {
+			posts++
+		}
+	}
+	if posts < 2 {
+		t.Fatalf("only %d POST operations", posts)
+	}
+	if q, e := streamCounts(t, sys); q != 0 || e != 0 {
+		t.Errorf("refused requests stored %d requests, %d events", q, e)
+	}
+}
+
+// SUBMIT_RATE and MAX_CONNS_PER_OWNER: the 429s of submit, of the event
+// stream and of the WebSocket, as documented.
+func TestContractLimits(t *testing.T) {
+	t.Parallel()
+	sys := startSystem(t, withoutRunner(), withConfig(func(c *Config) { c.SubmitRate, c.MaxConnsPerOwner = 1, 1 }))
+	k := newContract(t)
+	const jobsPath, eventsPath = "/api/jobs", "/api/jobs/{id}/events"
+	const demo = `{"type":"demo","input":{"steps":1}}`
+
+	// One submission a minute: the first is accepted, the second refused.
+	resp, b := call(t, sys, "POST", jobsPath, "application/json", demo, nil)
+	if resp.StatusCode != http.StatusAccepted || resp.Header.Get("X-RateLimit-Limit") != "1" || resp.Header.Get("X-RateLimit-Remaining") != "0" {
+		t.Fatalf("first submission: %d %s, X-RateLimit-* %q %q", resp.StatusCode, b, resp.Header.Get("X-RateLimit-Limit"), resp.Header.Get("X-RateLimit-Remaining"))
+	}
+	k.checkResponse(jobsPath, "POST", resp, b)
+	var snap jobs.Snapshot
+	if err := json.Unmarshal(b, &snap); err != nil {
+		t.Fatal(err)
+	}
+	resp, b = call(t, sys, "POST", jobsPath, "application/json", demo, nil)
+	if resp.StatusCode != http.StatusTooManyRequests || errorCode(resp, b) != "rate_limited" {
+		t.Fatalf("second submission: %d %s, want 429 rate_limited", resp.StatusCode, b)
+	}
+	k.checkResponse(jobsPath, "POST", resp, b)
+
+	// One connection: while one is open, another event stream, a plain
+	// GET /ws and a real WebSocket client are all refused.
+	events := "/api/jobs/" + snap.ID + "/events"
+	refused := func(holding string) {
+		t.Helper()
+		for _, c := range []struct {
+			template string
+			answer   func() (*http.Response, []byte)
+		}{
+			{eventsPath, func() (*http.Response, []byte) { return call(t, sys, "GET", events, "", "", nil) }},
+			{"/ws", func() (*http.Response, []byte) { return call(t, sys, "GET", "/ws", "", "", nil) }},
+			{"/ws", func() (*http.Response, []byte) { return dialRefused(t, sys, nil) }},
+		} {
+			resp, b := c.answer()
+			if resp.StatusCode != http.StatusTooManyRequests || errorCode(resp, b) != "too_many_connections" {
+				t.Errorf("GET %s while %s is open: %d %s, want 429 too_many_connections", c.template, holding, resp.StatusCode, b)
+			}
+			k.checkResponse(c.template, "GET", resp, b)
+		}
+	}
+
+	// An event stream of the queued job (no runner: it stays open).
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, "GET", sys.URL+events, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stream, err := sys.httpClient().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if mt, _, _ := mime.ParseMediaType(stream.Header.Get("Content-Type")); stream.StatusCode != http.StatusOK || mt != "text/event-stream" {
+		t.Fatalf("event stream: %d %s", stream.StatusCode, stream.Header.Get("Content-Type"))
+	}
+	refused("an event stream")
+	cancel()
+	_ = stream.Body.Close()
+
+	// Once the stream is gone its connection is free again: a plain GET /ws
+	// gets as far as the missing upgrade.
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		resp, b := call(t, sys, "GET", "/ws", "", "", nil)
+		if resp.StatusCode == http.StatusUpgradeRequired {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("GET /ws after the stream closed: %d %s", resp.StatusCode, b)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	dialWS(t, sys)
+	refused("a WebSocket")
+}
+
+// Every path of openapi.json answers a method it does not list with 405
+// method_not_allowed, as components/responses/MethodNotAllowed documents.
+func TestContractMethodNotAllowed(t *testing.T) {
+	t.Parallel()
+	sys := startSystem(t, withoutRunner())
+	k := newContract(t)
+	id := jobs.NewID(time.Now())
+	listed := map[string]map[string]bool{}
+	for _, o := range k.operations() {
+		if listed[o.path] == nil {
+			listed[o.path] = map[string]bool{}
+		}
+		listed[o.path][o.method] = true
+	}
+	n := 0
+	for path, methods := range listed {
+		for _, m := range []string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"} {
+			if methods[m] {
+				continue
+			}
+			n++
+			url := strings.ReplaceAll(path, "{id}", id)
+			resp, b := call(t, sys, m, url, "", "", nil)
+			if resp.StatusCode != http.StatusMethodNotAllowed || (m != "HEAD" && errorCode(resp, b) != "method_not_allowed") {
+				t.Errorf("%s %s: %d %s, want 405 method_not_allowed", m, url, resp.StatusCode, b)
+				continue
+			}
+			k.checkAnswer(fmt.Sprintf("%s %s -> 405", m, url), "#/components/responses/MethodNotAllowed", resp, b)
+		}
+	}
+	if n < 20 {
+		t.Fatalf("tried only %d methods", n)
 	}
 }
