@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/jobwire/jobwire/internal/envflag"
+	"github.com/jobwire/jobwire/internal/natsconn"
 	"github.com/jobwire/jobwire/shared/jobs"
 )
 
@@ -40,6 +41,9 @@ type Config struct {
 	JWTIssuer         string
 	JWTAudience       string
 	AdminScope        string
+
+	// NATS credentials and TLS (deploy/nats).
+	NATS natsconn.Auth
 
 	// Limits.
 	SubmitRate       int64 // submissions per owner per minute
@@ -86,6 +90,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	s.Int(&c.SubmitRate, "submit-rate", "SUBMIT_RATE", 600, "job submissions per owner per minute (then 429)")
 	s.Int(&c.MaxConnsPerOwner, "max-conns-per-owner", "MAX_CONNS_PER_OWNER", 100, "open WebSocket and SSE connections per owner")
 	s.Int(&c.MaxJSONDepth, "max-json-depth", "MAX_JSON_DEPTH", 32, "deepest nesting accepted in a job's input")
+	c.NATS.RegisterFlags(s)
 	if err := s.Parse(args); err != nil {
 		return c, err
 	}
@@ -108,6 +113,9 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	s.Check(c.JWKSFile == "" || c.JWKSURL == "", "set JWT_JWKS_FILE or JWT_JWKS_URL, not both")
 	s.Check(c.AnonymousSessions || c.JWTSecret != "" || c.JWTSecretFile != "" || c.JWKSFile != "" || c.JWKSURL != "",
 		"with ANONYMOUS_SESSIONS=false, configure bearer tokens (JWT_HS256_SECRET, JWT_JWKS_FILE or JWT_JWKS_URL)")
+	if err := c.NATS.Validate(); err != nil {
+		s.Errorf("%v", err)
+	}
 	s.Check(c.SubmitRate >= 1, "SUBMIT_RATE must be at least 1")
 	s.Check(c.MaxConnsPerOwner >= 1, "MAX_CONNS_PER_OWNER must be at least 1")
 	s.Check(c.MaxJSONDepth >= 2 && c.MaxJSONDepth <= 1000, "MAX_JSON_DEPTH must be 2-1000")

@@ -41,7 +41,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		natsURL = ns.ClientURL()
 	}
 
-	nc, err := natsconn.Connect(ctx, natsURL, "jobwire-gateway", log)
+	natsOpts, err := cfg.NATS.Options()
+	if err != nil {
+		return err
+	}
+	if cfg.Dev {
+		natsOpts = nil // the embedded server has no users
+	}
+	nc, err := natsconn.Connect(ctx, natsURL, "jobwire-gateway", log, natsOpts...)
 	if err != nil {
 		return err
 	}

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/jobwire/jobwire/internal/envflag"
+	"github.com/jobwire/jobwire/internal/natsconn"
 	"github.com/jobwire/jobwire/services/runner/worker"
 	"github.com/jobwire/jobwire/shared/jobs"
 )
@@ -22,6 +23,7 @@ type Config struct {
 	TombstoneTTL    time.Duration
 	JobTypes        []string // serve only these types (empty: all)
 	ExecConfig      string   // file of commands that run as jobs
+	NATS            natsconn.Auth
 }
 
 // Worker is the worker configuration this process configuration asks for.
@@ -45,10 +47,14 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	s.String(&c.ExecConfig, "exec-config", "EXEC_CONFIG", "", "JSON file of commands that run as job types (see examples/exec)")
 	var types string
 	s.String(&types, "job-types", "JOB_TYPES", "", "serve only these job types, comma separated (default: all this runner knows)")
+	c.NATS.RegisterFlags(s)
 	if err := s.Parse(args); err != nil {
 		return c, err
 	}
 	c.JobTypes = strings.FieldsFunc(types, func(r rune) bool { return r == ',' || r == ' ' })
+	if err := c.NATS.Validate(); err != nil {
+		s.Errorf("%v", err)
+	}
 	s.Check(c.NATSURL != "", "NATS_URL (--nats-url) is required")
 	s.Check(c.Concurrency >= 1 && c.Concurrency <= 10000, "RUNNER_CONCURRENCY must be 1-10000")
 	s.Check(c.AckWait >= time.Second, "ACK_WAIT must be at least 1s")

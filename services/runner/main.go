@@ -30,7 +30,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 	log := slog.New(slog.NewTextHandler(stderr, nil))
-	nc, err := natsconn.Connect(ctx, cfg.NATSURL, "jobwire-runner", log)
+	natsOpts, err := cfg.NATS.Options()
+	if err != nil {
+		return err
+	}
+	nc, err := natsconn.Connect(ctx, cfg.NATSURL, "jobwire-runner", log, natsOpts...)
 	if err != nil {
 		return err
 	}
