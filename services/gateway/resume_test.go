@@ -194,7 +194,8 @@ func TestStalledClientDoesNotSlowOthers(t *testing.T) {
 // stops reading stalls the server's writes quickly.
 func dialTinyWS(t *testing.T, sys *testSystem) *wsClient {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	// One deadline for the whole conversation: generous, for loaded CI machines.
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	t.Cleanup(cancel)
 	dialer := &net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
 		var serr error

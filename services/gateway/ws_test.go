@@ -30,7 +30,8 @@ type wsClient struct {
 
 func dialWS(t testing.TB, sys *testSystem) *wsClient {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	// One deadline for the whole conversation: generous, for loaded CI machines.
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	t.Cleanup(cancel)
 	h := http.Header{}
 	for k, v := range sys.header {

@@ -1,0 +1,121 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	// The gateway's heaviest dependencies, imported so that `go test ./...`
+	// compiles them (in this test's mode, -race or not) before TestSmoke
+	// builds the gateway: its build then finds them in the build cache.
+	_ "github.com/jobwire/jobwire/internal/natsembed"
+	_ "github.com/jobwire/jobwire/services/runner/worker"
+)
+
+// TestSmoke runs the tool's --smoke mode in-process against a gateway it
+// builds (or JOBWIRE_BENCH_GATEWAY_BIN): every phase must run end to end,
+// with no error and with figures, or the test fails.
+func TestSmoke(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and starts the gateway five times; skipped with -short")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	dir := t.TempDir()
+	bin := os.Getenv("JOBWIRE_BENCH_GATEWAY_BIN")
+	if bin == "" {
+		var flags []string
+		if raceEnabled {
+			flags = append(flags, "-race")
+		}
+		start := time.Now()
+		var err error
+		if bin, err = buildGateway(ctx, "", dir, flags); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("built the gateway in %v", time.Since(start).Round(time.Millisecond))
+	}
+
+	jsonPath := filepath.Join(dir, "smoke.json")
+	var stdout, stderr bytes.Buffer
+	start := time.Now()
+	err := run(ctx, []string{"--smoke", "--gateway-bin", bin, "--json", jsonPath}, &stdout, &stderr)
+	t.Logf("smoke run took %v", time.Since(start).Round(time.Millisecond))
+	if err != nil {
+		t.Fatalf("smoke run failed: %v\nstdout:\n%s\nstderr:\n%s", err, stdout.String(), stderr.String())
+	}
+	out := stdout.String()
+	for _, want := range []string{
+		"| measurement | jobwire | raw NATS baseline | ratio | notes |",
+		"submit, closed loop", "submit, open loop", "runner: no-op jobs end to end",
+		"fan-out, 10 watchers × 3 jobs", "memory: RSS per idle watcher, 50 watchers",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the table lacks %q:\n%s", want, out)
+		}
+	}
+
+	b, err := os.ReadFile(jsonPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep report
+	if err := json.Unmarshal(b, &rep); err != nil {
+		t.Fatal(err)
+	}
+	switch {
+	case !rep.OK || len(rep.Failures) > 0:
+		t.Errorf("report not ok: %v", rep.Failures)
+	case rep.Submit == nil || rep.Submit.Jobwire.PerSec <= 0 || rep.Submit.Raw.PerSec <= 0 || rep.Submit.JobwireOpen.Ops == 0 || rep.Submit.RawOpen.Ops == 0:
+		t.Errorf("submit figures missing: %+v", rep.Submit)
+	case rep.Runner == nil || rep.Runner.Succeeded != 200 || rep.Runner.RawAcked != 200:
+		t.Errorf("runner figures missing: %+v", rep.Runner)
+	case rep.Fanout == nil || rep.Fanout.Jobwire.Delivered == 0 || rep.Fanout.Raw.Delivered == 0 || rep.Fanout.Jobwire.Latency.Samples == 0:
+		t.Errorf("fan-out figures missing: %+v", rep.Fanout)
+	case rep.Memory == nil || rep.Memory.Jobwire.After.RSS == 0 || rep.Memory.Raw.After.RSS == 0:
+		t.Errorf("memory figures missing: %+v", rep.Memory)
+	case rep.Machine.NumCPU == 0 || rep.Machine.GoVersion == "":
+		t.Errorf("machine missing: %+v", rep.Machine)
+	}
+}
+
+// TestSmokeFailsWhenTheSystemIsBroken: a gateway that cannot start must
+// make the run fail, not pass quietly.
+func TestSmokeFailsWhenTheSystemIsBroken(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	var stdout, stderr bytes.Buffer
+	err := run(ctx, []string{"--smoke", "--quiet", "--gateway-bin", "/bin/false"}, &stdout, &stderr)
+	if err == nil {
+		t.Fatalf("run succeeded with a gateway that exits at once:\n%s", stdout.String())
+	}
+	if !strings.Contains(stdout.String(), "FAILED") {
+		t.Errorf("the table does not say FAILED:\n%s", stdout.String())
+	}
+}
+
+func TestConfigRejectsBadFlags(t *testing.T) {
+	for _, args := range [][]string{
+		{"--phases", "nope"},
+		{"--url", "http://127.0.0.1:1"},
+		{"--token", "x"},
+		{"--fanout-jobs", "1001"},
+		{"extra"},
+	} {
+		if _, err := parseConfig(args, &bytes.Buffer{}); err == nil {
+			t.Errorf("%q: accepted", args)
+		}
+	}
+	cfg, err := parseConfig([]string{"--smoke", "--watchers", "7"}, &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Watchers != 7 || cfg.Jobs != 200 || cfg.Idle != 50 || cfg.Duration != time.Second {
+		t.Errorf("smoke sizes: %+v", cfg)
+	}
+}
