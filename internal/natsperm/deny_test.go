@@ -1,0 +1,250 @@
+package natsperm_test
+
+import (
+	"context"
+	"encoding/json"
+	"testing"
+	"time"
+
+	"github.com/jobwire/jobwire/services/runner/worker"
+	"github.com/jobwire/jobwire/shared/jobs"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// fakeEvent is a well-formed event of job id, for forgery attempts.
+func fakeEvent(id string) []byte {
+	b, _ := json.Marshal(jobs.Event{JobID: id, Type: "demo", Seq: 1, Kind: jobs.KindSucceeded, Status: jobs.StatusSucceeded, Time: time.Now()})
+	return b
+}
+
+// fakeRequest is a well-formed job request.
+func fakeRequest() []byte {
+	b, _ := json.Marshal(jobs.Request{ID: jobs.NewID(time.Now()), Type: "demo", CreatedAt: time.Now()})
+	return b
+}
+
+// jsPublishFails asserts that a JetStream publish as nc is refused: the
+// server reports the violation, so the publish gets no ack and fails.
+func jsPublishFails(t *testing.T, c conn, subject string, data []byte) {
+	t.Helper()
+	js, err := jetstream.New(c.Conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ack, err := js.Publish(testContext(t, 500*time.Millisecond), subject, data); err == nil {
+		t.Fatalf("JetStream publish to %s was stored (stream %s seq %d)", subject, ack.Stream, ack.Sequence)
+	}
+	c.errs.violation(t, "publish", subject)
+}
+
+func TestObserverCanOnlyWatch(t *testing.T) {
+	t.Parallel()
+	s := startServer(t)
+	gw := startGateway(t, s) // no runner: jobs stay queued
+	ob := connectAs(t, s, "observer")
+	ctx := testContext(t, 20*time.Second)
+
+	// It may subscribe to every job's events, and receives them.
+	sub, err := ob.SubscribeSync(jobs.AllProgress)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ob.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	id := jobs.NewID(time.Now())
+	gw.enqueue(t, id, worker.DemoInput{Steps: 1})
+	m, err := sub.NextMsg(5 * time.Second)
+	if err != nil || m.Subject != jobs.ProgressSubject(id) {
+		t.Fatalf("observer's jobs.*.progress: %v %v", m, err)
+	}
+
+	// It may not answer the publisher of an event (the gateway's inbox
+	// waits for JetStream's ack): no forged acks.
+	if m.Reply == "" {
+		t.Fatal("the stored event carries no reply subject")
+	}
+	if err := ob.Publish(m.Reply, []byte(`{"stream":"JOBS_EVENTS","seq":999}`)); err != nil {
+		t.Fatal(err)
+	}
+	ob.errs.violation(t, "publish", m.Reply)
+
+	// It may not forge events, neither as a plain publish nor through
+	// JetStream, nor for an existing job.
+	forged := jobs.NewID(time.Now())
+	if err := ob.Publish(jobs.ProgressSubject(forged), fakeEvent(forged)); err != nil {
+		t.Fatal(err)
+	}
+	ob.errs.violation(t, "publish", jobs.ProgressSubject(forged))
+	jsPublishFails(t, ob, jobs.ProgressSubject(id), fakeEvent(id))
+	if _, _, err := jobs.LastEvent(ctx, gw.streams.Events, forged); err != jobs.ErrNotFound {
+		t.Fatalf("forged job: %v, want not found", err)
+	}
+	if ev, _, err := jobs.LastEvent(ctx, gw.streams.Events, id); err != nil || ev.Status != jobs.StatusQueued {
+		t.Fatalf("real job after forgery: %s %v, want still queued", ev.Status, err)
+	}
+
+	// It may not submit jobs.
+	before := streamState(t, s, jobs.QueueStream).LastSeq
+	if err := ob.Publish(jobs.QueueSubject("demo"), fakeRequest()); err != nil {
+		t.Fatal(err)
+	}
+	ob.errs.violation(t, "publish", jobs.QueueSubject("demo"))
+	jsPublishFails(t, ob, jobs.QueueSubject("demo"), fakeRequest())
+	if after := streamState(t, s, jobs.QueueStream).LastSeq; after != before {
+		t.Fatalf("JOBS went from seq %d to %d", before, after)
+	}
+
+	// Nor cancel jobs, register job types, or write tombstones.
+	if err := ob.PublishRequest(jobs.CancelSubject(id), ob.NewInbox(), []byte(`{"by":"mallory"}`)); err != nil {
+		t.Fatal(err)
+	}
+	ob.errs.violation(t, "publish", jobs.CancelSubject(id))
+	jsPublishFails(t, ob, "$KV.JOBWIRE_TYPES.demo", []byte(`{"type":"demo"}`))
+	jsPublishFails(t, ob, "$KV.JOBWIRE_TOMBSTONES."+id, []byte(`{"status":"failed"}`))
+
+	// Nor read what is not its own: cancel requests, job requests,
+	// other users' inboxes.
+	for _, subj := range []string{jobs.AllCancel, jobs.AllQueue, "_INBOX_gateway.>", "_INBOX_runner.>", "_INBOX.>", ">"} {
+		if _, err := ob.SubscribeSync(subj); err != nil {
+			t.Fatal(err)
+		}
+		ob.errs.violation(t, "subscription", subj)
+	}
+
+	// Nor touch the work queue or the streams.
+	for _, subj := range []string{
+		"$JS.API.CONSUMER.CREATE.JOBS.thief",
+		"$JS.API.CONSUMER.MSG.NEXT.JOBS." + jobs.ConsumerName([]string{"demo"}),
+		"$JS.API.STREAM.DELETE.JOBS",
+		"$JS.API.STREAM.PURGE.JOBS_EVENTS",
+		"$JS.API.STREAM.UPDATE.JOBS_EVENTS",
+		"$JS.API.STREAM.MSG.DELETE.JOBS_EVENTS",
+		"$JS.API.CONSUMER.CREATE.KV_JOBWIRE_TYPES.spy",
+	} {
+		if _, err := ob.Request(subj, []byte(`{}`), 200*time.Millisecond); err == nil {
+			t.Fatalf("request on %s was answered", subj)
+		}
+		ob.errs.violation(t, "publish", subj)
+	}
+	if n := streamMsgs(t, s, jobs.QueueStream); n != 1 {
+		t.Fatalf("JOBS holds %d messages, want the 1 queued job", n)
+	}
+}
+
+func TestRunnerCannotSubmit(t *testing.T) {
+	t.Parallel()
+	s := startServer(t)
+	_, rn := startRunner(t, s)
+	before := streamState(t, s, jobs.QueueStream).LastSeq
+	if err := rn.Publish(jobs.QueueSubject("demo"), fakeRequest()); err != nil {
+		t.Fatal(err)
+	}
+	rn.errs.violation(t, "publish", jobs.QueueSubject("demo"))
+	jsPublishFails(t, rn, jobs.QueueSubject("demo"), fakeRequest())
+	if after := streamState(t, s, jobs.QueueStream).LastSeq; after != before {
+		t.Fatalf("JOBS went from seq %d to %d", before, after)
+	}
+	// Nor claim idempotency keys, nor delete streams.
+	jsPublishFails(t, rn, "$KV.JOBWIRE_IDEMPOTENCY.k", []byte(`{"job_id":"x"}`))
+	if _, err := rn.Request("$JS.API.STREAM.DELETE.JOBS_EVENTS", nil, 200*time.Millisecond); err == nil {
+		t.Fatal("stream delete was answered")
+	}
+	rn.errs.violation(t, "publish", "$JS.API.STREAM.DELETE.JOBS_EVENTS")
+}
+
+// TestGatewayCannotConsumeWorkQueue: the gateway stores jobs but can never
+// take one from the runners: no fetch, no ack, no consumer of its own. The
+// job it tried to take then runs normally, on its first delivery.
+func TestGatewayCannotConsumeWorkQueue(t *testing.T) {
+	t.Parallel()
+	s := startServer(t)
+	gw := startGateway(t, s)
+	r, rn := newRunner(t, s) // the pool's consumer exists; nothing fetches yet
+	id := jobs.NewID(time.Now())
+	gw.enqueue(t, id, worker.DemoInput{Steps: 2, StepMS: 5})
+	pool := jobs.ConsumerName([]string{"demo"})
+
+	next := "$JS.API.CONSUMER.MSG.NEXT.JOBS." + pool
+	if m, err := gw.Request(next, []byte(`{"batch":1,"no_wait":true}`), 500*time.Millisecond); err == nil {
+		t.Fatalf("the gateway fetched from the work queue: %s %q", m.Subject, m.Data)
+	}
+	gw.errs.violation(t, "publish", next)
+
+	// Acks, naks and terms of job messages (v1 and v2 ack subjects).
+	for _, ack := range []string{
+		"$JS.ACK.JOBS." + pool + ".1.2.1.1767225600000000000.0",
+		"$JS.ACK._.ABCDEF.JOBS." + pool + ".1.2.1.1767225600000000000.0",
+	} {
+		if err := gw.Publish(ack, []byte("+TERM")); err != nil {
+			t.Fatal(err)
+		}
+		gw.errs.violation(t, "publish", ack)
+	}
+
+	// Through the JetStream API: the pool's consumer, a consumer of its own.
+	if _, err := gw.js.Consumer(testContext(t, 500*time.Millisecond), jobs.QueueStream, pool); err == nil {
+		t.Fatal("the gateway looked up the runners' consumer")
+	}
+	gw.errs.violation(t, "publish", "$JS.API.CONSUMER.INFO.JOBS."+pool)
+	if _, err := gw.js.CreateOrUpdateConsumer(testContext(t, 500*time.Millisecond), jobs.QueueStream,
+		jetstream.ConsumerConfig{Durable: "thief", AckPolicy: jetstream.AckExplicitPolicy}); err == nil {
+		t.Fatal("the gateway created a consumer on JOBS")
+	}
+	gw.errs.violation(t, "publish", "$JS.API.CONSUMER.CREATE.JOBS.thief")
+	if _, err := gw.Request("$JS.API.STREAM.DELETE.JOBS", nil, 200*time.Millisecond); err == nil {
+		t.Fatal("stream delete was answered")
+	}
+	gw.errs.violation(t, "publish", "$JS.API.STREAM.DELETE.JOBS")
+
+	// The job was never delivered: it runs now, as attempt 1.
+	live, err := gw.SubscribeSync(jobs.ProgressSubject(id))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := gw.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	run(t, r)
+	evs := untilEnd(t, live, 20*time.Second)
+	if last := evs[len(evs)-1]; last.Status != jobs.StatusSucceeded || last.Attempt != 1 {
+		t.Fatalf("job ended %s at attempt %d, want succeeded at attempt 1", last.Status, last.Attempt)
+	}
+	rn.errs.none(t, "runner")
+}
+
+// TestInboxesArePrivate: a client that keeps the default inbox prefix
+// cannot even receive its own replies, and no user can receive another's.
+func TestInboxesArePrivate(t *testing.T) {
+	t.Parallel()
+	s := startServer(t)
+	errs := newAsyncErrors()
+	nc, err := nats.Connect(s.ClientURL(), nats.UserInfo("gateway", passwords["gateway"]), nats.ErrorHandler(errs.handler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	if _, err := js.AccountInfo(ctx); err == nil {
+		t.Fatal("a request with the default inbox prefix got its answer")
+	}
+	waitFor(t, 5*time.Second, "a subscription violation for _INBOX.", func() bool {
+		for _, err := range errs.all() {
+			if e := err.Error(); contains(e, `Permissions Violation for Subscription to "_INBOX.`) {
+				return true
+			}
+		}
+		return false
+	})
+	rn := connectAs(t, s, "runner")
+	if _, err := rn.SubscribeSync("_INBOX_gateway.>"); err != nil {
+		t.Fatal(err)
+	}
+	rn.errs.violation(t, "subscription", "_INBOX_gateway.>")
+}

@@ -1,0 +1,241 @@
+package natsperm_test
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/cookiejar"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jobwire/jobwire/shared/jobclient"
+	"github.com/jobwire/jobwire/shared/jobs"
+)
+
+// TestServicesWithRoles runs the real gateway and runner programs, built
+// from this module, as users "gateway" and "runner" (credentials from
+// NATS_USER, NATS_PASSWORD_FILE and NATS_INBOX_PREFIX), and drives them
+// over HTTP: job types, submit with an Idempotency-Key, state, list, the
+// SSE replay of a job's events, cancel of a running job. An observer
+// watches with jobclient. Neither program may log a permissions violation.
+func TestServicesWithRoles(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the gateway and the runner")
+	}
+	t.Parallel()
+	bin := buildServices(t)
+	s := startServer(t)
+	dir := t.TempDir()
+	env := func(user string) []string {
+		file := filepath.Join(dir, user+".password")
+		if err := os.WriteFile(file, []byte(passwords[user]+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return []string{"NATS_URL=" + s.ClientURL(), "NATS_USER=" + user, "NATS_PASSWORD_FILE=" + file, "NATS_INBOX_PREFIX=_INBOX_" + user}
+	}
+	runner := startProgram(t, filepath.Join(bin, "runner"), env("runner"), regexp.MustCompile(`jobwire runner: running`))
+	gateway := startProgram(t, filepath.Join(bin, "gateway"), append(env("gateway"), "HTTP_ADDR=127.0.0.1:0"),
+		regexp.MustCompile(`jobwire is running: (http://\S+)/`))
+	base := gateway.match[1]
+
+	jar, _ := cookiejar.New(nil)
+	client := &http.Client{Jar: jar, Timeout: 10 * time.Second}
+	call := func(method, path, body string, header ...string) (int, []byte) {
+		t.Helper()
+		req, err := http.NewRequest(method, base+path, strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if body != "" {
+			req.Header.Set("Content-Type", "application/json")
+		}
+		for i := 0; i+1 < len(header); i += 2 {
+			req.Header.Set(header[i], header[i+1])
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatalf("%s %s: %v", method, path, err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, b
+	}
+	submit := func(input string) jobs.Snapshot {
+		t.Helper()
+		code, b := call("POST", "/api/jobs", `{"type":"demo","input":`+input+`}`, "Idempotency-Key", "key-"+input)
+		var snap jobs.Snapshot
+		if code != http.StatusAccepted || json.Unmarshal(b, &snap) != nil {
+			t.Fatalf("submit: %d %s", code, b)
+		}
+		return snap
+	}
+	waitStatus := func(id string, want jobs.Status) {
+		t.Helper()
+		waitFor(t, 20*time.Second, "job "+id+" "+string(want), func() bool {
+			code, b := call("GET", "/api/jobs/"+id, "")
+			var snap jobs.Snapshot
+			return code == http.StatusOK && json.Unmarshal(b, &snap) == nil && snap.Status == want
+		})
+	}
+
+	waitFor(t, 10*time.Second, "gateway ready", func() bool { code, _ := call("GET", "/readyz", ""); return code == http.StatusOK })
+	if code, b := call("GET", "/api/job-types", ""); code != http.StatusOK || !bytes.Contains(b, []byte(`"demo"`)) {
+		t.Fatalf("job types: %d %s", code, b)
+	}
+	job := submit(`{"steps":3,"step_ms":10}`)
+	if again := submit(`{"steps":3,"step_ms":10}`); again.ID != job.ID {
+		t.Fatalf("the same Idempotency-Key made job %s after %s", again.ID, job.ID)
+	}
+	waitStatus(job.ID, jobs.StatusSucceeded)
+	if code, b := call("GET", "/api/jobs", ""); code != http.StatusOK || !bytes.Contains(b, []byte(job.ID)) {
+		t.Fatalf("list: %d %s", code, b)
+	}
+	code, sse := call("GET", "/api/jobs/"+job.ID+"/events?after_seq=0", "")
+	n := 0
+	for _, line := range strings.Split(string(sse), "\n") {
+		if strings.HasPrefix(line, "data: ") {
+			n++
+		}
+	}
+	if code != http.StatusOK || n < 5 || !bytes.Contains(sse, []byte(`"status":"succeeded"`)) {
+		t.Fatalf("SSE replay: %d, %d events: %s", code, n, sse)
+	}
+
+	ob := connectAs(t, s, "observer")
+	c, err := jobclient.New(ob.Conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var seqs []uint64
+	for ev, err := range c.Watch(testContext(t, 10*time.Second), job.ID, 0) {
+		if err != nil {
+			t.Fatalf("observer's watch: %v", err)
+		}
+		seqs = append(seqs, ev.Seq)
+	}
+	if len(seqs) < 5 || seqs[0] != 1 {
+		t.Fatalf("observer's watch: seqs %v", seqs)
+	}
+
+	long := submit(`{"steps":10000,"step_ms":10}`)
+	waitStatus(long.ID, jobs.StatusRunning)
+	if code, b := call("POST", "/api/jobs/"+long.ID+"/cancel", `{"reason":"enough"}`); code != http.StatusAccepted {
+		t.Fatalf("cancel: %d %s", code, b)
+	}
+	waitStatus(long.ID, jobs.StatusCanceled)
+
+	gateway.stop(t)
+	runner.stop(t)
+	for name, p := range map[string]*program{"gateway": gateway, "runner": runner} {
+		if log := p.stderr.String(); strings.Contains(strings.ToLower(log), "permissions violation") {
+			t.Errorf("%s logged a permissions violation:\n%s", name, log)
+		}
+	}
+	ob.errs.none(t, "observer")
+}
+
+var (
+	buildOnce sync.Once
+	buildDir  string
+	buildErr  error
+)
+
+// buildServices builds the gateway and the runner once per test binary.
+func buildServices(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		goTool, err := exec.LookPath("go")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		if buildDir, buildErr = os.MkdirTemp("", "jobwire-natsperm-"); buildErr != nil {
+			return
+		}
+		cmd := exec.Command(goTool, "build", "-o", buildDir+string(filepath.Separator), "./services/gateway", "./services/runner")
+		cmd.Dir = filepath.Join("..", "..")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return buildDir
+}
+
+// program is a running service process.
+type program struct {
+	cmd    *exec.Cmd
+	stderr *syncBuffer
+	match  []string // the start-up line's submatches
+	done   chan error
+	once   sync.Once
+}
+
+// startProgram runs path with exactly env and waits (10s) for a line of its
+// stdout that matches ready. It is stopped when the test ends.
+func startProgram(t *testing.T, path string, env []string, ready *regexp.Regexp) *program {
+	t.Helper()
+	p := &program{cmd: exec.Command(path), stderr: &syncBuffer{}, done: make(chan error, 1)}
+	p.cmd.Env = env
+	p.cmd.Stderr = p.stderr
+	stdout, err := p.cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	matched := make(chan []string, 1)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			if m := ready.FindStringSubmatch(sc.Text()); m != nil {
+				select {
+				case matched <- m:
+				default:
+				}
+			}
+		}
+		p.done <- p.cmd.Wait()
+	}()
+	t.Cleanup(func() { p.stop(t) })
+	select {
+	case p.match = <-matched:
+		return p
+	case err := <-p.done:
+		p.done <- err
+		t.Fatalf("%s exited: %v\n%s", path, err, p.stderr)
+	case <-time.After(10 * time.Second):
+		t.Fatalf("%s did not start in 10s:\n%s", path, p.stderr)
+	}
+	return nil
+}
+
+// stop sends SIGTERM and waits (15s, then SIGKILL) for a clean exit.
+func (p *program) stop(t *testing.T) {
+	p.once.Do(func() {
+		_ = p.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case err := <-p.done:
+			if err != nil {
+				t.Errorf("%s: %v\n%s", p.cmd.Path, err, p.stderr)
+			}
+		case <-time.After(15 * time.Second):
+			_ = p.cmd.Process.Kill()
+			<-p.done
+			t.Errorf("%s did not stop in 15s", p.cmd.Path)
+		}
+	})
+}
