@@ -11,7 +11,6 @@ import (
 	"github.com/coder/websocket"
 	"github.com/jobwire/jobwire/shared/jobs"
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 )
 
 // fanoutResult compares WebSocket watchers of the gateway with as many
@@ -107,15 +106,11 @@ func fanoutSteps(cfg config) int {
 
 func measureFanout(ctx context.Context, cfg config, sys *system, prof *profiler, logf func(string, ...any)) (*fanoutResult, error) {
 	res := &fanoutResult{Jobs: cfg.FanoutJobs, Watchers: cfg.Watchers, Steps: fanoutSteps(cfg), StepMS: cfg.StepMS, Seconds: cfg.Duration.Seconds()}
-	nc, err := connect(sys.NATSURL, "jobwire-bench-fanout", nil)
+	nc, js, err := connectJS(sys.NATSURL, "jobwire-bench-fanout")
 	if err != nil {
 		return nil, err
 	}
 	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return nil, err
-	}
 	a := newAPI(sys, 16)
 	defer a.close()
 

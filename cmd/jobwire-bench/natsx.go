@@ -26,6 +26,20 @@ func connect(url, name string, src net.IP) (*nats.Conn, error) {
 	return nc, nil
 }
 
+// connectJS is connect plus a JetStream handle on the connection.
+func connectJS(url, name string) (*nats.Conn, jetstream.JetStream, error) {
+	nc, err := connect(url, name, nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		return nil, nil, err
+	}
+	return nc, js, nil
+}
+
 // scratchStream creates (afresh) a stream of the tool's own; the returned
 // function deletes it.
 func scratchStream(ctx context.Context, js jetstream.JetStream, cfg jetstream.StreamConfig) (jetstream.Stream, func(), error) {

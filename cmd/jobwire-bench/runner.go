@@ -85,15 +85,11 @@ func runJobs(ctx context.Context, sys *system, n, workers int, input json.RawMes
 		return nil, err
 	}
 	defer subConn.Close()
-	pubConn, err := connect(sys.NATSURL, "jobwire-bench-enqueue", nil)
+	pubConn, js, err := connectJS(sys.NATSURL, "jobwire-bench-enqueue")
 	if err != nil {
 		return nil, err
 	}
 	defer pubConn.Close()
-	js, err := jetstream.New(pubConn)
-	if err != nil {
-		return nil, err
-	}
 
 	now := time.Now()
 	ids := make([]string, n)

@@ -46,15 +46,11 @@ const parkedType = "bench_parked"
 // no window carries the previous one's backlog of jobs.
 func measureSubmit(ctx context.Context, cfg config, sys *system, prof *profiler, logf func(string, ...any)) (*submitResult, error) {
 	res := &submitResult{BodyBytes: len(submitBody), Concurrency: cfg.Concurrency}
-	nc, err := connect(sys.NATSURL, "jobwire-bench-submit", nil)
+	nc, js, err := connectJS(sys.NATSURL, "jobwire-bench-submit")
 	if err != nil {
 		return nil, err
 	}
 	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return nil, err
-	}
 	_, drop, err := scratchStream(ctx, js, jetstream.StreamConfig{
 		Name: "BENCH_RAW", Subjects: []string{"bench.raw"}, Storage: jetstream.FileStorage, Retention: jetstream.LimitsPolicy,
 	})

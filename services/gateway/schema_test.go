@@ -175,31 +175,7 @@ func keys(m map[string]any) []string {
 // call sends a request and returns the answer with its whole body.
 func call(t testing.TB, sys *testSystem, method, path, contentType, body string, header map[string]string) (*http.Response, []byte) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, method, sys.URL+path, strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if contentType != "" {
-		req.Header.Set("Content-Type", contentType)
-	}
-	for k, v := range sys.header {
-		req.Header.Set(k, v)
-	}
-	for k, v := range header {
-		req.Header.Set(k, v)
-	}
-	resp, err := sys.httpClient().Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return resp, b
+	return sys.call(t, method, path, contentType, body, header)
 }
 
 // errorCode is the code of an error answer ("" if there is none).

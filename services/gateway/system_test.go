@@ -195,6 +195,18 @@ func startRunnerWith(t testing.TB, ctx context.Context, wg *sync.WaitGroup, ns *
 // do sends a request and decodes a JSON answer into out (if not nil).
 func (s *testSystem) do(t testing.TB, method, path, contentType, body string, header map[string]string, out any) *http.Response {
 	t.Helper()
+	resp, b := s.call(t, method, path, contentType, body, header)
+	if out != nil {
+		if err := json.Unmarshal(b, out); err != nil {
+			t.Fatalf("%s %s: %d %q: %v", method, path, resp.StatusCode, b, err)
+		}
+	}
+	return resp
+}
+
+// call sends a request as this caller and returns the answer with its whole body.
+func (s *testSystem) call(t testing.TB, method, path, contentType, body string, header map[string]string) (*http.Response, []byte) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, method, s.URL+path, strings.NewReader(body))
@@ -219,12 +231,7 @@ func (s *testSystem) do(t testing.TB, method, path, contentType, body string, he
 	if err != nil {
 		t.Fatal(err)
 	}
-	if out != nil {
-		if err := json.Unmarshal(b, out); err != nil {
-			t.Fatalf("%s %s: %d %q: %v", method, path, resp.StatusCode, b, err)
-		}
-	}
-	return resp
+	return resp, b
 }
 
 // submit posts a job and expects 202.
