@@ -29,6 +29,7 @@ type Config struct {
 	AllowedOrigins    []string
 	ExecConfig        string
 	WriteTimeout      time.Duration
+	DebugAddr         string
 
 	// Who may do what (docs/security.md).
 	AnonymousSessions bool
@@ -90,6 +91,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	s.Int(&c.SubmitRate, "submit-rate", "SUBMIT_RATE", 600, "job submissions per owner per minute (then 429)")
 	s.Int(&c.MaxConnsPerOwner, "max-conns-per-owner", "MAX_CONNS_PER_OWNER", 100, "open WebSocket and SSE connections per owner")
 	s.Int(&c.MaxJSONDepth, "max-json-depth", "MAX_JSON_DEPTH", 32, "deepest nesting accepted in a job's input")
+	s.String(&c.DebugAddr, "debug-addr", "DEBUG_ADDR", "", "listen address of Go's profiles (/debug/pprof/); off when empty; never expose it publicly")
 	c.NATS.RegisterFlags(s)
 	if err := s.Parse(args); err != nil {
 		return c, err
@@ -100,6 +102,9 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	s.Check(!c.Dev || c.NATSURL == "", "--dev runs its own NATS server: unset NATS_URL (--nats-url) or drop --dev")
 	if _, _, err := net.SplitHostPort(c.HTTPAddr); err != nil {
 		s.Errorf("HTTP_ADDR %q: %v", c.HTTPAddr, err)
+	}
+	if _, _, err := net.SplitHostPort(c.DebugAddr); c.DebugAddr != "" && err != nil {
+		s.Errorf("DEBUG_ADDR %q: %v", c.DebugAddr, err)
 	}
 	if _, _, err := net.SplitHostPort(c.DevNATSAddr); c.Dev && err != nil {
 		s.Errorf("DEV_NATS_ADDR %q: %v", c.DevNATSAddr, err)

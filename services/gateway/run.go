@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/jobwire/jobwire/internal/debugserver"
 	"github.com/jobwire/jobwire/internal/natsconn"
 	"github.com/jobwire/jobwire/internal/natsembed"
 	"github.com/jobwire/jobwire/services/runner/worker"
@@ -26,6 +27,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 	log := slog.New(slog.NewTextHandler(stderr, nil))
+	if cfg.DebugAddr != "" {
+		_, stop, err := debugserver.Start(cfg.DebugAddr, log)
+		if err != nil {
+			return fmt.Errorf("debug server: %w", err)
+		}
+		defer stop()
+	}
 
 	natsURL := cfg.NATSURL
 	if cfg.Dev {

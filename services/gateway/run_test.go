@@ -3,6 +3,9 @@ package main
 import (
 	"bytes"
 	"context"
+	"io"
+	"maps"
+	"net/http"
 	"regexp"
 	"strings"
 	"sync"
@@ -35,10 +38,18 @@ var urlLine = regexp.MustCompile(`jobwire is running: (http://\S+)/`)
 // startDev runs the one-command mode, as `go run ./services/gateway --dev`
 // would, and returns its base URL and a function that stops it.
 func startDev(t *testing.T, dataDir string) (string, func()) {
+	url, _, stop := startDevWith(t, dataDir, nil)
+	return url, stop
+}
+
+// startDevWith is startDev with more environment; it also returns what
+// the process logged.
+func startDevWith(t *testing.T, dataDir string, extra map[string]string) (string, *lockedBuffer, func()) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	var stdout, stderr lockedBuffer
 	env := map[string]string{"DATA_DIR": dataDir, "DEV_NATS_ADDR": "127.0.0.1:0", "HTTP_ADDR": "127.0.0.1:0", "SHUTDOWN_GRACE": "200ms", "ACK_WAIT": "2s", "SESSION_SECRET": "dev-test-secret"}
+	maps.Copy(env, extra)
 	done := make(chan error, 1)
 	go func() { done <- run(ctx, []string{"--dev"}, func(k string) string { return env[k] }, &stdout, &stderr) }()
 	deadline := time.Now().Add(30 * time.Second)
@@ -50,7 +61,7 @@ func startDev(t *testing.T, dataDir string) (string, func()) {
 					t.Errorf("run: %v\n%s", err, stderr.String())
 				}
 			}
-			return m[1], stop
+			return m[1], &stderr, stop
 		}
 		select {
 		case err := <-done:
@@ -95,15 +106,45 @@ func TestDevModeStateSurvivesRestartOfEverything(t *testing.T) {
 
 func TestConfigErrorsReportedTogether(t *testing.T) {
 	t.Parallel()
-	env := map[string]string{"MAX_BODY_BYTES": "10", "RUNNER_CONCURRENCY": "x", "HTTP_ADDR": "nope"}
+	env := map[string]string{"MAX_BODY_BYTES": "10", "RUNNER_CONCURRENCY": "x", "HTTP_ADDR": "nope", "DEBUG_ADDR": "nope"}
 	var stderr lockedBuffer
 	err := run(context.Background(), nil, func(k string) string { return env[k] }, &stderr, &stderr)
 	if err == nil {
 		t.Fatal("run accepted a bad configuration")
 	}
-	for _, want := range []string{"NATS_URL", "MAX_BODY_BYTES", "RUNNER_CONCURRENCY", "HTTP_ADDR"} {
+	for _, want := range []string{"NATS_URL", "MAX_BODY_BYTES", "RUNNER_CONCURRENCY", "HTTP_ADDR", "DEBUG_ADDR"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q does not mention %s", err, want)
 		}
+	}
+}
+
+var debugLine = regexp.MustCompile(`debug server \(pprof\) listening" addr=(\S+)`)
+
+func TestDebugAddrServesProfilesOnItsOwnListener(t *testing.T) {
+	t.Parallel()
+	url, logs, stop := startDevWith(t, t.TempDir(), map[string]string{"DEBUG_ADDR": "127.0.0.1:0"})
+	defer stop()
+	m := debugLine.FindStringSubmatch(logs.String())
+	if m == nil {
+		t.Fatalf("no debug server address logged:\n%s", logs)
+	}
+	res, err := http.Get("http://" + m[1] + "/debug/pprof/heap?debug=1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if res.StatusCode != 200 || !strings.Contains(string(body), "heap profile") {
+		t.Fatalf("heap profile: %d %.200s", res.StatusCode, body)
+	}
+	// The public address never serves profiles.
+	res, err = http.Get(url + "/debug/pprof/heap")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusNotFound {
+		t.Fatalf("public /debug/pprof/heap: %d, want 404", res.StatusCode)
 	}
 }

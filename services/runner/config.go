@@ -3,6 +3,7 @@ package main
 import (
 	"io"
 	"log/slog"
+	"net"
 	"strings"
 	"time"
 
@@ -23,6 +24,7 @@ type Config struct {
 	TombstoneTTL    time.Duration
 	JobTypes        []string // serve only these types (empty: all)
 	ExecConfig      string   // file of commands that run as jobs
+	DebugAddr       string   // where /debug/pprof/ listens (empty: off)
 	NATS            natsconn.Auth
 }
 
@@ -47,6 +49,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	s.String(&c.ExecConfig, "exec-config", "EXEC_CONFIG", "", "JSON file of commands that run as job types (see examples/exec)")
 	var types string
 	s.String(&types, "job-types", "JOB_TYPES", "", "serve only these job types, comma separated (default: all this runner knows)")
+	s.String(&c.DebugAddr, "debug-addr", "DEBUG_ADDR", "", "listen address of Go's profiles (/debug/pprof/); off when empty; never expose it publicly")
 	c.NATS.RegisterFlags(s)
 	if err := s.Parse(args); err != nil {
 		return c, err
@@ -56,6 +59,9 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 		s.Errorf("%v", err)
 	}
 	s.Check(c.NATSURL != "", "NATS_URL (--nats-url) is required")
+	if _, _, err := net.SplitHostPort(c.DebugAddr); c.DebugAddr != "" && err != nil {
+		s.Errorf("DEBUG_ADDR %q: %v", c.DebugAddr, err)
+	}
 	s.Check(c.Concurrency >= 1 && c.Concurrency <= 10000, "RUNNER_CONCURRENCY must be 1-10000")
 	s.Check(c.AckWait >= time.Second, "ACK_WAIT must be at least 1s")
 	s.Check(c.ShutdownGrace >= 0, "SHUTDOWN_GRACE must not be negative")

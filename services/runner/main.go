@@ -11,6 +11,7 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/jobwire/jobwire/internal/debugserver"
 	"github.com/jobwire/jobwire/internal/natsconn"
 	"github.com/jobwire/jobwire/services/runner/worker"
 )
@@ -30,6 +31,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 	log := slog.New(slog.NewTextHandler(stderr, nil))
+	if cfg.DebugAddr != "" {
+		_, stop, err := debugserver.Start(cfg.DebugAddr, log)
+		if err != nil {
+			return fmt.Errorf("debug server: %w", err)
+		}
+		defer stop()
+	}
 	natsOpts, err := cfg.NATS.Options()
 	if err != nil {
 		return err
