@@ -80,42 +80,55 @@ func handleWebSocket(g *gateway) http.HandlerFunc {
 			writeError(w, errTooManyConns)
 			return
 		}
-		defer g.conns.release(p.Owner)
 		ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{OriginPatterns: g.cfg.AllowedOrigins})
 		if err != nil {
+			g.conns.release(p.Owner)
 			return // Accept has answered
 		}
 		ws.SetReadLimit(maxClientMessage)
-		// ctx is the connection's life: a close or a failed read ends it.
-		// Reads get their own context, because coder/websocket drops the
-		// connection without a close frame when a Read's context ends.
-		readCtx, stopReading := context.WithCancel(context.WithoutCancel(r.Context()))
-		defer stopReading()
-		wr, ok := g.startWatcher(context.WithoutCancel(r.Context()))
+		wr, ok := g.startWatcher(context.Background())
 		if !ok {
 			_ = ws.Close(closeGoingAway.code, closeGoingAway.text)
+			g.conns.release(p.Owner)
 			return
 		}
-		ctx, c, box := wr.ctx, wr.c, wr.box
-		watching := map[string]bool{}
-		readerDone := make(chan struct{})
+		// The connection is hijacked, so the handler can return: its
+		// request, headers, contexts and the stack grown by the middleware
+		// are freed, and an idle watcher costs only its session's two small
+		// goroutines. The hub tracks the session until it ends.
 		go func() {
-			defer close(readerDone)
-			defer c.cancel()
-			g.readLoop(readCtx, ctx, p, ws, box, watching)
+			defer g.conns.release(p.Owner)
+			g.serveWatcher(ws, wr, p)
 		}()
-		writeLoop(ctx, box, g.cfg.WriteTimeout, c, func(ctx context.Context, m outMsg) error {
-			return ws.Write(ctx, websocket.MessageText, m.frame)
-		})
-		if r := c.closeReason(); r.code != 0 {
-			_ = ws.Close(r.code, r.text)
-		} else {
-			_ = ws.CloseNow()
-		}
-		stopReading()
-		<-readerDone
-		g.endWatcher(wr, watching)
 	}
+}
+
+// serveWatcher runs one WebSocket session: a reader for the client's
+// requests and a writer for its outbox, until either ends.
+func (g *gateway) serveWatcher(ws *websocket.Conn, wr *watcher, p principal) {
+	// Reads get their own context, because coder/websocket drops the
+	// connection without a close frame when a Read's context ends.
+	readCtx, stopReading := context.WithCancel(context.Background())
+	defer stopReading()
+	ctx, c, box := wr.ctx, wr.c, wr.box
+	watching := map[string]bool{}
+	readerDone := make(chan struct{})
+	go func() {
+		defer close(readerDone)
+		defer c.cancel()
+		g.readLoop(readCtx, ctx, p, ws, box, watching)
+	}()
+	writeLoop(ctx, box, g.cfg.WriteTimeout, c, func(ctx context.Context, m outMsg) error {
+		return ws.Write(ctx, websocket.MessageText, m.frame)
+	})
+	if r := c.closeReason(); r.code != 0 {
+		_ = ws.Close(r.code, r.text)
+	} else {
+		_ = ws.CloseNow()
+	}
+	stopReading()
+	<-readerDone
+	g.endWatcher(wr, watching)
 }
 
 // writeLoop writes what box holds until ctx ends or a write fails. A write
