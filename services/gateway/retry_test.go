@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -177,6 +178,7 @@ func TestProgressIsPacedButTheFinalValueIsKept(t *testing.T) {
 		Handler: func(ctx context.Context, job *worker.Job) (any, error) {
 			for i := 1; i <= updates; i++ {
 				job.Progress.Count(int64(i), updates)
+				job.Progress.Message(fmt.Sprintf("update %d", i))
 				if i%100 == 0 {
 					time.Sleep(10 * time.Millisecond)
 				}
@@ -186,7 +188,7 @@ func TestProgressIsPacedButTheFinalValueIsKept(t *testing.T) {
 	}
 	sys := startSystem(t, withTypes(chatty))
 	snap := sys.submit(t, "chatty", `{}`)
-	sys.waitStatus(t, snap.ID, jobs.StatusSucceeded, 20*time.Second)
+	end := sys.waitStatus(t, snap.ID, jobs.StatusSucceeded, 20*time.Second)
 	evs := sys.history(t, snap.ID)
 	checkSeqs(t, evs)
 	var progress []jobs.Event
@@ -199,7 +201,9 @@ func TestProgressIsPacedButTheFinalValueIsKept(t *testing.T) {
 	if len(progress) == 0 || len(progress) > 50 {
 		t.Fatalf("%d progress events for %d updates", len(progress), updates)
 	}
-	if last := progress[len(progress)-1]; last.Current != updates {
-		t.Fatalf("last progress event has current %d, want %d", last.Current, updates)
+	// The last value reported is stored: on the final event, which follows
+	// the handler's return at once and carries the same snapshot.
+	if want := fmt.Sprintf("update %d", updates); end.Message != want || evs[len(evs)-1].Message != want {
+		t.Fatalf("final message %q (stored %q), want %q", end.Message, evs[len(evs)-1].Message, want)
 	}
 }

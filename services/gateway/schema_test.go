@@ -290,6 +290,7 @@ func TestContractStoredEvents(t *testing.T) {
 	// request does the same and gets the runner's reply.
 	sys.waitStatus(t, running.ID, jobs.StatusRunning, 20*time.Second)
 	sys.waitStatus(t, direct.ID, jobs.StatusRunning, 20*time.Second)
+	sys.waitFor(t, running.ID, "a progress event", 20*time.Second, func(s jobs.Snapshot) bool { return s.Current > 0 })
 	for _, id := range []string{running.ID, queued.ID} {
 		if code, _ := sys.cancel(t, id, `{"reason":"contract test"}`); code != http.StatusAccepted {
 			t.Fatalf("cancel %s: %d", id, code)

@@ -257,14 +257,20 @@ func (s *testSystem) get(t testing.TB, id string) (jobs.Snapshot, int) {
 // waitStatus polls a job until it reaches want, failing after timeout.
 func (s *testSystem) waitStatus(t testing.TB, id string, want jobs.Status, timeout time.Duration) jobs.Snapshot {
 	t.Helper()
+	return s.waitFor(t, id, "status "+string(want), timeout, func(snap jobs.Snapshot) bool { return snap.Status == want })
+}
+
+// waitFor polls job id until its snapshot satisfies ok.
+func (s *testSystem) waitFor(t testing.TB, id, what string, timeout time.Duration, ok func(jobs.Snapshot) bool) jobs.Snapshot {
+	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
 		snap, code := s.get(t, id)
-		if code == http.StatusOK && snap.Status == want {
+		if code == http.StatusOK && ok(snap) {
 			return snap
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("job %s: want status %s within %v, have %d %+v", id, want, timeout, code, snap)
+			t.Fatalf("job %s: want %s within %v, have %d %+v", id, what, timeout, code, snap)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

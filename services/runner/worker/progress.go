@@ -42,6 +42,11 @@ type progressState struct {
 	stage, message string
 }
 
+// applyTo sets the reported values on an event.
+func (s *progressState) applyTo(e *jobs.Event) {
+	e.Percent, e.Current, e.Total, e.Stage, e.Message = s.percent, s.current, s.total, s.stage, s.message
+}
+
 func newProgress(maxLogs int) *Progress {
 	return &Progress{wake: make(chan struct{}, 1), maxLogs: maxLogs}
 }

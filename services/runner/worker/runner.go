@@ -24,8 +24,9 @@ type Config struct {
 	AckWait       time.Duration // how long a job may go without a heartbeat (default 30s)
 	ShutdownGrace time.Duration // how long running jobs may finish on shutdown (default 10s)
 	// ProgressInterval is the shortest time between two progress events
-	// of one job (default 100ms: at most 10 per second; the latest values
-	// and the final ones are always stored).
+	// of one job (default 100ms: at most 10 per second, the first one an
+	// interval after the start; the latest values and the final ones are
+	// always stored, the final ones on the event that ends the attempt).
 	ProgressInterval time.Duration
 	MaxLogLines      int // log lines kept per job attempt (default 1000)
 	Topology         jobs.Topology

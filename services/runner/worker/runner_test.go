@@ -653,7 +653,7 @@ func testShutdownHandBack(t *testing.T, retry RetryPolicy) {
 func TestShutdownKeepsAFinishedHandlersResult(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	proceed, returning := make(chan struct{}), make(chan struct{})
+	started, proceed, returning := make(chan struct{}), make(chan struct{}), make(chan struct{})
 	var c calls
 	// A 1ns grace: the runner stops jobs as soon as it stops fetching. A
 	// long pacing interval keeps the log lines waiting, so storing them
@@ -661,6 +661,7 @@ func TestShutdownKeepsAFinishedHandlersResult(t *testing.T) {
 	r := e.startRunner(Config{ShutdownGrace: time.Nanosecond, ProgressInterval: time.Minute, Concurrency: 1}, jobType("done", func(ctx context.Context, job *Job) (any, error) {
 		c.add(job)
 		job.Progress.Stage("working")
+		close(started)
 		<-proceed
 		for i := range 200 {
 			job.Progress.Log(fmt.Sprintf("line %d", i))
@@ -669,7 +670,11 @@ func TestShutdownKeepsAFinishedHandlersResult(t *testing.T) {
 		return "the result", nil
 	}))
 	id := e.submit("done", "")
-	e.waitEvent(id, "the handler to start", func(ev jobs.Event) bool { return ev.Stage == "working" })
+	select {
+	case <-started:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the handler did not start in 30s")
+	}
 	close(proceed)
 	<-returning
 	if err := r.stop(t); err != nil {
@@ -892,5 +897,50 @@ func TestRunnerPoolsOnlyTakeTheirTypes(t *testing.T) {
 	// pool: refused.
 	if _, err := New(e.ctx, e.nc, Config{}, jobType("alpha", ok), jobType("gamma", ok)); err == nil {
 		t.Errorf("New with types overlapping another pool succeeded")
+	}
+}
+
+// Progress a handler reports just before it returns is carried by the
+// event that ends the attempt instead of a progress event of its own.
+func TestLastProgressRidesOnTheFinalEvent(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.startRunner(Config{},
+		jobType("quick", func(ctx context.Context, job *Job) (any, error) {
+			job.Progress.Stage("only stage")
+			job.Progress.Count(3, 7)
+			job.Progress.Message("almost")
+			return "done", nil
+		}),
+		jobType("doomed", func(ctx context.Context, job *Job) (any, error) {
+			job.Progress.Stage("parsing")
+			job.Progress.Count(2, 5)
+			return nil, Permanent("bad_input", "bad input")
+		}))
+
+	for _, tc := range []struct {
+		typ    string
+		status jobs.Status
+		stage  string
+		cur    int64
+		pct    float64
+	}{
+		{"quick", jobs.StatusSucceeded, "only stage", 7, 100}, // success means 100 %
+		{"doomed", jobs.StatusFailed, "parsing", 2, 40},
+	} {
+		id := e.submit(tc.typ, `{}`)
+		end := e.waitEnded(id)
+		if end.Status != tc.status || end.Stage != tc.stage || end.Current != tc.cur || end.Percent == nil || *end.Percent != tc.pct {
+			t.Errorf("%s ended %s, want %s at stage %q, current %d, %v%%", tc.typ, describe(end), tc.status, tc.stage, tc.cur, tc.pct)
+		}
+		evs := e.history(id)
+		checkSeqs(t, id, evs)
+		var kinds []jobs.Kind
+		for _, ev := range evs {
+			kinds = append(kinds, ev.Kind)
+		}
+		if want := []jobs.Kind{jobs.KindQueued, jobs.KindStarted, jobs.Kind(tc.status)}; !slices.Equal(kinds, want) {
+			t.Errorf("%s history %v, want %v:\n%s", tc.typ, kinds, want, describeAll(evs))
+		}
 	}
 }

@@ -18,6 +18,10 @@ type writer struct {
 	ev      jobs.Event // the last event stored
 	lastSeq uint64     // its stream sequence (0: none yet)
 	attempt int
+	// pending is progress reported last by a handler that has returned:
+	// the next event (the attempt's end) carries it instead of a progress
+	// event of its own.
+	pending *progressState
 }
 
 func (r *Runner) openWriter(ctx context.Context, req jobs.Request) (*writer, error) {
@@ -52,6 +56,9 @@ func (w *writer) emit(ctx context.Context, kind jobs.Kind, set func(*jobs.Event)
 	var err error
 	for i := range tries {
 		next := w.ev.Next(kind, time.Now())
+		if w.pending != nil {
+			w.pending.applyTo(&next)
+		}
 		set(&next)
 		if i == 0 && w.attempt == 0 {
 			w.attempt = next.Attempt
@@ -61,7 +68,7 @@ func (w *writer) emit(ctx context.Context, kind jobs.Kind, set func(*jobs.Event)
 		seq, err = jobs.PublishEvent(pctx, w.js, next, w.lastSeq)
 		cancel()
 		if err == nil {
-			w.ev, w.lastSeq = next, seq
+			w.ev, w.lastSeq, w.pending = next, seq, nil
 			return nil
 		}
 		if !jobs.IsWrongLastSequence(err) {
@@ -83,12 +90,15 @@ func (w *writer) emit(ctx context.Context, kind jobs.Kind, set func(*jobs.Event)
 
 // publishProgress stores what the handler reports until stop is closed,
 // then stores what is left. Progress is coalesced: each event carries the
-// latest values, and a new batch is stored at most once per interval. If
+// latest values, and a new batch is stored at most once per interval
+// (the first one interval after the start). If
 // events can no longer be stored it cancels the handler.
 func (w *writer) publishProgress(ctx context.Context, p *Progress, interval time.Duration, stop <-chan struct{}, cancelRun context.CancelCauseFunc) error {
 	var pace *time.Timer
 	if interval > 0 {
-		pace = time.NewTimer(0)
+		// The started event counts as the last write: a job that ends
+		// within one interval stores no progress event, only its end.
+		pace = time.NewTimer(interval)
 		defer pace.Stop()
 	}
 	for {
@@ -118,18 +128,24 @@ func (w *writer) publishProgress(ctx context.Context, p *Progress, interval time
 	}
 }
 
+// flush stores the log lines and the progress reported since the last
+// flush. The final flush, after the handler returned, leaves the progress
+// to the event that ends the attempt, which comes next and carries the
+// same snapshot: one write fewer per job, and nothing a watcher misses.
 func (w *writer) flush(ctx context.Context, p *Progress, final bool) error {
 	snap, dirty, logs := p.take(final)
-	apply := func(e *jobs.Event) {
-		e.Percent, e.Current, e.Total, e.Stage, e.Message = snap.percent, snap.current, snap.total, snap.stage, snap.message
-	}
 	for _, line := range logs {
-		if err := w.emit(ctx, jobs.KindLog, func(e *jobs.Event) { apply(e); e.Log = line }); err != nil {
+		if err := w.emit(ctx, jobs.KindLog, func(e *jobs.Event) { snap.applyTo(e); e.Log = line }); err != nil {
 			return err
 		}
 	}
-	if dirty && len(logs) == 0 {
-		return w.emit(ctx, jobs.KindProgress, apply)
+	switch {
+	case !dirty || len(logs) > 0:
+		return nil
+	case final:
+		w.pending = &snap
+		return nil
+	default:
+		return w.emit(ctx, jobs.KindProgress, snap.applyTo)
 	}
-	return nil
 }
