@@ -54,7 +54,7 @@ func Example() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	queued, err := client.Submit(ctx, "demo", map[string]int{"steps": 3, "step_ms": 1})
+	queued, err := client.Submit(ctx, "demo", map[string]int{"steps": 3, "step_ms": 80})
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -66,7 +66,7 @@ func Example() {
 		}
 		switch {
 		case ev.Kind == jobs.KindProgress:
-			progress++ // 1 to 3 of them: the runner coalesces progress
+			progress++ // 1 or 2 of them: the runner stores progress at most every 100 ms
 		case ev.Status.Terminal():
 			fmt.Println("progress events seen:", progress > 0)
 			fmt.Println("gap-free:", ev.Seq == uint64(2+progress+1)) // queued, started, progress..., this
@@ -92,7 +92,7 @@ func ExampleClient_Watch() {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 
-	queued, err := client.Submit(ctx, "demo", map[string]int{"steps": 3, "step_ms": 1})
+	queued, err := client.Submit(ctx, "demo", map[string]int{"steps": 3, "step_ms": 80})
 	if err != nil {
 		log.Fatal(err)
 	}

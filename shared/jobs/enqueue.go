@@ -22,12 +22,12 @@ func Enqueue(ctx context.Context, js jetstream.Publisher, req Request) (Event, e
 	if err := ValidateType(req.Type); err != nil {
 		return Event{}, err
 	}
-	now := req.CreatedAt.UTC()
-	queued := Event{JobID: req.ID, Type: req.Type, Owner: req.Owner, Seq: 1, Kind: KindQueued, Status: StatusQueued, Time: now, CreatedAt: &now}
+	queued := req.Queued()
 	queuedSeq, err := PublishEvent(ctx, js, queued, 0)
 	if err != nil {
 		return Event{}, fmt.Errorf("store queued state: %w", err)
 	}
+	req.QueuedSeq = queuedSeq
 	data, err := json.Marshal(req)
 	if err != nil {
 		return Event{}, err

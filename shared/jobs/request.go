@@ -12,6 +12,17 @@ type Request struct {
 	Input     json.RawMessage `json:"input,omitempty"`
 	CreatedAt time.Time       `json:"created_at"`
 	Owner     string          `json:"owner,omitempty"`
+	// QueuedSeq is the stream sequence of the job's queued event (set by
+	// Enqueue). The first delivery's runner writes the next event fenced
+	// on it instead of reading the job's state first.
+	QueuedSeq uint64 `json:"queued_seq,omitempty"`
+}
+
+// Queued is the job's first event, as Enqueue stores it; a runner that
+// trusts QueuedSeq starts from it.
+func (r Request) Queued() Event {
+	created := r.CreatedAt.UTC()
+	return Event{JobID: r.ID, Type: r.Type, Owner: r.Owner, Seq: 1, Kind: KindQueued, Status: StatusQueued, Time: created, CreatedAt: &created}
 }
 
 // MarshalJSON writes CreatedAt in UTC, like every time on the wire.

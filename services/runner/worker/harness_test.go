@@ -211,10 +211,11 @@ func (e *env) submitOn(subjectType, id, typ, input string) {
 	e.t.Helper()
 	now := time.Now().UTC()
 	queued := jobs.Event{JobID: id, Type: typ, Seq: 1, Kind: jobs.KindQueued, Status: jobs.StatusQueued, Time: now, CreatedAt: &now}
-	if _, err := jobs.PublishEvent(e.ctx, e.js, queued, 0); err != nil {
+	qseq, err := jobs.PublishEvent(e.ctx, e.js, queued, 0)
+	if err != nil {
 		e.t.Fatalf("publish queued event: %v", err)
 	}
-	req := jobs.Request{ID: id, Type: typ, CreatedAt: now}
+	req := jobs.Request{ID: id, Type: typ, CreatedAt: now, QueuedSeq: qseq}
 	if input != "" {
 		req.Input = json.RawMessage(input)
 	}
@@ -494,6 +495,36 @@ func (e *env) record(subjects ...string) *wire {
 }
 
 const ackSubjects = "$JS.ACK.>"
+
+// readsOfState counts the reads of job id's state (direct gets of its last
+// event) that connections other than the test's own make from now on.
+func (e *env) readsOfState(id string) func() int {
+	e.t.Helper()
+	ch := make(chan *nats.Msg, 1024)
+	sub, err := e.nc.ChanSubscribe("$JS.API.DIRECT.GET."+jobs.EventsStream+"."+jobs.ProgressSubject(id), ch)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(func() { _ = sub.Unsubscribe() })
+	if err := e.nc.FlushTimeout(5 * time.Second); err != nil {
+		e.t.Fatal(err)
+	}
+	own := e.nc.NewRespInbox()
+	own = own[:strings.LastIndexByte(own, '.')+1]
+	n := 0
+	return func() int {
+		for {
+			select {
+			case m := <-ch:
+				if !strings.HasPrefix(m.Reply, own) {
+					n++
+				}
+			default:
+				return n
+			}
+		}
+	}
+}
 
 // entries returns everything recorded so far.
 func (w *wire) entries() []string {

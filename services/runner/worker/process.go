@@ -49,7 +49,8 @@ func (r *Runner) process(ctx context.Context, msg jetstream.Msg) {
 		return
 	}
 	storeCtx := context.WithoutCancel(ctx)
-	w, err := r.openWriter(storeCtx, req)
+	meta, err := msg.Metadata()
+	w, err := r.openWriter(storeCtx, req, err == nil && meta.NumDelivered == 1)
 	if err != nil {
 		r.log.Warn("cannot read job state, handing it back", "job_id", req.ID, "err", err)
 		_ = msg.NakWithDelay(time.Second)

@@ -269,32 +269,41 @@ func TestAlreadyEndedJobIsAckedWithoutRunning(t *testing.T) {
 		return nil, nil
 	}))
 
-	id := jobs.NewID(time.Now())
-	now := time.Now().UTC()
-	queued := jobs.Event{JobID: id, Type: "once", Seq: 1, Kind: jobs.KindQueued, Status: jobs.StatusQueued, Time: now, CreatedAt: &now}
-	qseq, err := jobs.PublishEvent(e.ctx, e.js, queued, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := queued.Next(jobs.KindSucceeded, now)
-	done.Status, done.Attempt, done.EndedAt, done.Result = jobs.StatusSucceeded, 1, &now, json.RawMessage(`"earlier"`)
-	if _, err := jobs.PublishEvent(e.ctx, e.js, done, qseq); err != nil {
-		t.Fatal(err)
-	}
-	data, _ := json.Marshal(jobs.Request{ID: id, Type: "once", CreatedAt: now})
-	e.publishRequest("once", data)
+	// With queued_seq (jobs.Enqueue's requests) the runner does not read the
+	// state before its first write; the fenced write finds the job ended.
+	// Without it (another producer's request) it reads the state first.
+	for i, withQueuedSeq := range []bool{true, false} {
+		id := jobs.NewID(time.Now())
+		now := time.Now().UTC()
+		req := jobs.Request{ID: id, Type: "once", CreatedAt: now}
+		queued := req.Queued()
+		qseq, err := jobs.PublishEvent(e.ctx, e.js, queued, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		done := queued.Next(jobs.KindSucceeded, now)
+		done.Status, done.Attempt, done.EndedAt, done.Result = jobs.StatusSucceeded, 1, &now, json.RawMessage(`"earlier"`)
+		if _, err := jobs.PublishEvent(e.ctx, e.js, done, qseq); err != nil {
+			t.Fatal(err)
+		}
+		if withQueuedSeq {
+			req.QueuedSeq = qseq
+		}
+		data, _ := json.Marshal(req)
+		e.publishRequest("once", data)
 
-	q := e.waitQueueSettled()
-	if q.delivered != 1 {
-		t.Errorf("request delivered %d times, want 1", q.delivered)
-	}
-	if got := c.seen(); len(got) != 0 {
-		t.Errorf("handler ran %d times for a job that had already ended", len(got))
-	}
-	evs := e.history(id)
-	checkSeqs(t, id, evs)
-	if len(evs) != 2 || evs[1].Kind != jobs.KindSucceeded || string(evs[1].Result) != `"earlier"` {
-		t.Errorf("history of an ended job changed:\n%s", describeAll(evs))
+		q := e.waitQueueSettled()
+		if got := c.seen(); len(got) != 0 {
+			t.Errorf("queued_seq %v: handler ran %d times for a job that had already ended", withQueuedSeq, len(got))
+		}
+		evs := e.history(id)
+		checkSeqs(t, id, evs)
+		if len(evs) != 2 || evs[1].Kind != jobs.KindSucceeded || string(evs[1].Result) != `"earlier"` {
+			t.Errorf("queued_seq %v: history of an ended job changed:\n%s", withQueuedSeq, describeAll(evs))
+		}
+		if q.delivered != uint64(i+1) { // once each
+			t.Errorf("queued_seq %v: requests delivered %d in all, want %d", withQueuedSeq, q.delivered, i+1)
+		}
 	}
 }
 
@@ -928,8 +937,14 @@ func TestLastProgressRidesOnTheFinalEvent(t *testing.T) {
 		{"quick", jobs.StatusSucceeded, "only stage", 7, 100}, // success means 100 %
 		{"doomed", jobs.StatusFailed, "parsing", 2, 40},
 	} {
-		id := e.submit(tc.typ, `{}`)
+		id := jobs.NewID(time.Now())
+		reads := e.readsOfState(id)
+		e.submitID(id, tc.typ, `{}`)
 		end := e.waitEnded(id)
+		// The request names its queued event: the runner reads nothing.
+		if got := reads(); got != 0 {
+			t.Errorf("%s: the runner read the job's state %d times, want 0", tc.typ, got)
+		}
 		if end.Status != tc.status || end.Stage != tc.stage || end.Current != tc.cur || end.Percent == nil || *end.Percent != tc.pct {
 			t.Errorf("%s ended %s, want %s at stage %q, current %d, %v%%", tc.typ, describe(end), tc.status, tc.stage, tc.cur, tc.pct)
 		}

@@ -24,8 +24,17 @@ type writer struct {
 	pending *progressState
 }
 
-func (r *Runner) openWriter(ctx context.Context, req jobs.Request) (*writer, error) {
+// openWriter starts from the job's stored state. On a job's first
+// delivery a request that names its queued event's stream sequence saves
+// the read: the queued event is what the request says, and the first write
+// is fenced on that sequence, so if anything was stored since (a cancel),
+// the write fails and the writer reads the state then.
+func (r *Runner) openWriter(ctx context.Context, req jobs.Request, firstDelivery bool) (*writer, error) {
 	w := &writer{js: r.js, events: r.events, ev: jobs.Event{JobID: req.ID}}
+	if firstDelivery && req.QueuedSeq > 0 {
+		w.ev, w.lastSeq = req.Queued(), req.QueuedSeq
+		return w, nil
+	}
 	if err := w.reload(ctx); errors.Is(err, jobs.ErrNotFound) {
 		// The gateway's "queued" event is not stored (yet): start from the request.
 		created := req.CreatedAt
