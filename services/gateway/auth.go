@@ -14,6 +14,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -55,10 +56,47 @@ type authenticator struct {
 	issuer     string
 	audience   string
 	adminScope string
+	verified   verifiedTokens
+	now        func() time.Time // time.Now; tests move it
+}
+
+// verifiedTokens remembers the bearer tokens that passed verification,
+// until they expire, so a client that sends the same token with every
+// request pays for the signature check once. Keys are hashes of tokens.
+type verifiedTokens struct {
+	mu sync.Mutex
+	m  map[[sha256.Size]byte]verifiedToken
+}
+
+type verifiedToken struct {
+	p       principal
+	expires time.Time
+}
+
+// maxVerifiedTokens bounds the cache; when it is full, it starts over.
+const maxVerifiedTokens = 10000
+
+func (v *verifiedTokens) get(key [sha256.Size]byte, now time.Time) (principal, bool) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	t, ok := v.m[key]
+	if !ok || !now.Before(t.expires) {
+		return principal{}, false
+	}
+	return t.p, true
+}
+
+func (v *verifiedTokens) put(key [sha256.Size]byte, p principal, expires time.Time) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.m == nil || len(v.m) >= maxVerifiedTokens {
+		v.m = make(map[[sha256.Size]byte]verifiedToken)
+	}
+	v.m[key] = verifiedToken{p, expires}
 }
 
 func newAuthenticator(ctx context.Context, cfg Config) (*authenticator, error) {
-	a := &authenticator{anonymous: cfg.AnonymousSessions, issuer: cfg.JWTIssuer, audience: cfg.JWTAudience, adminScope: cfg.AdminScope}
+	a := &authenticator{anonymous: cfg.AnonymousSessions, issuer: cfg.JWTIssuer, audience: cfg.JWTAudience, adminScope: cfg.AdminScope, now: time.Now}
 	var err error
 	if a.sessionKey, err = secret(cfg.SessionSecret, cfg.SessionSecretFile); err != nil {
 		return nil, fmt.Errorf("SESSION_SECRET_FILE: %w", err)
@@ -177,6 +215,9 @@ func (a *authenticator) openSession(v string) (string, bool) {
 	return sid, true
 }
 
+// tokenLeeway is the clock skew allowed when checking exp and nbf.
+const tokenLeeway = 30 * time.Second
+
 // claims are the JWT claims jobwire reads.
 type claims struct {
 	jwt.Claims
@@ -185,10 +226,26 @@ type claims struct {
 	Roles []string `json:"roles,omitempty"`
 }
 
-// verify checks a bearer token; its errors never repeat the token.
+// verify checks a bearer token, or finds it among those verified before;
+// its errors never repeat the token.
 func (a *authenticator) verify(token string) (principal, error) {
-	invalid := func(why string) (principal, error) {
-		return principal{}, errorf(http.StatusUnauthorized, "unauthenticated", "invalid bearer token: %s", why)
+	key := sha256.Sum256([]byte(token))
+	now := a.now()
+	if p, ok := a.verified.get(key, now); ok {
+		return p, nil
+	}
+	p, expires, err := a.verifyToken(token, now)
+	if err == nil {
+		a.verified.put(key, p, expires)
+	}
+	return p, err
+}
+
+// verifyToken checks a bearer token's signature and claims at now, and
+// returns who it names and when it stops being valid.
+func (a *authenticator) verifyToken(token string, now time.Time) (principal, time.Time, error) {
+	invalid := func(why string) (principal, time.Time, error) {
+		return principal{}, time.Time{}, errorf(http.StatusUnauthorized, "unauthenticated", "invalid bearer token: %s", why)
 	}
 	var algs []jose.SignatureAlgorithm
 	if len(a.hsKey) > 0 {
@@ -216,11 +273,11 @@ func (a *authenticator) verify(token string) (principal, error) {
 	if err := tok.Claims(key, &c); err != nil {
 		return invalid("bad signature")
 	}
-	exp := jwt.Expected{Issuer: a.issuer, Time: time.Now()}
+	exp := jwt.Expected{Issuer: a.issuer, Time: now}
 	if a.audience != "" {
 		exp.AnyAudience = jwt.Audience{a.audience}
 	}
-	if err := c.ValidateWithLeeway(exp, 30*time.Second); err != nil {
+	if err := c.ValidateWithLeeway(exp, tokenLeeway); err != nil {
 		return invalid("expired, not yet valid, or for another issuer or audience")
 	}
 	if c.Expiry == nil {
@@ -231,7 +288,7 @@ func (a *authenticator) verify(token string) (principal, error) {
 	}
 	admin := a.adminScope != "" && (slices.Contains(strings.Fields(c.Scope), a.adminScope) ||
 		slices.Contains(c.Scp, a.adminScope) || slices.Contains(c.Roles, a.adminScope))
-	return principal{Owner: "user:" + c.Subject, Admin: admin}, nil
+	return principal{Owner: "user:" + c.Subject, Admin: admin}, c.Expiry.Time().Add(tokenLeeway), nil
 }
 
 // requireAuth identifies the caller of every request it wraps.

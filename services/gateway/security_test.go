@@ -287,3 +287,48 @@ func TestWebSocketFromAnotherOriginRefused(t *testing.T) {
 	}
 	_ = c.CloseNow()
 }
+
+// A verified token is remembered until it expires, and not a moment longer;
+// a token that failed is never remembered.
+func TestVerifiedTokensAreRememberedUntilTheyExpire(t *testing.T) {
+	t.Parallel()
+	a, err := newAuthenticator(context.Background(), Config{JWTSecret: testJWTSecret, AdminScope: "jobwire:admin"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	a.now = func() time.Time { return now }
+	tok := token(t, "carol", true, time.Minute)
+	for i := range 2 { // verified, then remembered
+		p, err := a.verify(tok)
+		if err != nil || p != (principal{Owner: "user:carol", Admin: true}) {
+			t.Fatalf("use %d: %+v %v", i+1, p, err)
+		}
+	}
+	if len(a.verified.m) != 1 {
+		t.Fatalf("%d tokens remembered, want 1", len(a.verified.m))
+	}
+	now = now.Add(time.Minute + tokenLeeway + time.Second)
+	if _, err := a.verify(tok); err == nil {
+		t.Fatal("an expired token was accepted because it had been verified before")
+	}
+
+	// A forged token (carol's claims, the admin scope, another key) is
+	// refused every time, also after the real one was remembered.
+	now = time.Now()
+	a.verified = verifiedTokens{}
+	if _, err := a.verify(tok); err != nil {
+		t.Fatal(err)
+	}
+	header, claims, _ := strings.Cut(tok, ".")
+	claims, _, _ = strings.Cut(claims, ".")
+	forged := header + "." + claims + ".AAAA"
+	for range 2 {
+		if _, err := a.verify(forged); err == nil {
+			t.Fatal("a token with a bad signature was accepted")
+		}
+	}
+	if len(a.verified.m) != 1 {
+		t.Fatalf("%d tokens remembered, want only the real one", len(a.verified.m))
+	}
+}
