@@ -43,6 +43,9 @@ func handleSubmit(g *gateway) http.HandlerFunc {
 	}
 }
 
+// submitTimeout bounds the stores of one submission.
+const submitTimeout = 10 * time.Second
+
 // submit checks a job request, stores it in the queue stream and records
 // the job's "queued" state; both are acknowledged by JetStream before it
 // returns. With an idempotency key, a repeated submit returns the first job.
@@ -70,6 +73,10 @@ func (g *gateway) submit(ctx context.Context, p principal, req submitRequest, id
 		return jobs.Snapshot{}, false, errUnavailable(nats.ErrConnectionClosed)
 	}
 
+	// One deadline for every store of this submission (JetStream would
+	// otherwise make one per publish).
+	ctx, cancel := context.WithTimeout(ctx, submitTimeout)
+	defer cancel()
 	now := time.Now().UTC()
 	id := jobs.NewID(now)
 	var idemRecord string
