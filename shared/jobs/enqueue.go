@@ -2,7 +2,6 @@ package jobs
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"time"
 
@@ -28,7 +27,7 @@ func Enqueue(ctx context.Context, js jetstream.Publisher, req Request) (Event, e
 		return Event{}, fmt.Errorf("store queued state: %w", err)
 	}
 	req.QueuedSeq = queuedSeq
-	data, err := json.Marshal(req)
+	data, err := req.MarshalJSON()
 	if err != nil {
 		return Event{}, err
 	}

@@ -168,7 +168,7 @@ func PublishEvent(ctx context.Context, js jetstream.Publisher, ev Event, lastSub
 	if err := ValidateID(ev.JobID); err != nil {
 		return 0, err
 	}
-	data, err := json.Marshal(ev)
+	data, err := ev.MarshalJSON() // directly: json.Marshal would re-scan the output
 	if err != nil {
 		return 0, err
 	}
