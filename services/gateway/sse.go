@@ -73,13 +73,14 @@ func handleEvents(g *gateway) http.HandlerFunc {
 			if _, err := w.Write(buf); err != nil {
 				return err
 			}
-			if err := rc.Flush(); err != nil {
-				return err
-			}
 			if m.terminal {
+				_ = rc.Flush()
 				return errStreamDone
 			}
 			return nil
+		}, func() error {
+			_ = rc.SetWriteDeadline(time.Now().Add(g.cfg.WriteTimeout))
+			return rc.Flush()
 		})
 	}
 }

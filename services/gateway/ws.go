@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"os"
 	"sync"
 	"time"
 
@@ -80,7 +81,8 @@ func handleWebSocket(g *gateway) http.HandlerFunc {
 			writeError(w, errTooManyConns)
 			return
 		}
-		ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{OriginPatterns: g.cfg.AllowedOrigins})
+		cw := &corkingWriter{ResponseWriter: w}
+		ws, err := websocket.Accept(cw, r, &websocket.AcceptOptions{OriginPatterns: g.cfg.AllowedOrigins})
 		if err != nil {
 			g.conns.release(p.Owner)
 			return // Accept has answered
@@ -98,14 +100,14 @@ func handleWebSocket(g *gateway) http.HandlerFunc {
 		// goroutines. The hub tracks the session until it ends.
 		go func() {
 			defer g.conns.release(p.Owner)
-			g.serveWatcher(ws, wr, p)
+			g.serveWatcher(ws, cw.conn, wr, p)
 		}()
 	}
 }
 
 // serveWatcher runs one WebSocket session: a reader for the client's
 // requests and a writer for its outbox, until either ends.
-func (g *gateway) serveWatcher(ws *websocket.Conn, wr *watcher, p principal) {
+func (g *gateway) serveWatcher(ws *websocket.Conn, cc *corkedConn, wr *watcher, p principal) {
 	// Reads get their own context, because coder/websocket drops the
 	// connection without a close frame when a Read's context ends.
 	readCtx, stopReading := context.WithCancel(context.Background())
@@ -119,8 +121,12 @@ func (g *gateway) serveWatcher(ws *websocket.Conn, wr *watcher, p principal) {
 		g.readLoop(readCtx, ctx, p, ws, box, watching)
 	}()
 	writeLoop(ctx, box, g.cfg.WriteTimeout, c, func(ctx context.Context, m outMsg) error {
+		cc.cork() // the frames ready now leave together, at the flush
 		return ws.Write(ctx, websocket.MessageText, m.frame)
+	}, func() error {
+		return cc.uncork(g.cfg.WriteTimeout)
 	})
+	_ = cc.uncork(g.cfg.WriteTimeout)
 	if r := c.closeReason(); r.code != 0 {
 		_ = ws.Close(r.code, r.text)
 	} else {
@@ -131,16 +137,32 @@ func (g *gateway) serveWatcher(ws *websocket.Conn, wr *watcher, p principal) {
 	g.endWatcher(wr, watching)
 }
 
-// writeLoop writes what box holds until ctx ends or a write fails. A write
-// that takes longer than timeout closes the watcher as too slow; the
-// deadline is one reusable timer, not a context per message.
-func writeLoop(ctx context.Context, box *outbox, timeout time.Duration, c *conn, write func(context.Context, outMsg) error) {
+// writeLoop writes what box holds until ctx ends or a write fails, and
+// flushes whenever it has written everything the box held: the events
+// that are ready leave together. A write or flush that takes longer than
+// timeout closes the watcher as too slow; the deadline is one reusable
+// timer, not a context per message.
+func writeLoop(ctx context.Context, box *outbox, timeout time.Duration, c *conn, write func(context.Context, outMsg) error, flush func() error) {
 	defer c.cancel()
 	deadline := time.AfterFunc(time.Hour, func() { c.close(closeSlow) })
 	defer deadline.Stop()
+	dirty := false
 	for {
 		m, ok := box.next()
 		if !ok {
+			if dirty {
+				deadline.Reset(timeout)
+				err := flush()
+				deadline.Stop()
+				if err != nil {
+					if errors.Is(err, os.ErrDeadlineExceeded) {
+						c.close(closeSlow)
+					}
+					return
+				}
+				dirty = false
+				continue // more may have come meanwhile
+			}
 			select {
 			case <-ctx.Done():
 				return
@@ -154,6 +176,7 @@ func writeLoop(ctx context.Context, box *outbox, timeout time.Duration, c *conn,
 		if err != nil {
 			return
 		}
+		dirty = true
 	}
 }
 

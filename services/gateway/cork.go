@@ -1,0 +1,97 @@
+package main
+
+import (
+	"bufio"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+)
+
+// corkedConn lets a watcher's writer send every frame it has ready with
+// one write(2). coder/websocket flushes each message to its connection;
+// while the writer holds the cork those bytes gather here, and uncork
+// writes them at once. Writes from elsewhere (a pong, a close frame) go
+// straight through when the cork is out, or join the gathered bytes in
+// order when it is in.
+type corkedConn struct {
+	net.Conn
+	mu     sync.Mutex
+	corked bool
+	buf    *[]byte // from corkBufs while something is gathered
+}
+
+// corkLimit is the most gathered before it is written anyway.
+const corkLimit = 64 << 10
+
+var corkBufs = sync.Pool{New: func() any { b := make([]byte, 0, 8<<10); return &b }}
+
+func (c *corkedConn) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.corked {
+		return c.Conn.Write(p)
+	}
+	if c.buf == nil {
+		c.buf = corkBufs.Get().(*[]byte)
+	}
+	*c.buf = append(*c.buf, p...)
+	if len(*c.buf) >= corkLimit {
+		// Inside a frame write: coder/websocket's own timeout covers it.
+		if err := c.writeGathered(); err != nil {
+			return 0, err
+		}
+	}
+	return len(p), nil
+}
+
+// cork starts gathering.
+func (c *corkedConn) cork() {
+	c.mu.Lock()
+	c.corked = true
+	c.mu.Unlock()
+}
+
+// uncork writes what was gathered, giving up after timeout, and lets
+// later writes go straight through.
+func (c *corkedConn) uncork(timeout time.Duration) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.corked = false
+	if c.buf == nil {
+		return nil
+	}
+	_ = c.Conn.SetWriteDeadline(time.Now().Add(timeout))
+	err := c.writeGathered()
+	_ = c.Conn.SetWriteDeadline(time.Time{})
+	return err
+}
+
+// writeGathered writes the gathered bytes and returns the buffer to the
+// pool; c.mu is held.
+func (c *corkedConn) writeGathered() error {
+	b := c.buf
+	c.buf = nil
+	_, err := c.Conn.Write(*b)
+	if *b = (*b)[:0]; cap(*b) <= 2*corkLimit {
+		corkBufs.Put(b)
+	}
+	return err
+}
+
+// corkingWriter hands the WebSocket library a corkedConn when it hijacks
+// the connection; conn is set once Hijack has run.
+type corkingWriter struct {
+	http.ResponseWriter
+	conn *corkedConn
+}
+
+func (w *corkingWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	nc, brw, err := http.NewResponseController(w.ResponseWriter).Hijack()
+	if err != nil {
+		return nil, nil, err
+	}
+	w.conn = &corkedConn{Conn: nc}
+	brw.Writer.Reset(w.conn)
+	return w.conn, brw, nil
+}
