@@ -60,24 +60,20 @@ func TestObserverCanOnlyWatch(t *testing.T) {
 		t.Fatalf("observer's jobs.*.progress: %v %v", m, err)
 	}
 
-	// It may not answer the publisher of an event (the gateway's inbox
-	// waits for JetStream's ack): no forged acks.
-	if m.Reply == "" {
-		t.Fatal("the stored event carries no reply subject")
+	// What it receives is the stream's republication of a stored event: no
+	// reply subject, so no publisher's inbox to send forged acks to.
+	if m.Reply != "" || m.Header.Get("Nats-Stream") != jobs.EventsStream {
+		t.Fatalf("live event: reply %q, headers %v; want a republished stored event", m.Reply, m.Header)
 	}
-	if err := ob.Publish(m.Reply, []byte(`{"stream":"JOBS_EVENTS","seq":999}`)); err != nil {
-		t.Fatal(err)
-	}
-	ob.errs.violation(t, "publish", m.Reply)
 
-	// It may not forge events, neither as a plain publish nor through
-	// JetStream, nor for an existing job.
+	// It may not forge events, neither as a plain publish on the live
+	// subject nor through JetStream, nor for an existing job.
 	forged := jobs.NewID(time.Now())
 	if err := ob.Publish(jobs.ProgressSubject(forged), fakeEvent(forged)); err != nil {
 		t.Fatal(err)
 	}
 	ob.errs.violation(t, "publish", jobs.ProgressSubject(forged))
-	jsPublishFails(t, ob, jobs.ProgressSubject(id), fakeEvent(id))
+	jsPublishFails(t, ob, jobs.EventSubject(id), fakeEvent(id))
 	if _, _, err := jobs.LastEvent(ctx, gw.streams.Events, forged); err != jobs.ErrNotFound {
 		t.Fatalf("forged job: %v, want not found", err)
 	}
@@ -247,4 +243,21 @@ func TestInboxesArePrivate(t *testing.T) {
 		t.Fatal(err)
 	}
 	rn.errs.violation(t, "subscription", "_INBOX_gateway.>")
+}
+
+// TestNobodyPublishesLiveEvents: jobs.<id>.progress carries only what the
+// events stream republishes once stored. The services write events on
+// jobwire.events.<id>; neither may publish on the live subject itself.
+func TestNobodyPublishesLiveEvents(t *testing.T) {
+	t.Parallel()
+	s := startServer(t)
+	gw := startGateway(t, s)
+	_, rn := startRunner(t, s)
+	id := jobs.NewID(time.Now())
+	for _, c := range []conn{gw.conn, rn} {
+		if err := c.Publish(jobs.ProgressSubject(id), fakeEvent(id)); err != nil {
+			t.Fatal(err)
+		}
+		c.errs.violation(t, "publish", jobs.ProgressSubject(id))
+	}
 }

@@ -126,8 +126,8 @@ func jobFlow(t *testing.T, s *server.Server) {
 	if err != nil || last.Seq != uint64(len(evs)) {
 		t.Fatalf("LastEvent as gateway: seq %d, %v; want seq %d", last.Seq, err, len(evs))
 	}
-	info, err := gw.streams.Events.Info(ctx, jetstream.WithSubjectFilter(jobs.AllProgress))
-	if err != nil || info.State.Subjects[jobs.ProgressSubject(id)] != uint64(len(evs)) {
+	info, err := gw.streams.Events.Info(ctx, jetstream.WithSubjectFilter(jobs.AllEvents))
+	if err != nil || info.State.Subjects[jobs.EventSubject(id)] != uint64(len(evs)) {
 		t.Fatalf("events stream info as gateway: %v (subjects %v)", err, info)
 	}
 	if hist := replay(t, gw.streams.Events, id, uint64(len(evs))); len(hist) != len(evs) {
@@ -184,7 +184,7 @@ func jobFlow(t *testing.T, s *server.Server) {
 func replay(t testing.TB, events jetstream.Stream, id string, upTo uint64) []jobs.Event {
 	t.Helper()
 	ctx := testContext(t, 10*time.Second)
-	cons, err := events.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: []string{jobs.ProgressSubject(id)}})
+	cons, err := events.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: []string{jobs.EventSubject(id)}})
 	if err != nil {
 		t.Fatalf("ordered consumer: %v", err)
 	}

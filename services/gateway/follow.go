@@ -81,7 +81,7 @@ func (g *gateway) repairGaps(ctx context.Context, box *outbox, wg *sync.WaitGrou
 // catchUp queues what the watcher must see before the live events.
 func (g *gateway) catchUp(ctx context.Context, p principal, box *outbox, id string, afterSeq *uint64) error {
 	rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	m, err := g.streams.Events.GetLastMsgForSubject(rctx, jobs.ProgressSubject(id))
+	m, err := g.streams.Events.GetLastMsgForSubject(rctx, jobs.EventSubject(id))
 	cancel()
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
 		return g.notFound(ctx, p, id)
@@ -117,7 +117,7 @@ func (g *gateway) replay(ctx context.Context, box *outbox, id string, afterSeq u
 	rctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
 	cons, err := g.streams.Events.OrderedConsumer(rctx, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{jobs.ProgressSubject(id)},
+		FilterSubjects: []string{jobs.EventSubject(id)},
 	})
 	if err != nil {
 		return errUnavailable(err)

@@ -245,13 +245,13 @@ func handleList(g *gateway) http.HandlerFunc {
 
 // jobIDs lists the ids of every job with stored events, newest first.
 func (g *gateway) jobIDs(ctx context.Context) ([]string, error) {
-	info, err := g.streams.Events.Info(ctx, jetstream.WithSubjectFilter(jobs.AllProgress))
+	info, err := g.streams.Events.Info(ctx, jetstream.WithSubjectFilter(jobs.AllEvents))
 	if err != nil {
 		return nil, err
 	}
 	ids := make([]string, 0, len(info.State.Subjects))
 	for subj := range info.State.Subjects {
-		if id, ok := jobs.IDFromProgressSubject(subj); ok {
+		if id, ok := jobs.IDFromEventSubject(subj); ok {
 			ids = append(ids, id)
 		}
 	}

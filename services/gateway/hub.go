@@ -87,15 +87,21 @@ func (h *hub) dispatch(ch chan *nats.Msg) {
 
 // eventMsg prepares a stored event for every watcher at once.
 func eventMsg(subject string, data []byte) (outMsg, bool) {
-	id, ok := jobs.IDFromProgressSubject(subject)
+	id, ok := jobs.IDFromProgressSubject(subject) // live
+	if !ok {
+		id, ok = jobs.IDFromEventSubject(subject) // read from the stream
+	}
 	if !ok {
 		return outMsg{}, false
 	}
 	var head struct {
+		JobID  string      `json:"job_id"`
 		Seq    uint64      `json:"seq"`
 		Status jobs.Status `json:"status"`
 	}
-	if err := json.Unmarshal(data, &head); err != nil || head.Seq == 0 {
+	// An event on another job's subject (a consumer someone pointed at
+	// the wrong deliver subject) is dropped, never shown as this job's.
+	if err := json.Unmarshal(data, &head); err != nil || head.Seq == 0 || head.JobID != id {
 		return outMsg{}, false
 	}
 	return outMsg{jobID: id, seq: head.Seq, raw: data, frame: eventFrame(id, data), terminal: head.Status.Terminal()}, true

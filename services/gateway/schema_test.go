@@ -198,7 +198,7 @@ func storedEvents(t testing.TB, sys *testSystem, id string) [][]byte {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	subject := jobs.ProgressSubject(id)
+	subject := jobs.EventSubject(id)
 	info, err := sys.GW.streams.Events.Info(ctx, jetstream.WithSubjectFilter(subject))
 	if err != nil {
 		t.Fatal(err)

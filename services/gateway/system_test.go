@@ -307,12 +307,12 @@ func (s *testSystem) history(t testing.TB, id string) []jobs.Event {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	info, err := s.GW.streams.Events.Info(ctx, jetstream.WithSubjectFilter(jobs.ProgressSubject(id)))
+	info, err := s.GW.streams.Events.Info(ctx, jetstream.WithSubjectFilter(jobs.EventSubject(id)))
 	if err != nil {
 		t.Fatal(err)
 	}
-	n := info.State.Subjects[jobs.ProgressSubject(id)]
-	cons, err := s.GW.streams.Events.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: []string{jobs.ProgressSubject(id)}})
+	n := info.State.Subjects[jobs.EventSubject(id)]
+	cons, err := s.GW.streams.Events.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: []string{jobs.EventSubject(id)}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -304,3 +304,36 @@ func TestGatewayRestartUnderWatchers(t *testing.T) {
 	rest := readSeqs(t, again, snap.ID, func(m serverMsg) bool { return m.Event.Status.Terminal() })
 	checkExact(t, append(seqs, rest...), 1)
 }
+
+// A write that lost the fence (a zombie attempt, a late progress report
+// racing a cancel) is refused by the stream, and no watcher ever sees it:
+// live events are the stream's republication of what it stored.
+func TestWatchersNeverSeeARefusedWrite(t *testing.T) {
+	t.Parallel()
+	sys := startSystem(t, withoutRunner())
+	snap := sys.submit(t, "demo", `{"steps":1,"step_ms":0}`)
+	ws := dialWS(t, sys)
+	ws.send(`{"op":"watch","job_id":"` + snap.ID + `"}`)
+	if m := ws.read(); m.Op != "event" || m.Event.Seq != 1 {
+		t.Fatalf("first message %+v, want the queued event", m)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	queued, _, err := jobs.LastEvent(ctx, sys.GW.streams.Events, snap.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	zombie := queued.Next(jobs.KindSucceeded, time.Now())
+	zombie.Status, zombie.Result = jobs.StatusSucceeded, json.RawMessage(`"from a zombie"`)
+	if _, err := jobs.PublishEvent(ctx, sys.GW.js, zombie, 0); !jobs.IsWrongLastSequence(err) {
+		t.Fatalf("the zombie's write: %v, want it refused", err)
+	}
+	if code, _ := sys.cancel(t, snap.ID, `{"reason":"test"}`); code != http.StatusAccepted {
+		t.Fatalf("cancel: %d", code)
+	}
+	evs := ws.readUntilTerminal(snap.ID)
+	if len(evs) != 1 || evs[0].Seq != 2 || evs[0].Status != jobs.StatusCanceled {
+		t.Fatalf("watcher saw %+v after the queued event, want only the canceled event (seq 2)", evs)
+	}
+}

@@ -90,7 +90,7 @@ func (c *Client) watch(ctx context.Context, id string, afterSeq uint64, yield fu
 	}
 
 	cfg := jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{jobs.ProgressSubject(id)},
+		FilterSubjects: []string{jobs.EventSubject(id)},
 		DeliverPolicy:  jetstream.DeliverAllPolicy,
 	}
 	if afterSeq+1 >= last.Seq {

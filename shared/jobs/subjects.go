@@ -13,7 +13,9 @@ const (
 	// QueueStream is the work-queue stream holding job requests.
 	QueueStream = "JOBS"
 	// EventsStream keeps every job's events, so a job's history can be
-	// replayed and its last event (its current state) read directly.
+	// replayed and its last event (its current state) read directly. It
+	// stores them on jobwire.events.<id> and then republishes each one on
+	// jobs.<id>.progress: live subscribers see only events that are stored.
 	EventsStream = "JOBS_EVENTS"
 	// TypesBucket is the key-value bucket where runners register job types.
 	TypesBucket = "JOBWIRE_TYPES"
@@ -28,6 +30,8 @@ const (
 const (
 	// AllProgress matches the progress subject of every job.
 	AllProgress = "jobs.*.progress"
+	// AllEvents matches the subject every job's events are written to.
+	AllEvents = "jobwire.events.*"
 	// AllCancel matches the cancel subject of every job.
 	AllCancel = "jobs.*.cancel"
 	// AllQueue matches every job request.
@@ -43,9 +47,18 @@ const (
 	DefaultTombstoneTTL         = 30 * 24 * time.Hour
 )
 
-// ProgressSubject is the subject carrying every event of job id.
-// The id must have passed ValidateID.
+// ProgressSubject is the subject carrying every event of job id, live,
+// once it is stored. The id must have passed ValidateID.
 func ProgressSubject(id string) string { return "jobs." + id + ".progress" }
+
+// EventSubject is where the events of job id are written and stored (in
+// EventsStream, which republishes them on ProgressSubject). Write with
+// PublishEvent; read history and state from the stream on this subject.
+func EventSubject(id string) string { return "jobwire.events." + id }
+
+// progressDestination is how EventsStream republishes: jobwire.events.<id>
+// becomes jobs.<id>.progress.
+const progressDestination = "jobs.{{wildcard(1)}}.progress"
 
 // CancelSubject is the subject for cancel requests of job id.
 func CancelSubject(id string) string { return "jobs." + id + ".cancel" }
@@ -56,6 +69,15 @@ func QueueSubject(typ string) string { return "jobwire.queue." + typ }
 // IDFromProgressSubject returns the job id of a jobs.<id>.progress subject.
 func IDFromProgressSubject(subject string) (string, bool) {
 	return idFromSubject(subject, ".progress")
+}
+
+// IDFromEventSubject returns the job id of a jobwire.events.<id> subject.
+func IDFromEventSubject(subject string) (string, bool) {
+	id, ok := strings.CutPrefix(subject, "jobwire.events.")
+	if !ok || ValidateID(id) != nil {
+		return "", false
+	}
+	return id, true
 }
 
 // IDFromCancelSubject returns the job id of a jobs.<id>.cancel subject.

@@ -148,8 +148,16 @@ func TestStreamsDoNotOverlap(t *testing.T) {
 				}
 			}
 		}
-		if !server.SubjectsCollide(e.Subjects[0], jobs.ProgressSubject("a")) {
-			t.Errorf("events stream subjects %q do not capture progress", e.Subjects)
+		if !server.SubjectsCollide(e.Subjects[0], jobs.EventSubject("a")) {
+			t.Errorf("events stream subjects %q do not capture events", e.Subjects)
+		}
+		// It republishes what it stored on the progress subjects, which it
+		// must not capture itself (that would be a loop).
+		if server.SubjectsCollide(e.Subjects[0], jobs.AllProgress) || server.SubjectsCollide(q.Subjects[0], jobs.AllProgress) {
+			t.Errorf("a stream captures %q", jobs.AllProgress)
+		}
+		if e.RePublish == nil || e.RePublish.Source != jobs.AllEvents || e.RePublish.HeadersOnly {
+			t.Errorf("events stream republish = %+v, want every stored event with its body", e.RePublish)
 		}
 		if !server.SubjectsCollide(q.Subjects[0], jobs.QueueSubject("a")) {
 			t.Errorf("queue stream subjects %q do not capture requests", q.Subjects)

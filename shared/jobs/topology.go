@@ -61,7 +61,7 @@ func (t Topology) EventsStreamConfig() jetstream.StreamConfig {
 	return jetstream.StreamConfig{
 		Name:              EventsStream,
 		Description:       "jobwire job events (history and current state)",
-		Subjects:          []string{AllProgress},
+		Subjects:          []string{AllEvents},
 		Retention:         jetstream.LimitsPolicy,
 		Storage:           jetstream.FileStorage,
 		Replicas:          t.Replicas,
@@ -70,6 +70,10 @@ func (t Topology) EventsStreamConfig() jetstream.StreamConfig {
 		MaxMsgsPerSubject: t.EventsMaxPerJob,
 		Discard:           jetstream.DiscardOld,
 		AllowDirect:       true,
+		// Writes that the stream refuses (a fenced write that lost) never
+		// reach the subscribers of jobs.<id>.progress; stored ones do, in
+		// stream order.
+		RePublish: &jetstream.RePublish{Source: AllEvents, Destination: progressDestination},
 	}
 }
 
@@ -130,7 +134,7 @@ func LastEvent(ctx context.Context, events jetstream.Stream, id string) (Event, 
 	if err := ValidateID(id); err != nil {
 		return Event{}, 0, err
 	}
-	m, err := events.GetLastMsgForSubject(ctx, ProgressSubject(id))
+	m, err := events.GetLastMsgForSubject(ctx, EventSubject(id))
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
 		return Event{}, 0, ErrNotFound
 	}
@@ -172,7 +176,7 @@ func PublishEvent(ctx context.Context, js jetstream.Publisher, ev Event, lastSub
 	if err != nil {
 		return 0, err
 	}
-	ack, err := js.Publish(ctx, ProgressSubject(ev.JobID), data,
+	ack, err := js.Publish(ctx, EventSubject(ev.JobID), data,
 		jetstream.WithExpectStream(EventsStream),
 		jetstream.WithExpectLastSequencePerSubject(lastSubjectSeq))
 	if err != nil {

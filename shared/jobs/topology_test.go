@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -42,8 +44,8 @@ func TestTopologyAndEventsOnNATS(t *testing.T) {
 	}
 	// Stream subjects overlapping would have failed CreateOrUpdate; also
 	// check the server kept the subjects we asked for.
-	if got := streams.Events.CachedInfo().Config.Subjects; len(got) != 1 || got[0] != jobs.AllProgress {
-		t.Errorf("events stream subjects = %q, want [%q]", got, jobs.AllProgress)
+	if got := streams.Events.CachedInfo().Config.Subjects; len(got) != 1 || got[0] != jobs.AllEvents {
+		t.Errorf("events stream subjects = %q, want [%q]", got, jobs.AllEvents)
 	}
 
 	msgs := func() uint64 {
@@ -157,4 +159,65 @@ func mustJSON(t *testing.T, v any) string {
 		t.Fatal(err)
 	}
 	return string(data)
+}
+
+// Subscribers of jobs.<id>.progress see exactly the stored events, in
+// order: a fenced write that the stream refused never reaches them.
+func TestProgressSubscribersSeeOnlyStoredEvents(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	s := natstest.Server(t)
+	nc := natstest.Connect(t, s)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := (jobs.Topology{}).CreateOrUpdate(ctx, js); err != nil {
+		t.Fatal(err)
+	}
+	id := jobs.NewID(time.Now())
+	sub, err := nc.SubscribeSync(jobs.AllProgress)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+
+	queued := jobs.Request{ID: id, Type: "demo", CreatedAt: time.Now()}.Queued()
+	seq1, err := jobs.PublishEvent(ctx, js, queued, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A zombie writer that lost the race: refused, so nobody may see it.
+	zombie := queued.Next(jobs.KindFailed, time.Now())
+	zombie.Status = jobs.StatusFailed
+	if _, err := jobs.PublishEvent(ctx, js, zombie, 0); !jobs.IsWrongLastSequence(err) {
+		t.Fatalf("the losing write: %v, want wrong last sequence", err)
+	}
+	started := queued.Next(jobs.KindStarted, time.Now())
+	started.Status = jobs.StatusRunning
+	if _, err := jobs.PublishEvent(ctx, js, started, seq1); err != nil {
+		t.Fatal(err)
+	}
+
+	var got []string
+	for {
+		m, err := sub.NextMsg(500 * time.Millisecond)
+		if err != nil {
+			break
+		}
+		var ev jobs.Event
+		if err := json.Unmarshal(m.Data, &ev); err != nil {
+			t.Fatalf("%s: %v", m.Subject, err)
+		}
+		if m.Subject != jobs.ProgressSubject(id) || ev.JobID != id {
+			t.Fatalf("event of %s on %s", ev.JobID, m.Subject)
+		}
+		got = append(got, fmt.Sprintf("%d %s", ev.Seq, ev.Kind))
+	}
+	if want := []string{"1 queued", "2 started"}; !slices.Equal(got, want) {
+		t.Fatalf("subscriber saw %q, want %q", got, want)
+	}
 }

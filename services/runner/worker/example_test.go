@@ -89,7 +89,7 @@ func Example() {
 	// ends. Progress events may be coalesced; log lines and the final
 	// state never are.
 	events, err := js.OrderedConsumer(ctx, jobs.EventsStream, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{jobs.ProgressSubject(id)},
+		FilterSubjects: []string{jobs.EventSubject(id)},
 	})
 	if err != nil {
 		log.Fatal(err)

@@ -315,7 +315,7 @@ func (e *env) history(id string) []jobs.Event {
 	e.t.Helper()
 	ctx, cancel := context.WithTimeout(e.ctx, waitTimeout)
 	defer cancel()
-	lastMsg, err := e.events.GetLastMsgForSubject(ctx, jobs.ProgressSubject(id))
+	lastMsg, err := e.events.GetLastMsgForSubject(ctx, jobs.EventSubject(id))
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
 		return nil
 	}
@@ -323,7 +323,7 @@ func (e *env) history(id string) []jobs.Event {
 		e.t.Fatalf("last event of %s: %v", id, err)
 	}
 	cons, err := e.js.OrderedConsumer(ctx, jobs.EventsStream, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{jobs.ProgressSubject(id)},
+		FilterSubjects: []string{jobs.EventSubject(id)},
 	})
 	if err != nil {
 		e.t.Fatalf("ordered consumer: %v", err)
@@ -501,7 +501,7 @@ const ackSubjects = "$JS.ACK.>"
 func (e *env) readsOfState(id string) func() int {
 	e.t.Helper()
 	ch := make(chan *nats.Msg, 1024)
-	sub, err := e.nc.ChanSubscribe("$JS.API.DIRECT.GET."+jobs.EventsStream+"."+jobs.ProgressSubject(id), ch)
+	sub, err := e.nc.ChanSubscribe("$JS.API.DIRECT.GET."+jobs.EventsStream+"."+jobs.EventSubject(id), ch)
 	if err != nil {
 		e.t.Fatal(err)
 	}
