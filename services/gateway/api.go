@@ -7,6 +7,9 @@ import (
 	"mime"
 	"net/http"
 	"strconv"
+	"strings"
+
+	"github.com/go-chi/chi/v5"
 )
 
 // encode writes v as JSON with the given status.
@@ -79,8 +82,20 @@ func handleAPINotFound() http.HandlerFunc {
 	}
 }
 
-func handleMethodNotAllowed() http.HandlerFunc {
+// handleMethodNotAllowed answers 405 with the methods the path does allow
+// (found in routes) in the Allow header.
+func handleMethodNotAllowed(routes chi.Routes) http.HandlerFunc {
+	methods := []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete, http.MethodOptions}
 	return func(w http.ResponseWriter, r *http.Request) {
+		var allow []string
+		for _, m := range methods {
+			if routes.Match(chi.NewRouteContext(), m, r.URL.Path) {
+				allow = append(allow, m)
+			}
+		}
+		if len(allow) > 0 {
+			w.Header().Set("Allow", strings.Join(allow, ", "))
+		}
 		writeError(w, errorf(http.StatusMethodNotAllowed, "method_not_allowed", "%s is not allowed on %s", r.Method, r.URL.Path))
 	}
 }

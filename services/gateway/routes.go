@@ -11,7 +11,7 @@ import (
 func NewServer(g *gateway) http.Handler {
 	r := chi.NewRouter()
 	r.Use(middleware.Recoverer, securityHeaders, g.crossOrigin.Handler)
-	r.MethodNotAllowed(handleMethodNotAllowed())
+	r.MethodNotAllowed(handleMethodNotAllowed(r))
 
 	r.Get("/healthz", handleHealthz())
 	r.Get("/readyz", handleReadyz(g))

@@ -1125,6 +1125,15 @@ func TestContractMethodNotAllowed(t *testing.T) {
 				continue
 			}
 			k.checkAnswer(fmt.Sprintf("%s %s -> 405", m, url), "#/components/responses/MethodNotAllowed", resp, b)
+			var want []string
+			for _, lm := range []string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"} {
+				if methods[lm] {
+					want = append(want, lm)
+				}
+			}
+			if got := resp.Header.Get("Allow"); got != strings.Join(want, ", ") {
+				t.Errorf("%s %s: Allow %q, want %q", m, url, got, strings.Join(want, ", "))
+			}
 		}
 	}
 	if n < 20 {
