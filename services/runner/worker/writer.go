@@ -59,10 +59,14 @@ func (w *writer) reload(ctx context.Context) error {
 // emit stores the next event: the last snapshot changed by set. When
 // another writer got there first it re-reads the state; if that writer is
 // a newer attempt or the job has ended, it returns errSuperseded,
-// otherwise it applies set to the new state and tries again.
+// otherwise it applies set to the new state and tries again. A write whose
+// answer was lost (a timeout) may have been stored: if the state read
+// after it is that very event, the write counts as done, so a retry never
+// stores the same event twice.
 func (w *writer) emit(ctx context.Context, kind jobs.Kind, set func(*jobs.Event)) error {
 	const tries = 5
 	var err error
+	var unsure *jobs.Event // the last write whose outcome is unknown
 	for i := range tries {
 		next := w.ev.Next(kind, time.Now())
 		if w.pending != nil {
@@ -81,11 +85,16 @@ func (w *writer) emit(ctx context.Context, kind jobs.Kind, set func(*jobs.Event)
 			return nil
 		}
 		if !jobs.IsWrongLastSequence(err) {
+			unsure = &next
 			sleep(ctx, time.Duration(100<<i)*time.Millisecond)
 			continue
 		}
 		if rerr := w.reload(ctx); rerr != nil {
 			return rerr
+		}
+		if unsure != nil && sameWrite(w.ev, *unsure) {
+			w.pending = nil // stored after all: its answer was lost
+			return nil
 		}
 		if w.ev.Status.Terminal() {
 			return fmt.Errorf("%w: it is %s", errJobEnded, w.ev.Status)
@@ -95,6 +104,13 @@ func (w *writer) emit(ctx context.Context, kind jobs.Kind, set func(*jobs.Event)
 		}
 	}
 	return fmt.Errorf("store %s event of job %s: %w", kind, w.ev.JobID, err)
+}
+
+// sameWrite reports whether stored is the event a writer tried to store:
+// same place in the job's history, same kind, same moment (to the
+// nanosecond; another writer's event differs at least in its time).
+func sameWrite(stored, tried jobs.Event) bool {
+	return stored.Seq == tried.Seq && stored.Kind == tried.Kind && stored.Attempt == tried.Attempt && stored.Time.Equal(tried.Time)
 }
 
 // publishProgress stores what the handler reports until stop is closed,
