@@ -16,9 +16,10 @@ import (
 // order when it is in.
 type corkedConn struct {
 	net.Conn
-	mu     sync.Mutex
-	corked bool
-	buf    *[]byte // from corkBufs while something is gathered
+	timeout time.Duration // longest a write of what gathered may take
+	mu      sync.Mutex
+	corked  bool
+	buf     *[]byte // from corkBufs while something is gathered
 }
 
 // corkLimit is the most gathered before it is written anyway.
@@ -37,8 +38,7 @@ func (c *corkedConn) Write(p []byte) (int, error) {
 	}
 	*c.buf = append(*c.buf, p...)
 	if len(*c.buf) >= corkLimit {
-		// Inside a frame write: coder/websocket's own timeout covers it.
-		if err := c.writeGathered(); err != nil {
+		if err := c.writeGathered(c.timeout); err != nil {
 			return 0, err
 		}
 	}
@@ -61,17 +61,18 @@ func (c *corkedConn) uncork(timeout time.Duration) error {
 	if c.buf == nil {
 		return nil
 	}
-	_ = c.Conn.SetWriteDeadline(time.Now().Add(timeout))
-	err := c.writeGathered()
-	_ = c.Conn.SetWriteDeadline(time.Time{})
-	return err
+	return c.writeGathered(timeout)
 }
 
-// writeGathered writes the gathered bytes and returns the buffer to the
-// pool; c.mu is held.
-func (c *corkedConn) writeGathered() error {
+// writeGathered writes the gathered bytes, giving up after timeout, and
+// returns the buffer to the pool; c.mu is held.
+func (c *corkedConn) writeGathered(timeout time.Duration) error {
 	b := c.buf
 	c.buf = nil
+	if timeout > 0 {
+		_ = c.Conn.SetWriteDeadline(time.Now().Add(timeout))
+		defer func() { _ = c.Conn.SetWriteDeadline(time.Time{}) }()
+	}
 	_, err := c.Conn.Write(*b)
 	if *b = (*b)[:0]; cap(*b) <= 2*corkLimit {
 		corkBufs.Put(b)
@@ -83,7 +84,8 @@ func (c *corkedConn) writeGathered() error {
 // the connection; conn is set once Hijack has run.
 type corkingWriter struct {
 	http.ResponseWriter
-	conn *corkedConn
+	timeout time.Duration
+	conn    *corkedConn
 }
 
 func (w *corkingWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
@@ -91,7 +93,7 @@ func (w *corkingWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	w.conn = &corkedConn{Conn: nc}
+	w.conn = &corkedConn{Conn: nc, timeout: w.timeout}
 	brw.Writer.Reset(w.conn)
 	return w.conn, brw, nil
 }

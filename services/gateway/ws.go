@@ -81,7 +81,7 @@ func handleWebSocket(g *gateway) http.HandlerFunc {
 			writeError(w, errTooManyConns)
 			return
 		}
-		cw := &corkingWriter{ResponseWriter: w}
+		cw := &corkingWriter{ResponseWriter: w, timeout: g.cfg.WriteTimeout}
 		ws, err := websocket.Accept(cw, r, &websocket.AcceptOptions{OriginPatterns: g.cfg.AllowedOrigins})
 		if err != nil {
 			g.conns.release(p.Owner)
@@ -120,9 +120,13 @@ func (g *gateway) serveWatcher(ws *websocket.Conn, cc *corkedConn, wr *watcher, 
 		defer c.cancel()
 		g.readLoop(readCtx, ctx, p, ws, box, watching)
 	}()
-	writeLoop(ctx, box, g.cfg.WriteTimeout, c, func(ctx context.Context, m outMsg) error {
-		cc.cork() // the frames ready now leave together, at the flush
-		return ws.Write(ctx, websocket.MessageText, m.frame)
+	writeLoop(ctx, box, g.cfg.WriteTimeout, c, func(_ context.Context, m outMsg) error {
+		// The frames ready now leave together, at the flush. Every write to
+		// the socket has a deadline of its own (the cork's), so the write
+		// needs no context: with one, coder/websocket would register and
+		// drop a callback on it for every message.
+		cc.cork()
+		return ws.Write(context.Background(), websocket.MessageText, m.frame)
 	}, func() error {
 		return cc.uncork(g.cfg.WriteTimeout)
 	})
