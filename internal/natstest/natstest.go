@@ -2,11 +2,14 @@
 package natstest
 
 import (
+	"context"
+	"sync/atomic"
 	"testing"
 
 	"github.com/jobwire/jobwire/internal/natsembed"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // Server starts an embedded NATS server with JetStream in a temporary
@@ -36,4 +39,22 @@ func Connect(t testing.TB, s *server.Server) *nats.Conn {
 	}
 	t.Cleanup(nc.Close)
 	return nc
+}
+
+// LostAnswers is a real JetStream publisher whose next Lose successful
+// answers are lost on the way back: the message is stored, the caller
+// sees a timeout. For tests of what a writer does when it cannot know
+// whether its write landed.
+type LostAnswers struct {
+	jetstream.Publisher
+	Lose atomic.Int64
+}
+
+// Publish publishes for real, then maybe loses the answer.
+func (l *LostAnswers) Publish(ctx context.Context, subject string, data []byte, opts ...jetstream.PublishOpt) (*jetstream.PubAck, error) {
+	ack, err := l.Publisher.Publish(ctx, subject, data, opts...)
+	if err == nil && l.Lose.Add(-1) >= 0 {
+		return nil, context.DeadlineExceeded
+	}
+	return ack, err
 }

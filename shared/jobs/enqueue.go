@@ -2,9 +2,11 @@ package jobs
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -14,6 +16,13 @@ import (
 // continues after it. If the request cannot be stored, the job's history is
 // closed with a "failed" event (code submit_failed) and the error returned:
 // the job was not accepted. Input must already be checked by the caller.
+//
+// A write whose answer does not come back (a timeout) may have been stored
+// all the same; Enqueue tries it once more, and the second answer tells:
+// the queued event is fenced (a new job's subject must be empty, so "wrong
+// last sequence" means the first write landed), the request deduplicated
+// by its Nats-Msg-Id (the job id). So a lost answer neither leaves a job
+// that is queued for ever without a request nor fails a job that runs.
 func Enqueue(ctx context.Context, js jetstream.Publisher, req Request) (Event, error) {
 	if err := ValidateID(req.ID); err != nil {
 		return Event{}, err
@@ -22,7 +31,16 @@ func Enqueue(ctx context.Context, js jetstream.Publisher, req Request) (Event, e
 		return Event{}, err
 	}
 	queued := req.Queued()
-	queuedSeq, err := PublishEvent(ctx, js, queued, 0)
+	storeQueued := func(ctx context.Context) (uint64, error) { return PublishEvent(ctx, js, queued, 0) }
+	queuedSeq, err := storeQueued(ctx)
+	if unsure(err) {
+		queuedSeq, err = again(ctx, storeQueued)
+		if IsWrongLastSequence(err) {
+			// The first write was stored; only its stream sequence is
+			// unknown, so the runner will read the state instead.
+			queuedSeq, err = 0, nil
+		}
+	}
 	if err != nil {
 		return Event{}, fmt.Errorf("store queued state: %w", err)
 	}
@@ -31,15 +49,41 @@ func Enqueue(ctx context.Context, js jetstream.Publisher, req Request) (Event, e
 	if err != nil {
 		return Event{}, err
 	}
-	if _, err := js.Publish(ctx, QueueSubject(req.Type), data,
-		jetstream.WithMsgID(req.ID), jetstream.WithExpectStream(QueueStream)); err != nil {
+	storeRequest := func(ctx context.Context) (*jetstream.PubAck, error) {
+		return js.Publish(ctx, QueueSubject(req.Type), data, jetstream.WithMsgID(req.ID), jetstream.WithExpectStream(QueueStream))
+	}
+	_, err = storeRequest(ctx)
+	if unsure(err) {
+		_, err = again(ctx, storeRequest)
+	}
+	if err != nil {
 		failed := queued.Next(KindFailed, time.Now())
 		failed.Status, failed.EndedAt = StatusFailed, &failed.Time
 		failed.Error = &Error{Code: "submit_failed", Message: "the job could not be stored; it was not accepted"}
-		if _, ferr := PublishEvent(context.WithoutCancel(ctx), js, failed, queuedSeq); ferr != nil {
+		if queuedSeq == 0 {
+			return Event{}, fmt.Errorf("store request: %w (its queued state stays: its sequence is unknown)", err)
+		}
+		if _, ferr := again(ctx, func(ctx context.Context) (uint64, error) { return PublishEvent(ctx, js, failed, queuedSeq) }); ferr != nil {
 			return Event{}, fmt.Errorf("store request: %w (and closing its queued state: %v)", err, ferr)
 		}
 		return Event{}, fmt.Errorf("store request: %w", err)
 	}
 	return queued, nil
 }
+
+// unsure reports whether a publish failed without an answer, so it may or
+// may not have been stored.
+func unsure(err error) bool {
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout)
+}
+
+// again runs a write once more after an unsure one: the caller's deadline
+// may be spent, so it gets a short one of its own.
+func again[T any](ctx context.Context, write func(context.Context) (T, error)) (T, error) {
+	c, cancel := context.WithTimeout(context.WithoutCancel(ctx), retryTimeout)
+	defer cancel()
+	return write(c)
+}
+
+// retryTimeout bounds the retry of an unsure write.
+const retryTimeout = 5 * time.Second

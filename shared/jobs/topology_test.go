@@ -221,3 +221,49 @@ func TestProgressSubscribersSeeOnlyStoredEvents(t *testing.T) {
 		t.Fatalf("subscriber saw %q, want %q", got, want)
 	}
 }
+
+// Enqueue with its answers lost on the way back (the writes were stored):
+// it tries once more, learns that they landed, and reports the job as
+// accepted; the job has one queued event and one request.
+func TestEnqueueSurvivesLostAnswers(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	s := natstest.Server(t)
+	js, err := jetstream.New(natstest.Connect(t, s))
+	if err != nil {
+		t.Fatal(err)
+	}
+	streams, err := (jobs.Topology{}).CreateOrUpdate(ctx, js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for lose := int64(1); lose <= 2; lose++ { // the queued event's answer; then the request's too
+		lossy := &natstest.LostAnswers{Publisher: js}
+		lossy.Lose.Store(lose)
+		req := jobs.Request{ID: jobs.NewID(time.Now()), Type: fmt.Sprintf("lossy%d", lose), CreatedAt: time.Now()}
+		queued, err := jobs.Enqueue(ctx, lossy, req)
+		if err != nil {
+			t.Fatalf("%d answers lost: %v", lose, err)
+		}
+		last, _, err := jobs.LastEvent(ctx, streams.Events, req.ID)
+		if err != nil || last.Seq != 1 || last.Kind != jobs.KindQueued || !last.Time.Equal(queued.Time) {
+			t.Fatalf("%d answers lost: state %+v, %v; want the one queued event", lose, last, err)
+		}
+		info, err := streams.Queue.Info(ctx, jetstream.WithSubjectFilter(jobs.QueueSubject(req.Type)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n := info.State.Subjects[jobs.QueueSubject(req.Type)]; n != 1 {
+			t.Fatalf("%d answers lost: %d requests stored, want 1", lose, n)
+		}
+		m, err := streams.Queue.GetLastMsgForSubject(ctx, jobs.QueueSubject(req.Type))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var stored jobs.Request
+		if err := json.Unmarshal(m.Data, &stored); err != nil || stored.ID != req.ID || stored.QueuedSeq != 0 {
+			t.Fatalf("%d answers lost: request %s (%v); want queued_seq left out, its sequence being unknown", lose, m.Data, err)
+		}
+	}
+}

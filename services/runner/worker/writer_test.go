@@ -1,31 +1,14 @@
 package worker
 
 import (
-	"context"
 	"errors"
 	"slices"
-	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/jobwire/jobwire/internal/natstest"
 	"github.com/jobwire/jobwire/shared/jobs"
-	"github.com/nats-io/nats.go/jetstream"
 )
-
-// lostAnswers is a real JetStream publisher whose first n answers are lost
-// on the way back: the message is stored, the caller sees a timeout.
-type lostAnswers struct {
-	jetstream.Publisher
-	n atomic.Int64
-}
-
-func (l *lostAnswers) Publish(ctx context.Context, subject string, data []byte, opts ...jetstream.PublishOpt) (*jetstream.PubAck, error) {
-	ack, err := l.Publisher.Publish(ctx, subject, data, opts...)
-	if err == nil && l.n.Add(-1) >= 0 {
-		return nil, context.DeadlineExceeded
-	}
-	return ack, err
-}
 
 // A write that was stored but whose answer was lost is recognised on the
 // retry: the event is stored once, not twice, and the writer carries on
@@ -36,20 +19,20 @@ func TestWriteWithLostAnswerIsStoredOnce(t *testing.T) {
 	e := newEnv(t)
 	id := jobs.NewID(time.Now())
 	e.submitID(id, "demo", "") // queued event (and a request no runner takes)
-	lossy := &lostAnswers{Publisher: e.js}
+	lossy := &natstest.LostAnswers{Publisher: e.js}
 	w := &writer{js: lossy, events: e.events, ev: jobs.Event{JobID: id}}
 	if err := w.reload(e.ctx); err != nil {
 		t.Fatal(err)
 	}
 
-	lossy.n.Store(1)
+	lossy.Lose.Store(1)
 	if err := w.emit(e.ctx, jobs.KindStarted, func(ev *jobs.Event) { ev.Status, ev.Attempt = jobs.StatusRunning, 1 }); err != nil {
 		t.Fatalf("started, answer lost: %v", err)
 	}
 	if err := w.emit(e.ctx, jobs.KindProgress, func(ev *jobs.Event) { ev.Current, ev.Total = 1, 2 }); err != nil {
 		t.Fatalf("progress after it: %v", err)
 	}
-	lossy.n.Store(1)
+	lossy.Lose.Store(1)
 	err := w.emit(e.ctx, jobs.KindSucceeded, func(ev *jobs.Event) { ev.Status = jobs.StatusSucceeded })
 	if err != nil {
 		t.Fatalf("succeeded, answer lost: %v (ended elsewhere: %v)", err, errors.Is(err, errJobEnded))
