@@ -58,7 +58,18 @@ type authenticator struct {
 	adminScope string
 	verified   verifiedTokens
 	now        func() time.Time // time.Now; tests move it
+
+	// With JWT_JWKS_URL, a token whose key id is unknown makes the
+	// gateway fetch the key set again (the identity provider rotated its
+	// keys), at most once per jwksRefetchEvery.
+	jwksURL     string
+	jwksMu      sync.Mutex
+	jwksFetched time.Time
 }
+
+// jwksRefetchEvery is the shortest time between two fetches of the key
+// set prompted by unknown key ids.
+const jwksRefetchEvery = 30 * time.Second
 
 // verifiedTokens remembers the bearer tokens that passed verification,
 // until they expire, so a client that sends the same token with every
@@ -118,6 +129,7 @@ func newAuthenticator(ctx context.Context, cfg Config) (*authenticator, error) {
 			return nil, fmt.Errorf("JWT_JWKS_FILE: %w", err)
 		}
 	case cfg.JWKSURL != "":
+		a.jwksURL, a.jwksFetched = cfg.JWKSURL, a.now()
 		if err := a.fetchJWKS(ctx, cfg.JWKSURL); err != nil {
 			return nil, fmt.Errorf("JWT_JWKS_URL: %w", err)
 		}
@@ -169,6 +181,24 @@ func (a *authenticator) fetchJWKS(ctx context.Context, url string) error {
 		return err
 	}
 	return a.setJWKS(b)
+}
+
+// refetchJWKS fetches the key set from JWT_JWKS_URL again, unless that
+// was done less than jwksRefetchEvery ago; it reports whether it did. A
+// failed fetch keeps the keys there were.
+func (a *authenticator) refetchJWKS(now time.Time) bool {
+	if a.jwksURL == "" {
+		return false
+	}
+	a.jwksMu.Lock()
+	defer a.jwksMu.Unlock()
+	if now.Sub(a.jwksFetched) < jwksRefetchEvery {
+		return false
+	}
+	a.jwksFetched = now
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	return a.fetchJWKS(ctx, a.jwksURL) == nil
 }
 
 var errUnauthenticated = errorf(http.StatusUnauthorized, "unauthenticated", "sign in: send a bearer token")
@@ -264,6 +294,9 @@ func (a *authenticator) verifyToken(token string, now time.Time) (principal, tim
 	var key any = a.hsKey
 	if tok.Headers[0].Algorithm != string(jose.HS256) {
 		keys := a.jwks.Load().Key(tok.Headers[0].KeyID)
+		if len(keys) == 0 && a.refetchJWKS(now) {
+			keys = a.jwks.Load().Key(tok.Headers[0].KeyID)
+		}
 		if len(keys) == 0 {
 			return invalid("unknown key id")
 		}

@@ -84,7 +84,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	s.String(&c.JWTSecret, "jwt-hs256-secret", "JWT_HS256_SECRET", "", "accept HS256 bearer tokens signed with this secret")
 	s.String(&c.JWTSecretFile, "jwt-hs256-secret-file", "JWT_HS256_SECRET_FILE", "", "file holding JWT_HS256_SECRET")
 	s.String(&c.JWKSFile, "jwt-jwks-file", "JWT_JWKS_FILE", "", "accept RS256/ES256 bearer tokens signed by keys in this JWKS file")
-	s.String(&c.JWKSURL, "jwt-jwks-url", "JWT_JWKS_URL", "", "accept RS256/ES256 bearer tokens signed by keys from this JWKS URL (read at start)")
+	s.String(&c.JWKSURL, "jwt-jwks-url", "JWT_JWKS_URL", "", "accept RS256/ES256 bearer tokens signed by keys from this JWKS URL (read at start, and again for an unknown key id, at most every 30s)")
 	s.String(&c.JWTIssuer, "jwt-issuer", "JWT_ISSUER", "", "required iss of bearer tokens")
 	s.String(&c.JWTAudience, "jwt-audience", "JWT_AUDIENCE", "", "required aud of bearer tokens")
 	s.String(&c.AdminScope, "admin-scope", "ADMIN_SCOPE", "jobwire:admin", "a token with this in its scope, scp or roles claim sees every job")

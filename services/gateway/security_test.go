@@ -9,9 +9,12 @@ import (
 	"encoding/json"
 	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -330,5 +333,70 @@ func TestVerifiedTokensAreRememberedUntilTheyExpire(t *testing.T) {
 	}
 	if len(a.verified.m) != 1 {
 		t.Fatalf("%d tokens remembered, want only the real one", len(a.verified.m))
+	}
+}
+
+// With JWT_JWKS_URL, keys the identity provider adds later are picked up:
+// a token with an unknown key id makes the gateway fetch the key set again,
+// at most once per jwksRefetchEvery, so unknown ids cannot flood the
+// provider.
+func TestJWKSURLPicksUpRotatedKeys(t *testing.T) {
+	t.Parallel()
+	newKey := func() *ecdsa.PrivateKey {
+		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return k
+	}
+	k1, k2 := newKey(), newKey()
+	var mu sync.Mutex
+	published := []jose.JSONWebKey{{Key: k1.Public(), KeyID: "k1", Algorithm: "ES256", Use: "sig"}}
+	var fetches atomic.Int64
+	idp := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fetches.Add(1)
+		mu.Lock()
+		defer mu.Unlock()
+		_ = json.NewEncoder(w).Encode(jose.JSONWebKeySet{Keys: published})
+	}))
+	defer idp.Close()
+
+	a, err := newAuthenticator(context.Background(), Config{JWKSURL: idp.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	a.now = func() time.Time { return now }
+	sign := func(key *ecdsa.PrivateKey, kid string) string {
+		signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: jose.JSONWebKey{Key: key, KeyID: kid}}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := jwt.Signed(signer).Claims(jwt.Claims{Subject: "dave", Expiry: jwt.NewNumericDate(now.Add(time.Hour))}).Serialize()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	if _, err := a.verify(sign(k1, "k1")); err != nil || fetches.Load() != 1 {
+		t.Fatalf("k1: %v after %d fetches", err, fetches.Load())
+	}
+
+	// The provider rotates: k2 appears. Right after the start-up fetch
+	// the gateway does not ask again...
+	mu.Lock()
+	published = append(published, jose.JSONWebKey{Key: k2.Public(), KeyID: "k2", Algorithm: "ES256", Use: "sig"})
+	mu.Unlock()
+	if _, err := a.verify(sign(k2, "k2")); err == nil || fetches.Load() != 1 {
+		t.Fatalf("k2 within %v of the last fetch: %v after %d fetches; want refused, no fetch", jwksRefetchEvery, err, fetches.Load())
+	}
+	// ...but later it does, once, and k2 works.
+	now = now.Add(jwksRefetchEvery + time.Second)
+	if _, err := a.verify(sign(k2, "k2")); err != nil || fetches.Load() != 2 {
+		t.Fatalf("k2 later: %v after %d fetches; want accepted after 2", err, fetches.Load())
+	}
+	// A key id nobody published: refused, and no fetch right after the last.
+	if _, err := a.verify(sign(newKey(), "k3")); err == nil || fetches.Load() != 2 {
+		t.Fatalf("unknown k3: %v after %d fetches; want refused without a fetch", err, fetches.Load())
 	}
 }
