@@ -53,8 +53,9 @@ const consumerDeleteTimeout = 2 * time.Second
 // from where it was.
 //
 // Watch reads the job's stream through an ordered consumer filtered to the
-// job's progress subject, which NATS recreates after a reconnect or a
-// server restart from the last message delivered. The consumer is stopped
+// subject its events are stored on (jobs.EventSubject), which NATS
+// recreates after a reconnect or a server restart from the last message
+// delivered. The consumer is stopped
 // and removed when the loop ends, whether by the job's end, an error, a
 // break, or ctx. (Should ctx end while NATS is unreachable and the
 // consumer is being recreated, the loop ends when the current attempt to
