@@ -47,13 +47,19 @@ func Connect(t testing.TB, s *server.Server) *nats.Conn {
 // whether its write landed.
 type LostAnswers struct {
 	jetstream.Publisher
-	Lose atomic.Int64
+	Lose     atomic.Int64 // successful answers to lose
+	FailNext atomic.Int64 // failed answers to lose, once a success was lost
+	lost     atomic.Bool
 }
 
 // Publish publishes for real, then maybe loses the answer.
 func (l *LostAnswers) Publish(ctx context.Context, subject string, data []byte, opts ...jetstream.PublishOpt) (*jetstream.PubAck, error) {
 	ack, err := l.Publisher.Publish(ctx, subject, data, opts...)
-	if err == nil && l.Lose.Add(-1) >= 0 {
+	switch {
+	case err == nil && l.Lose.Add(-1) >= 0:
+		l.lost.Store(true)
+		return nil, context.DeadlineExceeded
+	case err != nil && l.lost.Load() && l.FailNext.Add(-1) >= 0:
 		return nil, context.DeadlineExceeded
 	}
 	return ack, err

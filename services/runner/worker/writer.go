@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/jobwire/jobwire/shared/jobs"
@@ -66,7 +67,7 @@ func (w *writer) reload(ctx context.Context) error {
 func (w *writer) emit(ctx context.Context, kind jobs.Kind, set func(*jobs.Event)) error {
 	const tries = 5
 	var err error
-	var unsure *jobs.Event // the last write whose outcome is unknown
+	var unsure []jobs.Event // writes whose outcome is unknown
 	for i := range tries {
 		next := w.ev.Next(kind, time.Now())
 		if w.pending != nil {
@@ -85,14 +86,14 @@ func (w *writer) emit(ctx context.Context, kind jobs.Kind, set func(*jobs.Event)
 			return nil
 		}
 		if !jobs.IsWrongLastSequence(err) {
-			unsure = &next
+			unsure = append(unsure, next)
 			sleep(ctx, time.Duration(100<<i)*time.Millisecond)
 			continue
 		}
 		if rerr := w.reload(ctx); rerr != nil {
 			return rerr
 		}
-		if unsure != nil && sameWrite(w.ev, *unsure) {
+		if slices.ContainsFunc(unsure, func(tried jobs.Event) bool { return sameWrite(w.ev, tried) }) {
 			w.pending = nil // stored after all: its answer was lost
 			return nil
 		}

@@ -32,6 +32,13 @@ func TestWriteWithLostAnswerIsStoredOnce(t *testing.T) {
 	if err := w.emit(e.ctx, jobs.KindProgress, func(ev *jobs.Event) { ev.Current, ev.Total = 1, 2 }); err != nil {
 		t.Fatalf("progress after it: %v", err)
 	}
+	// Two answers lost in a row: the first write landed, the second was
+	// refused by the fence (its answer lost as well, here as a timeout).
+	lossy.Lose.Store(1)
+	lossy.FailNext.Store(1)
+	if err := w.emit(e.ctx, jobs.KindLog, func(ev *jobs.Event) { ev.Log = "line" }); err != nil {
+		t.Fatalf("log, two answers lost: %v", err)
+	}
 	lossy.Lose.Store(1)
 	err := w.emit(e.ctx, jobs.KindSucceeded, func(ev *jobs.Event) { ev.Status = jobs.StatusSucceeded })
 	if err != nil {
@@ -44,7 +51,7 @@ func TestWriteWithLostAnswerIsStoredOnce(t *testing.T) {
 	for _, ev := range evs {
 		kinds = append(kinds, ev.Kind)
 	}
-	want := []jobs.Kind{jobs.KindQueued, jobs.KindStarted, jobs.KindProgress, jobs.KindSucceeded}
+	want := []jobs.Kind{jobs.KindQueued, jobs.KindStarted, jobs.KindProgress, jobs.KindLog, jobs.KindSucceeded}
 	if !slices.Equal(kinds, want) {
 		t.Fatalf("history %v, want %v:\n%s", kinds, want, describeAll(evs))
 	}
