@@ -97,6 +97,12 @@ func (v *verifiedTokens) get(key [sha256.Size]byte, now time.Time) (principal, b
 	return t.p, true
 }
 
+func (v *verifiedTokens) clear() {
+	v.mu.Lock()
+	v.m = nil
+	v.mu.Unlock()
+}
+
 func (v *verifiedTokens) put(key [sha256.Size]byte, p principal, expires time.Time) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
@@ -198,7 +204,11 @@ func (a *authenticator) refetchJWKS(now time.Time) bool {
 	a.jwksFetched = now
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	return a.fetchJWKS(ctx, a.jwksURL) == nil
+	if a.fetchJWKS(ctx, a.jwksURL) != nil {
+		return false
+	}
+	a.verified.clear() // a key that was withdrawn no longer vouches for its tokens
+	return true
 }
 
 var errUnauthenticated = errorf(http.StatusUnauthorized, "unauthenticated", "sign in: send a bearer token")

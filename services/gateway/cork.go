@@ -20,6 +20,10 @@ type corkedConn struct {
 	mu      sync.Mutex
 	corked  bool
 	buf     *[]byte // from corkBufs while something is gathered
+	// failed is the first write error. After it nothing more is written:
+	// a write that timed out may have sent part of a frame, and a close
+	// frame after that would reach the client as garbage.
+	failed error
 }
 
 // corkLimit is the most gathered before it is written anyway.
@@ -30,8 +34,13 @@ var corkBufs = sync.Pool{New: func() any { b := make([]byte, 0, 8<<10); return &
 func (c *corkedConn) Write(p []byte) (int, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.failed != nil {
+		return 0, c.failed
+	}
 	if !c.corked {
-		return c.Conn.Write(p)
+		n, err := c.Conn.Write(p)
+		c.failed = err
+		return n, err
 	}
 	if c.buf == nil {
 		c.buf = corkBufs.Get().(*[]byte)
@@ -58,10 +67,27 @@ func (c *corkedConn) uncork(timeout time.Duration) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.corked = false
+	if c.failed != nil {
+		return c.failed
+	}
 	if c.buf == nil {
 		return nil
 	}
 	return c.writeGathered(timeout)
+}
+
+// Close sends what was gathered, if no write is under way (coder/websocket
+// answers a client's close frame and closes the connection at once, so the
+// answer may still sit here), then closes the connection. A write under
+// way is not waited for: closing is what ends it.
+func (c *corkedConn) Close() error {
+	if c.mu.TryLock() {
+		if c.failed == nil && c.buf != nil {
+			_ = c.writeGathered(time.Second)
+		}
+		c.mu.Unlock()
+	}
+	return c.Conn.Close()
 }
 
 // writeGathered writes the gathered bytes, giving up after timeout, and
@@ -77,6 +103,7 @@ func (c *corkedConn) writeGathered(timeout time.Duration) error {
 	if *b = (*b)[:0]; cap(*b) <= 2*corkLimit {
 		corkBufs.Put(b)
 	}
+	c.failed = err
 	return err
 }
 

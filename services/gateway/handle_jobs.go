@@ -74,8 +74,9 @@ func (g *gateway) submit(ctx context.Context, p principal, req submitRequest, id
 	}
 
 	// One deadline for every store of this submission (JetStream would
-	// otherwise make one per publish).
-	ctx, cancel := context.WithTimeout(ctx, submitTimeout)
+	// otherwise make one per publish), and no cancellation: a client that
+	// goes away half-way must not leave a queued event without its request.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), submitTimeout)
 	defer cancel()
 	now := time.Now().UTC()
 	id := jobs.NewID(now)

@@ -395,6 +395,9 @@ func TestJWKSURLPicksUpRotatedKeys(t *testing.T) {
 	if _, err := a.verify(sign(k2, "k2")); err != nil || fetches.Load() != 2 {
 		t.Fatalf("k2 later: %v after %d fetches; want accepted after 2", err, fetches.Load())
 	}
+	if n := len(a.verified.m); n != 1 {
+		t.Errorf("%d tokens remembered after the fetch, want only k2's: a fetch forgets the others", n)
+	}
 	// A key id nobody published: refused, and no fetch right after the last.
 	if _, err := a.verify(sign(newKey(), "k3")); err == nil || fetches.Load() != 2 {
 		t.Fatalf("unknown k3: %v after %d fetches; want refused without a fetch", err, fetches.Load())

@@ -151,7 +151,7 @@ func writeLoop(ctx context.Context, box *outbox, timeout time.Duration, c *conn,
 	deadline := time.AfterFunc(time.Hour, func() { c.close(closeSlow) })
 	defer deadline.Stop()
 	dirty := false
-	for {
+	for ctx.Err() == nil { // a closed session stops, however much is queued
 		m, ok := box.next()
 		if !ok {
 			if dirty {

@@ -71,10 +71,10 @@ func Enqueue(ctx context.Context, js jetstream.Publisher, req Request) (Event, e
 	return queued, nil
 }
 
-// unsure reports whether a publish failed without an answer, so it may or
-// may not have been stored.
+// unsure reports whether a publish failed without an answer (it timed out,
+// or the caller stopped waiting), so it may or may not have been stored.
 func unsure(err error) bool {
-	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout)
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) || errors.Is(err, nats.ErrTimeout)
 }
 
 // again runs a write once more after an unsure one: the caller's deadline

@@ -39,7 +39,7 @@ func (r *Runner) openWriter(ctx context.Context, req jobs.Request, firstDelivery
 	if err := w.reload(ctx); errors.Is(err, jobs.ErrNotFound) {
 		// The gateway's "queued" event is not stored (yet): start from the request.
 		created := req.CreatedAt
-		w.ev = jobs.Event{JobID: req.ID, Type: req.Type, Status: jobs.StatusQueued, CreatedAt: &created}
+		w.ev = jobs.Event{JobID: req.ID, Type: req.Type, Owner: req.Owner, Status: jobs.StatusQueued, CreatedAt: &created}
 	} else if err != nil {
 		return nil, err
 	}
