@@ -182,3 +182,24 @@ func TestCorkedConnWritesNothingAfterAFailure(t *testing.T) {
 		t.Fatal("uncork after a failure reported no error")
 	}
 }
+
+// Closing the connection sends what was gathered first: coder/websocket
+// answers a client's close frame and closes at once, while the writer may
+// still hold the cork.
+func TestCorkedConnCloseSendsWhatGathered(t *testing.T) {
+	t.Parallel()
+	raw, client := tcpPair(t)
+	c := &corkedConn{Conn: raw}
+	c.cork()
+	if _, err := c.Write([]byte("close reply")); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	_ = client.SetReadDeadline(time.Now().Add(5 * time.Second))
+	got, err := io.ReadAll(client)
+	if err != nil || string(got) != "close reply" {
+		t.Fatalf("client read %q, %v; want the gathered bytes, then the end", got, err)
+	}
+}
