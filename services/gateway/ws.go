@@ -199,7 +199,7 @@ func (g *gateway) readLoop(readCtx, ctx context.Context, p principal, ws *websoc
 		}
 		switch m.Op {
 		case "watch":
-			g.watch(ctx, p, box, watching, m.JobID, m.AfterSeq)
+			onFreshStack(func() { g.watch(ctx, p, box, watching, m.JobID, m.AfterSeq) })
 		case "watch_all":
 			if !p.Admin {
 				sendError(box, "", "forbidden", "watching every job is for admins")
@@ -227,6 +227,20 @@ func (g *gateway) readLoop(readCtx, ctx context.Context, p principal, ws *websoc
 			sendError(box, m.JobID, "bad_request", `"op" must be "watch", "unwatch", "watch_all" or "unwatch_all"`)
 		}
 	}
+}
+
+// onFreshStack runs f on a goroutine of its own and waits for it. Reading
+// a job's state and history calls deep (NATS requests, JSON): on the
+// connection's long-lived reader goroutine that would grow its stack for
+// good, and idle watchers would each keep several KiB of stack they no
+// longer use. The short-lived goroutine takes the growth with it.
+func onFreshStack(f func()) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		f()
+	}()
+	<-done
 }
 
 // watch starts following a job for this connection.
