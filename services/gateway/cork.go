@@ -61,9 +61,9 @@ func (c *corkedConn) cork() {
 	c.mu.Unlock()
 }
 
-// uncork writes what was gathered, giving up after timeout, and lets
+// uncork writes what was gathered, giving up after c.timeout, and lets
 // later writes go straight through.
-func (c *corkedConn) uncork(timeout time.Duration) error {
+func (c *corkedConn) uncork() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.corked = false
@@ -73,7 +73,7 @@ func (c *corkedConn) uncork(timeout time.Duration) error {
 	if c.buf == nil {
 		return nil
 	}
-	return c.writeGathered(timeout)
+	return c.writeGathered(c.timeout)
 }
 
 // Close sends what was gathered, if no write is under way (coder/websocket

@@ -53,7 +53,7 @@ func tcpPair(t *testing.T) (server *countingConn, client net.Conn) {
 func TestCorkedConnSendsWhatGatheredInOneWrite(t *testing.T) {
 	t.Parallel()
 	raw, client := tcpPair(t)
-	c := &corkedConn{Conn: raw}
+	c := &corkedConn{Conn: raw, timeout: time.Second}
 
 	c.cork()
 	for _, frame := range []string{"one ", "two ", "three "} {
@@ -64,7 +64,7 @@ func TestCorkedConnSendsWhatGatheredInOneWrite(t *testing.T) {
 	if n := raw.writes.Load(); n != 0 {
 		t.Fatalf("%d writes reached the connection while corked", n)
 	}
-	if err := c.uncork(time.Second); err != nil {
+	if err := c.uncork(); err != nil {
 		t.Fatal(err)
 	}
 	if n := raw.writes.Load(); n != 1 {
@@ -91,7 +91,7 @@ func TestCorkedConnSendsWhatGatheredInOneWrite(t *testing.T) {
 	if n := raw.writes.Load(); n != 3 {
 		t.Fatalf("%d writes after passing the cork limit, want 3", n)
 	}
-	if err := c.uncork(time.Second); err != nil || raw.writes.Load() != 3 {
+	if err := c.uncork(); err != nil || raw.writes.Load() != 3 {
 		t.Fatalf("uncork with nothing gathered: %v, %d writes", err, raw.writes.Load())
 	}
 }
@@ -101,7 +101,7 @@ func TestCorkedConnSendsWhatGatheredInOneWrite(t *testing.T) {
 func TestCorkedConnUncorkTimesOut(t *testing.T) {
 	t.Parallel()
 	raw, _ := tcpPair(t)
-	c := &corkedConn{Conn: raw}
+	c := &corkedConn{Conn: raw, timeout: 200 * time.Millisecond}
 	chunk := bytes.Repeat([]byte("y"), corkLimit-1)
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) { // fill the socket buffers
@@ -109,7 +109,7 @@ func TestCorkedConnUncorkTimesOut(t *testing.T) {
 		if _, err := c.Write(chunk); err != nil {
 			t.Fatal(err)
 		}
-		err := c.uncork(200 * time.Millisecond)
+		err := c.uncork()
 		if errors.Is(err, os.ErrDeadlineExceeded) {
 			return
 		}
@@ -139,7 +139,7 @@ func TestWriteLoopStopsWhenTheSessionCloses(t *testing.T) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		writeLoop(ctx, box, time.Minute, c, func(context.Context, outMsg) error {
+		writeLoop(ctx, box, time.Minute, c, func(outMsg) error {
 			if writes++; writes == 5 {
 				c.close(closeGoingAway)
 			}
@@ -161,7 +161,7 @@ func TestWriteLoopStopsWhenTheSessionCloses(t *testing.T) {
 func TestCorkedConnWritesNothingAfterAFailure(t *testing.T) {
 	t.Parallel()
 	raw, client := tcpPair(t)
-	c := &corkedConn{Conn: raw}
+	c := &corkedConn{Conn: raw, timeout: time.Second}
 	_ = client.Close()
 	_ = raw.Conn.(*net.TCPConn).SetLinger(0)
 	var err error
@@ -178,7 +178,7 @@ func TestCorkedConnWritesNothingAfterAFailure(t *testing.T) {
 		t.Fatalf("a write after a failure: %v, %d more writes reached the connection", err, raw.writes.Load()-before)
 	}
 	c.cork()
-	if err := c.uncork(time.Second); err == nil {
+	if err := c.uncork(); err == nil {
 		t.Fatal("uncork after a failure reported no error")
 	}
 }
@@ -189,7 +189,7 @@ func TestCorkedConnWritesNothingAfterAFailure(t *testing.T) {
 func TestCorkedConnCloseSendsWhatGathered(t *testing.T) {
 	t.Parallel()
 	raw, client := tcpPair(t)
-	c := &corkedConn{Conn: raw}
+	c := &corkedConn{Conn: raw, timeout: time.Second}
 	c.cork()
 	if _, err := c.Write([]byte("close reply")); err != nil {
 		t.Fatal(err)

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"net/http"
 	"strconv"
@@ -59,7 +58,7 @@ func handleEvents(g *gateway) http.HandlerFunc {
 		w.WriteHeader(http.StatusOK)
 		_ = rc.Flush()
 		buf := make([]byte, 0, 1024)
-		writeLoop(ctx, box, g.cfg.WriteTimeout, c, func(_ context.Context, m outMsg) error {
+		writeLoop(ctx, box, g.cfg.WriteTimeout, c, func(m outMsg) error {
 			_ = rc.SetWriteDeadline(time.Now().Add(g.cfg.WriteTimeout))
 			buf = buf[:0]
 			if m.truncated {

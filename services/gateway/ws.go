@@ -120,17 +120,15 @@ func (g *gateway) serveWatcher(ws *websocket.Conn, cc *corkedConn, wr *watcher, 
 		defer c.cancel()
 		g.readLoop(readCtx, ctx, p, ws, box, watching)
 	}()
-	writeLoop(ctx, box, g.cfg.WriteTimeout, c, func(_ context.Context, m outMsg) error {
+	writeLoop(ctx, box, g.cfg.WriteTimeout, c, func(m outMsg) error {
 		// The frames ready now leave together, at the flush. Every write to
 		// the socket has a deadline of its own (the cork's), so the write
 		// needs no context: with one, coder/websocket would register and
 		// drop a callback on it for every message.
 		cc.cork()
 		return ws.Write(context.Background(), websocket.MessageText, m.frame)
-	}, func() error {
-		return cc.uncork(g.cfg.WriteTimeout)
-	})
-	_ = cc.uncork(g.cfg.WriteTimeout)
+	}, cc.uncork)
+	_ = cc.uncork()
 	if r := c.closeReason(); r.code != 0 {
 		_ = ws.Close(r.code, r.text)
 	} else {
@@ -146,7 +144,7 @@ func (g *gateway) serveWatcher(ws *websocket.Conn, cc *corkedConn, wr *watcher, 
 // that are ready leave together. A write or flush that takes longer than
 // timeout closes the watcher as too slow; the deadline is one reusable
 // timer, not a context per message.
-func writeLoop(ctx context.Context, box *outbox, timeout time.Duration, c *conn, write func(context.Context, outMsg) error, flush func() error) {
+func writeLoop(ctx context.Context, box *outbox, timeout time.Duration, c *conn, write func(outMsg) error, flush func() error) {
 	defer c.cancel()
 	deadline := time.AfterFunc(time.Hour, func() { c.close(closeSlow) })
 	defer deadline.Stop()
@@ -175,7 +173,7 @@ func writeLoop(ctx context.Context, box *outbox, timeout time.Duration, c *conn,
 			}
 		}
 		deadline.Reset(timeout)
-		err := write(ctx, m)
+		err := write(m)
 		deadline.Stop()
 		if err != nil {
 			return

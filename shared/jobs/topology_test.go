@@ -11,6 +11,7 @@ import (
 
 	"github.com/jobwire/jobwire/internal/natstest"
 	"github.com/jobwire/jobwire/shared/jobs"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -165,17 +166,7 @@ func mustJSON(t *testing.T, v any) string {
 // order: a fenced write that the stream refused never reaches them.
 func TestProgressSubscribersSeeOnlyStoredEvents(t *testing.T) {
 	t.Parallel()
-	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
-	defer cancel()
-	s := natstest.Server(t)
-	nc := natstest.Connect(t, s)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := (jobs.Topology{}).CreateOrUpdate(ctx, js); err != nil {
-		t.Fatal(err)
-	}
+	ctx, nc, js, _ := withTopology(t)
 	id := jobs.NewID(time.Now())
 	sub, err := nc.SubscribeSync(jobs.AllProgress)
 	if err != nil {
@@ -227,17 +218,7 @@ func TestProgressSubscribersSeeOnlyStoredEvents(t *testing.T) {
 // accepted; the job has one queued event and one request.
 func TestEnqueueSurvivesLostAnswers(t *testing.T) {
 	t.Parallel()
-	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
-	defer cancel()
-	s := natstest.Server(t)
-	js, err := jetstream.New(natstest.Connect(t, s))
-	if err != nil {
-		t.Fatal(err)
-	}
-	streams, err := (jobs.Topology{}).CreateOrUpdate(ctx, js)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ctx, _, js, streams := withTopology(t)
 	for lose := int64(1); lose <= 2; lose++ { // the queued event's answer; then the request's too
 		lossy := &natstest.LostAnswers{Publisher: js}
 		lossy.Lose.Store(lose)
@@ -266,4 +247,22 @@ func TestEnqueueSurvivesLostAnswers(t *testing.T) {
 			t.Fatalf("%d answers lost: request %s (%v); want queued_seq left out, its sequence being unknown", lose, m.Data, err)
 		}
 	}
+}
+
+// withTopology starts a NATS server with jobwire's streams and returns a
+// context bounded by the test, a connection and its JetStream.
+func withTopology(t *testing.T) (context.Context, *nats.Conn, jetstream.JetStream, *jobs.Streams) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	t.Cleanup(cancel)
+	nc := natstest.Connect(t, natstest.Server(t))
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	streams, err := (jobs.Topology{}).CreateOrUpdate(ctx, js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ctx, nc, js, streams
 }

@@ -37,9 +37,10 @@ func (r *Runner) openWriter(ctx context.Context, req jobs.Request, firstDelivery
 		return w, nil
 	}
 	if err := w.reload(ctx); errors.Is(err, jobs.ErrNotFound) {
-		// The gateway's "queued" event is not stored (yet): start from the request.
-		created := req.CreatedAt
-		w.ev = jobs.Event{JobID: req.ID, Type: req.Type, Owner: req.Owner, Status: jobs.StatusQueued, CreatedAt: &created}
+		// The "queued" event is not stored (yet): start from what it would
+		// be, as the job's first event to store.
+		w.ev = req.Queued()
+		w.ev.Seq = 0
 	} else if err != nil {
 		return nil, err
 	}
