@@ -55,8 +55,8 @@ type outbox struct {
 }
 
 type jobQueue struct {
-	events    []outMsg // waiting: events[head:]
-	head      int
+	events     []outMsg // waiting: events[head:]
+	head       int
 	last       uint64 // highest seq queued (or sent)
 	lastStream uint64 // its stream sequence, 0 if unknown
 	ended      bool   // the job's final event is queued (or sent)
