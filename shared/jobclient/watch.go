@@ -82,14 +82,13 @@ func (c *Client) watch(ctx context.Context, id string, afterSeq uint64, yield fu
 	if err != nil {
 		return err
 	}
-	last, lastStreamSeq, err := jobs.LastEvent(ctx, events, id)
-	if err != nil {
+	if _, _, err := jobs.LastEvent(ctx, events, id); err != nil {
 		return fmt.Errorf("watch job %s: %w", id, err)
 	}
+	// The history is read from its start even to resume near its end: a
+	// final event before afterSeq must end the watch, whatever was stored
+	// after it.
 	f := &follower{id: id, prev: afterSeq, first: true, yield: yield}
-	if afterSeq+1 >= last.Seq {
-		f.from = lastStreamSeq // nothing older than the last event is wanted
-	}
 	// Subscribe before reading the history, so nothing falls in between.
 	live := make(chan *nats.Msg, liveBuffer)
 	sub, err := c.nc.ChanSubscribe(jobs.ProgressSubject(id), live)
