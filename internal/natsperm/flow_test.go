@@ -120,7 +120,7 @@ func jobFlow(t *testing.T, s *server.Server) {
 	}
 
 	// Reads of the gateway: the last event (direct get), the job list
-	// (stream info), history (ordered consumer), the tombstone the runner
+	// (stream info), history (batched direct gets), the tombstone the runner
 	// wrote, and the end of the idempotency claim.
 	last, _, err := jobs.LastEvent(ctx, gw.streams.Events, id)
 	if err != nil || last.Seq != uint64(len(evs)) {
@@ -130,7 +130,7 @@ func jobFlow(t *testing.T, s *server.Server) {
 	if err != nil || info.State.Subjects[jobs.EventSubject(id)] != uint64(len(evs)) {
 		t.Fatalf("events stream info as gateway: %v (subjects %v)", err, info)
 	}
-	if hist := replay(t, gw.streams.Events, id, uint64(len(evs))); len(hist) != len(evs) {
+	if hist := replay(t, gw.Conn, id); len(hist) != len(evs) {
 		t.Fatalf("history as gateway: %d events, want %d", len(hist), len(evs))
 	}
 	if buried, owner, err := jobs.Buried(ctx, gw.streams.Tombstones, id); err != nil || !buried || owner != "alice" {
@@ -179,30 +179,23 @@ func jobFlow(t *testing.T, s *server.Server) {
 	ob.errs.none(t, "observer")
 }
 
-// replay reads job id's stored events up to seq upTo with an ordered
-// consumer, as the gateway's follow.replay does.
-func replay(t testing.TB, events jetstream.Stream, id string, upTo uint64) []jobs.Event {
+// replay reads job id's stored events with batched direct gets, as the
+// gateway's follow.replay does (jobs.History).
+func replay(t testing.TB, nc *nats.Conn, id string) []jobs.Event {
 	t.Helper()
 	ctx := testContext(t, 10*time.Second)
-	cons, err := events.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: []string{jobs.EventSubject(id)}})
-	if err != nil {
-		t.Fatalf("ordered consumer: %v", err)
-	}
 	var evs []jobs.Event
-	for {
-		m, err := cons.Next(jetstream.FetchContext(ctx))
+	for m, err := range jobs.History(ctx, nc, id, 0) {
 		if err != nil {
-			t.Fatalf("ordered consumer after %d events: %v", len(evs), err)
+			t.Fatalf("history after %d events: %v", len(evs), err)
 		}
 		var ev jobs.Event
-		if err := json.Unmarshal(m.Data(), &ev); err != nil {
+		if err := json.Unmarshal(m.Data, &ev); err != nil {
 			t.Fatal(err)
 		}
 		evs = append(evs, ev)
-		if ev.Seq >= upTo {
-			return evs
-		}
 	}
+	return evs
 }
 
 // TestCancelWithRolePermissions cancels a queued job (the gateway stores

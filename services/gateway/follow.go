@@ -64,18 +64,56 @@ func (g *gateway) endWatcher(w *watcher, watching map[string]bool) {
 
 // repairGaps returns the outbox's gap handler: it queues the missing
 // events from the stream in the background (tracked by wg), then releases
-// the live events held meanwhile. A watcher whose gap cannot be filled is
-// closed; it can resume by seq.
-func (g *gateway) repairGaps(ctx context.Context, box *outbox, wg *sync.WaitGroup) func(string, uint64, outMsg) {
-	return func(id string, after uint64, upTo outMsg) {
+// the live events held meanwhile. While NATS is away it tries again, for
+// up to repairPatience; a watcher whose gap still cannot be filled is
+// closed; it can resume by seq. At most cap(g.repairSlots) repairs read
+// the stream at once, so a reconnect that catches up every watcher does
+// not flood NATS.
+func (g *gateway) repairGaps(ctx context.Context, box *outbox, wg *sync.WaitGroup) func(string, uint64, uint64) {
+	return func(id string, after, fromStream uint64) {
 		wg.Go(func() {
-			if err := g.replay(ctx, box, id, after, upTo); err != nil {
+			if err := g.replayPatiently(ctx, box, id, after, fromStream); err != nil {
 				box.close(closeSlow)
 				return
 			}
 			box.endReplay(id)
 		})
 	}
+}
+
+// repairPatience is how long a gap repair keeps trying while NATS is
+// away (a restarting server needs a few seconds to load its streams).
+const repairPatience = 30 * time.Second
+
+// replayPatiently is replay, tried again with a growing pause while it
+// fails, for up to repairPatience.
+func (g *gateway) replayPatiently(ctx context.Context, box *outbox, id string, after, fromStream uint64) error {
+	ctx, cancel := context.WithTimeout(ctx, repairPatience)
+	defer cancel()
+	pause := 50 * time.Millisecond
+	for {
+		err := g.withRepairSlot(ctx, func() error { return g.replay(ctx, box, id, after, fromStream) })
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(pause):
+		}
+		pause = min(2*pause, 2*time.Second)
+	}
+}
+
+// withRepairSlot runs f once one of the gateway's repair slots is free.
+func (g *gateway) withRepairSlot(ctx context.Context, f func() error) error {
+	select {
+	case g.repairSlots <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	defer func() { <-g.repairSlots }()
+	return f()
 }
 
 // catchUp queues what the watcher must see before the live events.
@@ -107,48 +145,51 @@ func (g *gateway) catchUp(ctx context.Context, p principal, box *outbox, id stri
 	if *afterSeq >= last.seq {
 		return nil // nothing new yet
 	}
-	return g.replay(ctx, box, id, *afterSeq, last)
+	return g.replay(ctx, box, id, *afterSeq, 0)
 }
 
-// replay queues the stored events after afterSeq up to last, at the
-// watcher's pace. If some of them have aged out it queues the current
-// state instead, marked truncated.
-func (g *gateway) replay(ctx context.Context, box *outbox, id string, afterSeq uint64, last outMsg) error {
+// replay queues the stored events of job id after seq afterSeq, reading
+// the stream from sequence fromStream (0: from the start) through the
+// job's first final event or the last one stored, at the watcher's pace.
+// It reads with batched direct gets and leaves nothing on the server. If
+// the events after afterSeq have aged out it queues the current state
+// instead (the first final event, or the last stored), marked truncated.
+func (g *gateway) replay(ctx context.Context, box *outbox, id string, afterSeq, fromStream uint64) error {
 	rctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	cons, err := g.streams.Events.OrderedConsumer(rctx, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{jobs.EventSubject(id)},
-	})
-	if err != nil {
-		return errUnavailable(err)
-	}
-	first := true
-	for {
-		m, err := cons.Next(jetstream.FetchContext(rctx))
+	first, truncated := true, false
+	var current outMsg
+	for m, err := range jobs.History(rctx, g.nc, id, fromStream) {
 		if err != nil {
 			return errUnavailable(err)
 		}
-		ev, ok := eventMsg(m.Subject(), m.Data())
+		ev, ok := eventMsg(m.Subject, m.Data)
 		if !ok {
 			continue
 		}
+		ev.streamSeq = m.StreamSeq
 		if first && ev.seq > afterSeq+1 {
-			last.truncated = true
-			last.frame = truncatedFrame(id, last.raw)
-			box.add(last)
-			return nil
+			truncated = true
 		}
 		first = false
-		if ev.seq > afterSeq {
+		if truncated {
+			current = ev
+		} else if ev.seq > afterSeq {
 			if err := box.waitRoom(rctx, coalesceAt/2); err != nil {
 				return errUnavailable(err)
 			}
 			box.add(ev)
 		}
-		if ev.seq >= last.seq {
-			return nil
+		if ev.terminal {
+			break // the job's end: nothing stored after it counts
 		}
 	}
+	if truncated {
+		current.truncated = true
+		current.frame = truncatedFrame(id, current.raw)
+		box.add(current)
+	}
+	return nil
 }
 
 // truncatedFrame is eventFrame for a snapshot sent in place of history that

@@ -13,6 +13,10 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
+// maxConcurrentRepairs is how many gap repairs may read the events stream
+// at once (after a NATS reconnect every watched job is caught up).
+const maxConcurrentRepairs = 32
+
 // gateway holds what the HTTP handlers depend on.
 type gateway struct {
 	cfg     Config
@@ -28,6 +32,8 @@ type gateway struct {
 	submitLimit func(http.Handler) http.Handler
 	conns       *ownerCounter
 	hub         *hub
+	// repairSlots bounds the gap repairs reading the stream at once.
+	repairSlots chan struct{}
 	ready       atomic.Bool
 	stop        context.CancelFunc
 	closed      sync.Once
@@ -65,7 +71,7 @@ func newGateway(ctx context.Context, nc *nats.Conn, cfg Config, log *slog.Logger
 	}
 	gw := &gateway{
 		cfg: cfg, log: log, nc: nc, js: js, streams: streams, catalog: cat,
-		hub: newHub(nc, log), stop: stop, auth: auth, crossOrigin: cop,
+		hub: newHub(nc, log), repairSlots: make(chan struct{}, maxConcurrentRepairs), stop: stop, auth: auth, crossOrigin: cop,
 		submitLimit: newSubmitLimit(int(cfg.SubmitRate)), conns: newOwnerCounter(int(cfg.MaxConnsPerOwner)),
 	}
 	gw.ready.Store(true)

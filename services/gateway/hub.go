@@ -5,10 +5,12 @@ import (
 	"hash/maphash"
 	"log/slog"
 	"runtime"
+	"strconv"
 	"sync"
 
 	"github.com/jobwire/jobwire/shared/jobs"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // hub bridges jobs.<id>.progress to watchers. It holds one NATS
@@ -16,7 +18,9 @@ import (
 // gateway receives only the progress its watchers need. Messages are
 // dispatched by a fixed set of goroutines (a job always on the same one,
 // which keeps each job's events in order), encoded once per message and
-// handed to every watcher's bounded queue without ever blocking.
+// handed to every watcher's bounded queue without ever blocking. After
+// every reconnect to NATS it has each watcher catch its jobs up from the
+// stream: events stored while the gateway was away never arrive live.
 type hub struct {
 	nc     *nats.Conn
 	log    *slog.Logger
@@ -28,6 +32,7 @@ type hub struct {
 	watchers map[*outbox]struct{}
 	closing  bool
 
+	reconnected chan nats.Status
 	stop        chan struct{}
 	dispatchers sync.WaitGroup
 	sessions    sync.WaitGroup
@@ -44,6 +49,8 @@ const shardQueue = 8192
 
 func newHub(nc *nats.Conn, log *slog.Logger) *hub {
 	h := &hub{nc: nc, log: log, seed: maphash.MakeSeed(), topics: map[string]*topic{}, watchers: map[*outbox]struct{}{}, stop: make(chan struct{})}
+	h.reconnected = nc.StatusChanged(nats.CONNECTED)
+	h.dispatchers.Go(h.catchUpOnReconnect)
 	h.shards = make([]chan *nats.Msg, runtime.GOMAXPROCS(0))
 	for i := range h.shards {
 		ch := make(chan *nats.Msg, shardQueue)
@@ -55,6 +62,28 @@ func newHub(nc *nats.Conn, log *slog.Logger) *hub {
 
 func (h *hub) shard(id string) chan *nats.Msg {
 	return h.shards[maphash.String(h.seed, id)%uint64(len(h.shards))]
+}
+
+// catchUpOnReconnect has every watcher catch up after each reconnect.
+// (The subscriptions are sent again before the connection reports
+// CONNECTED, so whatever is stored after the catch-up's reads arrives live.)
+func (h *hub) catchUpOnReconnect() {
+	for {
+		select {
+		case <-h.reconnected:
+		case <-h.stop:
+			return
+		}
+		h.mu.RLock()
+		boxes := make([]*outbox, 0, len(h.watchers))
+		for b := range h.watchers {
+			boxes = append(boxes, b)
+		}
+		h.mu.RUnlock()
+		for _, b := range boxes {
+			b.catchUpAll()
+		}
+	}
 }
 
 // dispatch fans each message of its shard out to the job's watchers.
@@ -71,6 +100,7 @@ func (h *hub) dispatch(ch chan *nats.Msg) {
 			h.log.Warn("dropping a malformed event", "subject", m.Subject)
 			continue
 		}
+		out.streamSeq, _ = strconv.ParseUint(m.Header.Get(jetstream.SequenceHeader), 10, 64)
 		key := out.jobID
 		if m.Sub != nil && m.Sub.Subject == jobs.AllProgress {
 			key = jobs.AllProgress // the "every job" feed
@@ -219,6 +249,7 @@ func (h *hub) Wait() {
 		delete(h.topics, id)
 	}
 	h.mu.Unlock()
+	h.nc.RemoveStatusListener(h.reconnected)
 	close(h.stop)
 	h.dispatchers.Wait()
 }

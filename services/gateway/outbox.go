@@ -11,6 +11,7 @@ import (
 type outMsg struct {
 	jobID     string
 	seq       uint64 // 0: a control message (an error), always sent
+	streamSeq uint64 // its sequence in the events stream, 0 if unknown
 	raw       []byte
 	frame     []byte
 	terminal  bool
@@ -30,7 +31,8 @@ const (
 // outbox is what one watcher (a WebSocket or an SSE stream) has waiting to
 // be written. The hub puts events in without ever blocking; per job it
 // keeps them in seq order and drops any seq already queued, so snapshot,
-// replay and live events can cross without duplicates. While a job's
+// replay and live events can cross without duplicates; the job's first
+// final event is its last: anything after it is dropped. While a job's
 // history is being replayed, its live events are held back and released
 // after the replay. A watcher that lags has its waiting progress coalesced
 // to the latest event per job; final events are never dropped.
@@ -44,18 +46,23 @@ type outbox struct {
 	drained chan struct{} // signalled when events are taken
 	onClose func(closeReason)
 	// onGap is called (with the outbox unlocked) when a live event skips
-	// seqs after the ones queued: it must queue the missing events from the
-	// stream, then call endReplay. Until then the job's live events are held.
-	onGap func(id string, after uint64, upTo outMsg)
+	// seqs after the ones queued, or NATS reconnected: it must queue the
+	// job's events stored after seq after (from stream sequence
+	// fromStream on), then call endReplay. Until then the job's live events
+	// are held.
+	onGap func(id string, after, fromStream uint64)
 	all   bool // on the feed of every job: live events of any job
 }
 
 type jobQueue struct {
-	events    []outMsg // waiting: events[head:]
-	head      int
-	last      uint64 // highest seq queued (or sent)
-	replaying bool
-	held      []outMsg
+	events     []outMsg // waiting: events[head:]
+	head       int
+	last       uint64 // highest seq queued (or sent)
+	lastStream uint64 // its stream sequence, 0 if unknown
+	ended      bool   // the job's final event is queued (or sent)
+	replaying  bool
+	stale      bool // NATS reconnected during the replay: catch up again after it
+	held       []outMsg
 }
 
 func (q *jobQueue) pending() int { return len(q.events) - q.head }
@@ -110,6 +117,10 @@ func (b *outbox) live(m outMsg) {
 		b.mu.Unlock()
 		return
 	}
+	if q.ended {
+		b.mu.Unlock()
+		return
+	}
 	if q.replaying {
 		q.held = append(q.held, m)
 		b.mu.Unlock()
@@ -120,9 +131,9 @@ func (b *outbox) live(m outMsg) {
 		// slow NATS consumer): fetch what is missing before going on.
 		q.replaying = true
 		q.held = append(q.held, m)
-		after := q.last
+		after, from := q.last, q.lastStream+1
 		b.mu.Unlock()
-		b.onGap(m.jobID, after, m)
+		b.onGap(m.jobID, after, from)
 		return
 	}
 	b.pushLocked(q, m)
@@ -141,10 +152,10 @@ func (b *outbox) add(m outMsg) {
 }
 
 func (b *outbox) pushLocked(q *jobQueue, m outMsg) {
-	if m.seq <= q.last {
-		return // already queued or sent
+	if m.seq <= q.last || q.ended {
+		return // already queued or sent, or after the job's end
 	}
-	q.last = m.seq
+	q.last, q.lastStream, q.ended = m.seq, m.streamSeq, m.terminal
 	if q.pending() == 0 {
 		b.order = append(b.order, m.jobID)
 	}
@@ -208,20 +219,57 @@ func (b *outbox) endReplay(id string) {
 	held := q.held
 	q.replaying, q.held = false, nil
 	for i, m := range held {
-		if m.seq <= q.last {
+		if m.seq <= q.last || q.ended {
 			continue
 		}
 		if m.seq > q.last+1 && b.onGap != nil {
 			q.replaying, q.held = true, held[i:]
-			after := q.last
+			after, from := q.last, q.lastStream+1
 			b.mu.Unlock()
-			b.onGap(id, after, m)
+			b.onGap(id, after, from)
 			return
 		}
 		b.pushLocked(q, m)
 	}
+	if q.stale && !q.ended && b.onGap != nil {
+		q.replaying, q.stale = true, false
+		after, from := q.last, q.lastStream+1
+		b.mu.Unlock()
+		b.onGap(id, after, from)
+		return
+	}
 	b.mu.Unlock()
 	notify(b.ready)
+}
+
+// catchUpAll is called after NATS reconnected: events stored while the
+// gateway was away were never delivered live (a job's final event among
+// them), so every watched job that has not ended is caught up from the
+// stream, from the last seq queued for this watcher.
+func (b *outbox) catchUpAll() {
+	if b.onGap == nil {
+		return
+	}
+	type gap struct {
+		id          string
+		after, from uint64
+	}
+	var gaps []gap
+	b.mu.Lock()
+	for id, q := range b.jobs {
+		switch {
+		case q.ended:
+		case q.replaying: // may have read the stream before the outage
+			q.stale = true
+		default:
+			q.replaying = true
+			gaps = append(gaps, gap{id, q.last, q.lastStream + 1})
+		}
+	}
+	b.mu.Unlock()
+	for _, g := range gaps {
+		b.onGap(g.id, g.after, g.from)
+	}
 }
 
 // forget drops job id and whatever of it waits.

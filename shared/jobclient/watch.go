@@ -3,17 +3,16 @@ package jobclient
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"iter"
+	"strconv"
 	"time"
 
 	"github.com/jobwire/jobwire/shared/jobs"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
-
-// consumerDeleteTimeout bounds the clean-up request that removes a
-// finished watch's consumer from the server.
-const consumerDeleteTimeout = 2 * time.Second
 
 // Watch returns an iterator over the events of job id with a seq greater
 // than afterSeq: first those already stored, then new ones as they are
@@ -52,14 +51,15 @@ const consumerDeleteTimeout = 2 * time.Second
 // closed connection. NATS reconnects are not errors: the watch goes on
 // from where it was.
 //
-// Watch reads the job's stream through an ordered consumer filtered to the
-// subject its events are stored on (jobs.EventSubject), which NATS
-// recreates after a reconnect or a server restart from the last message
-// delivered. The consumer is stopped
-// and removed when the loop ends, whether by the job's end, an error, a
-// break, or ctx. (Should ctx end while NATS is unreachable and the
-// consumer is being recreated, the loop ends when the current attempt to
-// recreate it gives up: up to about 20 seconds later.)
+// Watch leaves nothing behind on the server: it reads the job's history
+// with batched direct gets (jobs.History) and follows new events on a
+// plain subscription to jobs.<id>.progress. Whenever that skips a seq, and
+// after every reconnect of the connection (events stored while the client
+// was away are never delivered live), it reads the history again from
+// where it was; while NATS is unreachable it keeps trying until ctx ends.
+//
+// A job's first final event is its end: anything stored after it is
+// ignored.
 //
 // Each range over the returned iterator is a new watch from afterSeq.
 func (c *Client) Watch(ctx context.Context, id string, afterSeq uint64) iter.Seq2[jobs.Event, error] {
@@ -74,7 +74,7 @@ func (c *Client) Watch(ctx context.Context, id string, afterSeq uint64) iter.Seq
 	}
 }
 
-// watch yields job id's events after afterSeq until its terminal event or
+// watch yields job id's events after afterSeq until its final event or
 // until yield returns false; then it returns nil. Otherwise it returns the
 // error that ended the watch, which the caller yields.
 func (c *Client) watch(ctx context.Context, id string, afterSeq uint64, yield func(jobs.Event, error) bool) error {
@@ -82,83 +82,136 @@ func (c *Client) watch(ctx context.Context, id string, afterSeq uint64, yield fu
 	if err != nil {
 		return err
 	}
-	last, lastStreamSeq, err := jobs.LastEvent(ctx, events, id)
+	if _, _, err := jobs.LastEvent(ctx, events, id); err != nil {
+		return fmt.Errorf("watch job %s: %w", id, err)
+	}
+	// The history is read from its start even to resume near its end: a
+	// final event before afterSeq must end the watch, whatever was stored
+	// after it.
+	f := &follower{id: id, prev: afterSeq, first: true, yield: yield}
+	// Subscribe before reading the history, so nothing falls in between.
+	live := make(chan *nats.Msg, liveBuffer)
+	sub, err := c.nc.ChanSubscribe(jobs.ProgressSubject(id), live)
 	if err != nil {
 		return fmt.Errorf("watch job %s: %w", id, err)
 	}
-	if last.Seq <= afterSeq && last.Status.Terminal() {
-		return nil // the caller has seen the job's end already
-	}
+	defer func() { _ = sub.Unsubscribe() }()
+	status := c.nc.StatusChanged(nats.CONNECTED, nats.CLOSED)
+	defer c.nc.RemoveStatusListener(status)
 
-	cfg := jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{jobs.EventSubject(id)},
-		DeliverPolicy:  jetstream.DeliverAllPolicy,
+	if err := f.catchUp(ctx, c.nc); err != nil || f.done {
+		return err
 	}
-	if afterSeq+1 >= last.Seq {
-		// Nothing older than the last event is wanted: start there.
-		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, lastStreamSeq
-	}
-	cons, err := events.OrderedConsumer(ctx, cfg)
-	if err != nil {
-		return fmt.Errorf("watch job %s: %w", id, err)
-	}
-	defer c.removeConsumer(ctx, events, cons)
-	msgs, err := cons.Messages()
-	if err != nil {
-		return fmt.Errorf("watch job %s: %w", id, err)
-	}
-	defer msgs.Stop()
-	// Next returns when ctx ends, except while the ordered consumer
-	// recreates itself; stopping it ends that too.
-	defer context.AfterFunc(ctx, msgs.Stop)()
-
-	prev := afterSeq // seq of the last event yielded (or afterSeq)
-	first := true    // no event delivered yet
+	var retry <-chan time.Time // while a catch-up is due
+	pause := minCatchUpPause
 	for {
-		msg, err := msgs.Next(jetstream.NextContext(ctx))
-		if ctx.Err() != nil {
+		select {
+		case <-ctx.Done():
 			return fmt.Errorf("watch job %s: %w", id, ctx.Err())
-		}
-		if err != nil {
-			return fmt.Errorf("watch job %s: %w", id, err)
-		}
-		var ev jobs.Event
-		if err := json.Unmarshal(msg.Data(), &ev); err != nil || ev.JobID != id || ev.Seq == 0 {
-			md, _ := msg.Metadata()
-			var streamSeq uint64
-			if md != nil {
-				streamSeq = md.Sequence.Stream
+		case s := <-status:
+			if s == nats.CLOSED {
+				return fmt.Errorf("watch job %s: %w", id, nats.ErrConnectionClosed)
 			}
-			return fmt.Errorf("watch job %s: the event at stream sequence %d is not a valid event of this job (err: %v)", id, streamSeq, err)
+			retry, pause = time.After(0), minCatchUpPause
+		case m := <-live:
+			if f.offerLive(m) {
+				retry = time.After(0)
+			}
+		case <-retry:
+			retry = nil
+			err := f.catchUp(ctx, c.nc)
+			switch {
+			case ctx.Err() != nil:
+				return fmt.Errorf("watch job %s: %w", id, ctx.Err())
+			case errors.Is(err, jobs.ErrHistory) && !c.nc.IsClosed():
+				retry, pause = time.After(pause), min(2*pause, maxCatchUpPause)
+			case err != nil || f.done:
+				return err
+			}
 		}
-		wasFirst := first
-		first = false
-		if ev.Seq <= prev {
-			continue // before afterSeq, or a duplicate
-		}
-		if ev.Seq != prev+1 && !wasFirst {
-			return fmt.Errorf("watch job %s: %w: after seq %d comes %d", id, ErrGap, prev, ev.Seq)
-		}
-		prev = ev.Seq
-		if !yield(ev, nil) {
-			return nil
-		}
-		if ev.Status.Terminal() {
+		if f.done {
 			return nil
 		}
 	}
 }
 
-// removeConsumer deletes the ordered consumer of a finished watch from
-// the server, so a client that watches many jobs leaves none behind. It is
-// best effort: the server removes an idle ordered consumer by itself after
-// a few minutes.
-func (c *Client) removeConsumer(ctx context.Context, events jetstream.Stream, cons jetstream.Consumer) {
-	info := cons.CachedInfo()
-	if info == nil || !c.nc.IsConnected() {
-		return
+// Watch's catch-up settings.
+const (
+	// liveBuffer is how many live events may wait; beyond, NATS drops
+	// them and the watch reads them from the history instead.
+	liveBuffer = 1024
+	// Pauses between failed catch-ups while NATS is away.
+	minCatchUpPause = 50 * time.Millisecond
+	maxCatchUpPause = 2 * time.Second
+)
+
+// follower is where one watch is in a job's events.
+type follower struct {
+	id    string
+	prev  uint64 // seq of the last event yielded (or afterSeq)
+	first bool   // no stored event read yet
+	from  uint64 // stream sequence to read the history from next
+	done  bool   // the job ended, or yield asked to stop
+	yield func(jobs.Event, error) bool
+}
+
+// catchUp yields what the history holds after the last event yielded. A
+// failed read returns an error wrapping jobs.ErrHistory; the watch may try
+// again.
+func (f *follower) catchUp(ctx context.Context, nc *nats.Conn) error {
+	for m, err := range jobs.History(ctx, nc, f.id, f.from) {
+		if err != nil {
+			return fmt.Errorf("watch job %s: %w", f.id, err)
+		}
+		var ev jobs.Event
+		if err := json.Unmarshal(m.Data, &ev); err != nil || ev.JobID != f.id || ev.Seq == 0 {
+			return fmt.Errorf("watch job %s: the event at stream sequence %d is not a valid event of this job (err: %v)", f.id, m.StreamSeq, err)
+		}
+		wasFirst := f.first
+		f.first = false
+		f.from = m.StreamSeq + 1
+		if ev.Seq > f.prev+1 && !wasFirst {
+			return fmt.Errorf("watch job %s: %w: after seq %d comes %d", f.id, ErrGap, f.prev, ev.Seq)
+		}
+		if f.take(ev); f.done {
+			return nil
+		}
 	}
-	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), consumerDeleteTimeout)
-	defer cancel()
-	_ = events.DeleteConsumer(dctx, info.Name)
+	return nil
+}
+
+// offerLive takes a live event if it is the next one; it reports whether
+// the history must be read first (a seq was skipped, or the message is not
+// a valid event: the history tells).
+func (f *follower) offerLive(m *nats.Msg) (catchUp bool) {
+	var ev jobs.Event
+	if err := json.Unmarshal(m.Data, &ev); err != nil || ev.JobID != f.id || ev.Seq == 0 {
+		return true
+	}
+	if ev.Seq > f.prev+1 || f.first {
+		return true
+	}
+	if ev.Seq == f.prev+1 {
+		if seq, err := strconv.ParseUint(m.Header.Get(jetstream.SequenceHeader), 10, 64); err == nil {
+			f.from = seq + 1
+		}
+	}
+	f.take(ev)
+	return false
+}
+
+// take yields ev if it comes after the last event yielded. The job's first
+// final event ends the watch, also one at or before afterSeq: the caller
+// has seen the job's end already.
+func (f *follower) take(ev jobs.Event) {
+	if ev.Seq > f.prev {
+		f.prev = ev.Seq
+		if !f.yield(ev, nil) {
+			f.done = true
+			return
+		}
+	}
+	if ev.Status.Terminal() {
+		f.done = true
+	}
 }
