@@ -38,7 +38,33 @@ type watcher struct {
 	ctx     context.Context
 	c       *conn
 	box     *outbox
-	repairs sync.WaitGroup
+	repairs repairs
+}
+
+// repairs tracks a session's background gap repairs. Once the session
+// ends no new one starts (a reconnect or a live gap may ask for one at
+// any time), so waiting for them is safe.
+type repairs struct {
+	mu    sync.Mutex
+	ended bool
+	wg    sync.WaitGroup
+}
+
+// start runs f in the background unless the session has ended.
+func (r *repairs) start(f func()) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.ended {
+		r.wg.Go(f)
+	}
+}
+
+// end refuses new repairs and waits for the running ones.
+func (r *repairs) end() {
+	r.mu.Lock()
+	r.ended = true
+	r.mu.Unlock()
+	r.wg.Wait()
 }
 
 // startWatcher opens a session under parent; false when the gateway is
@@ -58,20 +84,20 @@ func (g *gateway) startWatcher(parent context.Context) (*watcher, bool) {
 // end closes the session and drops its watches.
 func (g *gateway) endWatcher(w *watcher, watching map[string]bool) {
 	w.c.cancel()
-	w.repairs.Wait()
+	w.repairs.end()
 	g.hub.leave(w.box, watching)
 }
 
 // repairGaps returns the outbox's gap handler: it queues the missing
-// events from the stream in the background (tracked by wg), then releases
+// events from the stream in the background (tracked by r), then releases
 // the live events held meanwhile. While NATS is away it tries again, for
 // up to repairPatience; a watcher whose gap still cannot be filled is
 // closed; it can resume by seq. At most cap(g.repairSlots) repairs read
 // the stream at once, so a reconnect that catches up every watcher does
 // not flood NATS.
-func (g *gateway) repairGaps(ctx context.Context, box *outbox, wg *sync.WaitGroup) func(string, uint64, uint64) {
+func (g *gateway) repairGaps(ctx context.Context, box *outbox, r *repairs) func(string, uint64, uint64) {
 	return func(id string, after, fromStream uint64) {
-		wg.Go(func() {
+		r.start(func() {
 			if err := g.replayPatiently(ctx, box, id, after, fromStream); err != nil {
 				box.close(closeSlow)
 				return
