@@ -128,6 +128,22 @@ func TestNewIDSortsByTime(t *testing.T) {
 	}
 }
 
+// TestNewIDSortsWithinAMillisecond: the list promises newest first, also
+// for jobs submitted in the same millisecond.
+func TestNewIDSortsWithinAMillisecond(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2025, 3, 14, 9, 39, 26, 123456789, time.UTC)
+	ids := make([]string, 1000)
+	for i := range ids {
+		ids[i] = jobs.NewID(now)
+	}
+	for i := 1; i < len(ids); i++ {
+		if ids[i] <= ids[i-1] {
+			t.Fatalf("id %d %q made after %q in the same millisecond does not sort after it", i, ids[i], ids[i-1])
+		}
+	}
+}
+
 func TestNewIDUnique(t *testing.T) {
 	t.Parallel()
 	now := time.Date(2025, 3, 14, 9, 39, 26, 123456789, time.UTC)
