@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"net/http"
 	"sync"
 	"time"
@@ -81,21 +79,12 @@ func (g *gateway) repairGaps(ctx context.Context, box *outbox, wg *sync.WaitGrou
 // catchUp queues what the watcher must see before the live events.
 func (g *gateway) catchUp(ctx context.Context, p principal, box *outbox, id string, afterSeq *uint64) error {
 	rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	m, err := g.streams.Events.GetLastMsgForSubject(rctx, jobs.EventSubject(id))
+	job, err := g.readJob(rctx, p, id)
 	cancel()
-	if errors.Is(err, jetstream.ErrMsgNotFound) {
-		return g.notFound(ctx, p, id)
-	}
 	if err != nil {
-		return errUnavailable(err)
+		return err
 	}
-	var owner struct {
-		Owner string `json:"owner"`
-	}
-	if json.Unmarshal(m.Data, &owner) != nil || !p.canSee(owner.Owner) {
-		return errNoSuchJob(id)
-	}
-	last, ok := eventMsg(m.Subject, m.Data)
+	last, ok := eventMsg(jobs.EventSubject(id), job.Data)
 	if !ok {
 		return errorf(http.StatusInternalServerError, "internal", "the job's stored state is damaged")
 	}
