@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -147,4 +148,44 @@ func TestRunnerCredentialsCannotTakeOverAJob(t *testing.T) {
 		t.Errorf("cancel as the owner: %d, want 202", code)
 	}
 	alice.waitStatus(t, running.ID, jobs.StatusCanceled, 20*time.Second)
+}
+
+// TestListCursorRevealsNothing: an owner with no jobs, whose list scan
+// passes other owners' jobs, gets a cursor that names none of them; a
+// cursor works only for the owner it was made for, and a tampered one is
+// refused.
+func TestListCursorRevealsNothing(t *testing.T) {
+	t.Parallel()
+	sys := startSystem(t, withoutRunner())
+	alice, bob := sys.as(token(t, "alice", false, time.Hour)), sys.as(token(t, "bob", false, time.Hour))
+	var ids []string
+	for range 3 {
+		ids = append(ids, alice.submit(t, "demo", `{"steps":1}`).ID)
+	}
+	type page struct {
+		Jobs       []jobs.Snapshot `json:"jobs"`
+		NextCursor string          `json:"next_cursor"`
+	}
+	var p page
+	alice.do(t, "GET", "/api/jobs?limit=1", "", "", nil, &p)
+	if len(p.Jobs) != 1 || p.NextCursor == "" {
+		t.Fatalf("page 1: %d jobs, cursor %q", len(p.Jobs), p.NextCursor)
+	}
+	for _, id := range ids {
+		if strings.Contains(p.NextCursor, id) {
+			t.Fatalf("cursor %q names job %s", p.NextCursor, id)
+		}
+	}
+	var next page
+	if r := alice.do(t, "GET", "/api/jobs?limit=1&cursor="+p.NextCursor, "", "", nil, &next); r.StatusCode != 200 || len(next.Jobs) != 1 || next.Jobs[0].ID != ids[1] {
+		t.Fatalf("page 2: %d %+v, want [%s]", r.StatusCode, next.Jobs, ids[1])
+	}
+	tampered := []byte(p.NextCursor)
+	tampered[len(tampered)/2] ^= 1
+	for who, c := range map[*testSystem]string{alice: string(tampered), bob: p.NextCursor, sys: ids[0]} {
+		var e struct{ Error jobs.Error }
+		if r := who.do(t, "GET", "/api/jobs?cursor="+c, "", "", nil, &e); r.StatusCode != 400 || e.Error.Code != "bad_request" {
+			t.Errorf("cursor %q: %d %+v, want 400 bad_request", c, r.StatusCode, e)
+		}
+	}
 }
