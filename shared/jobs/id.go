@@ -20,8 +20,9 @@ var ErrInvalidID = errors.New("invalid id")
 // Crockford base32 whose first 10 carry the time to the millisecond. The
 // ids one process makes sort in the order they were made, within a
 // millisecond too: the random part then grows by a random step (up to
-// 2^32, so the next id is not guessable from the last). Ids of different
-// processes sort by their millisecond only. Times before 1970 count as
+// 2^32, so the next id is not guessable from the last). An id for a time
+// before the last one's, and ids of different processes, sort by their
+// millisecond only. Times before 1970 count as
 // 1970.
 func NewID(now time.Time) string {
 	if now.Before(time.Unix(0, 0)) {
@@ -35,15 +36,23 @@ var ids = &idSource{entropy: ulid.Monotonic(rand.Reader, 1<<32)}
 
 type idSource struct {
 	mu      sync.Mutex
+	lastMs  uint64 // of the last id made from entropy
 	entropy *ulid.MonotonicEntropy
 }
 
 func (s *idSource) next(ms uint64) string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if ms < s.lastMs {
+		// Made at an earlier time than the last id (a caller that took
+		// its time before another's): it sorts by its millisecond, and
+		// leaves the run of the last one alone.
+		return ulid.MustNew(ms, rand.Reader).String()
+	}
 	for {
 		id, err := ulid.New(ms, s.entropy)
 		if err == nil {
+			s.lastMs = ms
 			return id.String()
 		}
 		ms++ // the random part ran out within this millisecond: use the next
