@@ -255,7 +255,7 @@ func TestEnqueueSurvivesLostAnswers(t *testing.T) {
 
 // withTopology starts a NATS server with jobwire's streams and returns a
 // context bounded by the test, a connection and its JetStream.
-func withTopology(t *testing.T) (context.Context, *nats.Conn, jetstream.JetStream, *jobs.Streams) {
+func withTopology(t testing.TB) (context.Context, *nats.Conn, jetstream.JetStream, *jobs.Streams) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	t.Cleanup(cancel)
