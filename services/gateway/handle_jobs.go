@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -245,11 +246,11 @@ func handleList(g *gateway) http.HandlerFunc {
 			scanned, last = scanned+1, id
 			// The owner record first: a job of another owner costs one read.
 			owner, err := jobs.ReadOwner(r.Context(), g.streams.Records, id)
-			if err != nil || !p.canSee(owner.Owner) || typ != "" && owner.Type != typ {
+			if err != nil && !errors.Is(err, jobs.ErrNotFound) || !p.canSee(owner.Owner) || typ != "" && owner.Type != "" && owner.Type != typ {
 				continue // not p's, or aged out between listing and reading
 			}
 			ev, _, err := jobs.State(r.Context(), g.streams.Events, g.streams.Records, id)
-			if err == nil && (status == "" || ev.Status == status) {
+			if err == nil && (status == "" || ev.Status == status) && (typ == "" || cmp.Or(owner.Type, ev.Type) == typ) {
 				resp.Jobs = append(resp.Jobs, jobs.SnapshotOf(ev))
 			}
 		}
@@ -285,7 +286,7 @@ func handleJobTypes(g *gateway) http.HandlerFunc {
 // outlive its events), 404 "not_found" otherwise.
 func (g *gateway) notFound(ctx context.Context, p principal, id string) error {
 	owner, err := jobs.ReadOwner(ctx, g.streams.Records, id)
-	if err != nil || !p.canSee(owner.Owner) {
+	if err != nil && !errors.Is(err, jobs.ErrNotFound) || !p.canSee(owner.Owner) {
 		return errNoSuchJob(id)
 	}
 	if _, ended, err := jobs.ReadEnd(ctx, g.streams.Records, id); err == nil && ended {

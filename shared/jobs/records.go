@@ -202,7 +202,9 @@ type Job struct {
 }
 
 // ReadJob reads job id's owner record and its state (see State) at once.
-// It returns ErrNotFound when the job has no events or no owner record.
+// A job without an owner record (stored around jobs.Enqueue, or before
+// owner records existed) has the zero OwnerRecord: nobody owns it. It
+// returns ErrNotFound when the job has no events.
 func ReadJob(ctx context.Context, events, records jetstream.Stream, id string) (Job, error) {
 	if err := ValidateID(id); err != nil {
 		return Job{}, err
@@ -221,7 +223,7 @@ func ReadJob(ctx context.Context, events, records jetstream.Stream, id string) (
 	if err != nil {
 		return Job{}, err
 	}
-	if owner.err != nil {
+	if owner.err != nil && !errors.Is(owner.err, ErrNotFound) {
 		return Job{}, owner.err
 	}
 	return Job{Owner: owner.rec, State: st.ev, Seq: st.seq, Data: st.data}, nil
