@@ -92,13 +92,14 @@ func TestObserverCanOnlyWatch(t *testing.T) {
 		t.Fatalf("JOBS went from seq %d to %d", before, after)
 	}
 
-	// Nor cancel jobs, register job types, or write tombstones.
+	// Nor cancel jobs, register job types, or write job records.
 	if err := ob.PublishRequest(jobs.CancelSubject(id), ob.NewInbox(), []byte(`{"by":"mallory"}`)); err != nil {
 		t.Fatal(err)
 	}
 	ob.errs.violation(t, "publish", jobs.CancelSubject(id))
 	jsPublishFails(t, ob, "$KV.JOBWIRE_TYPES.demo", []byte(`{"type":"demo"}`))
-	jsPublishFails(t, ob, "$KV.JOBWIRE_TOMBSTONES."+id, []byte(`{"status":"failed"}`))
+	jsPublishFails(t, ob, jobs.OwnerSubject(id), []byte(`{"owner":"mallory"}`))
+	jsPublishFails(t, ob, jobs.EndSubject(id), []byte(`{"seq":1,"status":"failed"}`))
 
 	// Nor read what is not its own: cancel requests, job requests,
 	// other users' inboxes.
@@ -142,8 +143,9 @@ func TestRunnerCannotSubmit(t *testing.T) {
 	if after := streamState(t, s, jobs.QueueStream).LastSeq; after != before {
 		t.Fatalf("JOBS went from seq %d to %d", before, after)
 	}
-	// Nor claim idempotency keys, nor delete streams.
+	// Nor claim idempotency keys, nor own a job, nor delete streams.
 	jsPublishFails(t, rn, "$KV.JOBWIRE_IDEMPOTENCY.k", []byte(`{"job_id":"x"}`))
+	jsPublishFails(t, rn, jobs.OwnerSubject(jobs.NewID(time.Now())), []byte(`{"owner":"mallory"}`))
 	if _, err := rn.Request("$JS.API.STREAM.DELETE.JOBS_EVENTS", nil, 200*time.Millisecond); err == nil {
 		t.Fatal("stream delete was answered")
 	}

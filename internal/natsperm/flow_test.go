@@ -133,8 +133,14 @@ func jobFlow(t *testing.T, s *server.Server) {
 	if hist := replay(t, gw.Conn, id); len(hist) != len(evs) {
 		t.Fatalf("history as gateway: %d events, want %d", len(hist), len(evs))
 	}
-	if buried, owner, err := jobs.Buried(ctx, gw.streams.Tombstones, id); err != nil || !buried || owner != "alice" {
-		t.Fatalf("tombstone as gateway: %v %q %v", buried, owner, err)
+	if owner, err := jobs.ReadOwner(ctx, gw.streams.Records, id); err != nil || owner.Owner != "alice" {
+		t.Fatalf("owner record as gateway: %+v %v", owner, err)
+	}
+	if end, ended, err := jobs.ReadEnd(ctx, gw.streams.Records, id); err != nil || !ended || end.Status != jobs.StatusSucceeded {
+		t.Fatalf("end record the runner wrote, as gateway: %+v %v %v", end, ended, err)
+	}
+	if ev, _, err := jobs.State(ctx, gw.streams.Events, gw.streams.Records, id); err != nil || ev.Seq != uint64(len(evs)) {
+		t.Fatalf("State as gateway: seq %d, %v; want seq %d", ev.Seq, err, len(evs))
 	}
 	if err := gw.streams.Idempotency.Delete(ctx, "k1"); err != nil {
 		t.Fatalf("drop idempotency key as gateway: %v", err)
@@ -218,11 +224,12 @@ func TestCancelWithRolePermissions(t *testing.T) {
 	now := time.Now()
 	done := ev.Next(jobs.KindCanceled, now)
 	done.Status, done.EndedAt, done.Error = jobs.StatusCanceled, &now, jobs.CanceledError(req)
-	if _, err := jobs.PublishEvent(ctx, gw.js, done, lastSeq); err != nil {
+	doneSeq, err := jobs.PublishEvent(ctx, gw.js, done, lastSeq)
+	if err != nil {
 		t.Fatalf("store canceled as gateway: %v", err)
 	}
-	if err := jobs.Bury(ctx, gw.streams.Tombstones, done); err != nil {
-		t.Fatalf("bury as gateway: %v", err)
+	if err := jobs.RecordEnd(ctx, gw.js, done, doneSeq); err != nil {
+		t.Fatalf("record end as gateway: %v", err)
 	}
 
 	_, rn := startRunner(t, s)

@@ -2,14 +2,11 @@ package main
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"net/http"
 	"sync"
 	"time"
 
 	"github.com/jobwire/jobwire/shared/jobs"
-	"github.com/nats-io/nats.go/jetstream"
 )
 
 // follow starts delivering job id's events to box: first the job's current
@@ -145,24 +142,16 @@ func (g *gateway) withRepairSlot(ctx context.Context, f func() error) error {
 // catchUp queues what the watcher must see before the live events.
 func (g *gateway) catchUp(ctx context.Context, p principal, box *outbox, id string, afterSeq *uint64) error {
 	rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	m, err := g.streams.Events.GetLastMsgForSubject(rctx, jobs.EventSubject(id))
+	job, err := g.readJob(rctx, p, id)
 	cancel()
-	if errors.Is(err, jetstream.ErrMsgNotFound) {
-		return g.notFound(ctx, p, id)
-	}
 	if err != nil {
-		return errUnavailable(err)
+		return err
 	}
-	var owner struct {
-		Owner string `json:"owner"`
-	}
-	if json.Unmarshal(m.Data, &owner) != nil || !p.canSee(owner.Owner) {
-		return errNoSuchJob(id)
-	}
-	last, ok := eventMsg(m.Subject, m.Data)
+	last, ok := eventMsg(jobs.EventSubject(id), job.Data)
 	if !ok {
 		return errorf(http.StatusInternalServerError, "internal", "the job's stored state is damaged")
 	}
+	last.streamSeq = job.Seq // a catch-up after a reconnect reads on from here
 	if afterSeq == nil {
 		box.add(last)
 		return nil

@@ -62,19 +62,13 @@ func (e *finishedError) Error() string { return "job already " + string(e.job.St
 // so the gateway stores the canceled state itself. Every write is fenced on
 // the job's last event, so a cancel can never overwrite a newer state.
 func (g *gateway) cancel(ctx context.Context, p principal, id string, req jobs.CancelRequest) (jobs.Snapshot, error) {
-	if err := jobs.ValidateID(id); err != nil {
-		return jobs.Snapshot{}, errorf(http.StatusBadRequest, "invalid_id", "%v", err)
-	}
 	payload, _ := json.Marshal(req)
 	for range 5 {
-		ev, lastSeq, err := jobs.LastEvent(ctx, g.streams.Events, id)
+		job, err := g.readJob(ctx, p, id)
+		ev, lastSeq := job.State, job.Seq
 		switch {
-		case errors.Is(err, jobs.ErrNotFound):
-			return jobs.Snapshot{}, g.notFound(ctx, p, id)
 		case err != nil:
-			return jobs.Snapshot{}, errUnavailable(err)
-		case !p.canSee(ev.Owner):
-			return jobs.Snapshot{}, errNoSuchJob(id)
+			return jobs.Snapshot{}, err
 		case ev.Status == jobs.StatusCanceled:
 			return jobs.SnapshotOf(ev), nil // cancelling twice is harmless
 		case ev.Status.Terminal():
@@ -95,9 +89,9 @@ func (g *gateway) cancel(ctx context.Context, p principal, id string, req jobs.C
 		now := time.Now()
 		done := ev.Next(jobs.KindCanceled, now)
 		done.Status, done.EndedAt, done.NextAttemptAt, done.Error = jobs.StatusCanceled, &now, nil, jobs.CanceledError(req)
-		if _, err := jobs.PublishEvent(ctx, g.js, done, lastSeq); err == nil {
-			if err := jobs.Bury(ctx, g.streams.Tombstones, done); err != nil {
-				g.log.Warn("cannot record the job's tombstone", "job_id", id, "err", err)
+		if seq, err := jobs.PublishEvent(ctx, g.js, done, lastSeq); err == nil {
+			if err := jobs.RecordEnd(ctx, g.js, done, seq); err != nil {
+				g.log.Warn("cannot record the job's end", "job_id", id, "err", err)
 			}
 			return jobs.SnapshotOf(done), nil
 		} else if !jobs.IsWrongLastSequence(err) {

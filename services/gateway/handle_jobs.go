@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -88,7 +89,7 @@ func (g *gateway) submit(ctx context.Context, p principal, req submitRequest, id
 		}
 		idemRecord = key
 		if existing != "" {
-			ev, _, err := jobs.LastEvent(ctx, g.streams.Events, existing)
+			ev, _, err := jobs.State(ctx, g.streams.Events, g.streams.Records, existing)
 			if errors.Is(err, jobs.ErrNotFound) {
 				// The first request with this key is still being stored.
 				return jobs.Snapshot{}, false, errorf(http.StatusConflict, "in_progress", "a request with this Idempotency-Key is still being processed; retry shortly")
@@ -170,28 +171,38 @@ func handleGet(g *gateway) http.HandlerFunc {
 	}
 }
 
-// lookupJob reads a job's last event, mapping failures to API errors. A
+// lookupJob reads a job's state, mapping failures to API errors. A
 // job p may not see answers exactly as an unknown one.
 func (g *gateway) lookupJob(ctx context.Context, p principal, id string) (jobs.Event, error) {
+	job, err := g.readJob(ctx, p, id)
+	return job.State, err
+}
+
+// readJob reads a job's owner record and state (see jobs.ReadJob),
+// mapping failures to API errors. A job p may not see answers exactly as
+// an unknown one: who owns a job is what its owner record says, never an
+// event.
+func (g *gateway) readJob(ctx context.Context, p principal, id string) (jobs.Job, error) {
 	if err := jobs.ValidateID(id); err != nil {
-		return jobs.Event{}, errorf(http.StatusBadRequest, "invalid_id", "%v", err)
+		return jobs.Job{}, errorf(http.StatusBadRequest, "invalid_id", "%v", err)
 	}
-	ev, _, err := jobs.LastEvent(ctx, g.streams.Events, id)
+	job, err := jobs.ReadJob(ctx, g.streams.Events, g.streams.Records, id)
 	switch {
 	case errors.Is(err, jobs.ErrNotFound):
-		return jobs.Event{}, g.notFound(ctx, p, id)
+		return jobs.Job{}, g.notFound(ctx, p, id)
 	case err != nil:
-		return jobs.Event{}, errUnavailable(err)
-	case !p.canSee(ev.Owner):
-		return jobs.Event{}, errNoSuchJob(id)
+		return jobs.Job{}, errUnavailable(err)
+	case !p.canSee(job.Owner.Owner):
+		return jobs.Job{}, errNoSuchJob(id)
 	}
-	return ev, nil
+	return job, nil
 }
 
 // maxListScan bounds how many jobs one list request reads.
 const maxListScan = 5000
 
 func handleList(g *gateway) http.HandlerFunc {
+	cursors := newCursorSealer(g.auth.sessionKey)
 	type response struct {
 		Jobs       []jobs.Snapshot `json:"jobs"`
 		NextCursor string          `json:"next_cursor,omitempty"`
@@ -204,7 +215,8 @@ func handleList(g *gateway) http.HandlerFunc {
 			return
 		}
 		p := principalFrom(r.Context())
-		status, typ, cursor := jobs.Status(q.Get("status")), q.Get("type"), q.Get("cursor")
+		status, typ := jobs.Status(q.Get("status")), q.Get("type")
+		cursor, cursorOK := cursors.open(p.Owner, q.Get("cursor"))
 		switch {
 		case status != "" && !status.Valid():
 			writeError(w, errorf(http.StatusBadRequest, "bad_request", "status must be one of queued, running, succeeded, failed, canceled"))
@@ -212,7 +224,7 @@ func handleList(g *gateway) http.HandlerFunc {
 		case typ != "" && jobs.ValidateType(typ) != nil:
 			writeError(w, errorf(http.StatusBadRequest, "bad_request", "type is not a valid job type name"))
 			return
-		case cursor != "" && jobs.ValidateID(cursor) != nil:
+		case !cursorOK:
 			writeError(w, errorf(http.StatusBadRequest, "bad_request", "cursor is not valid"))
 			return
 		}
@@ -228,15 +240,17 @@ func handleList(g *gateway) http.HandlerFunc {
 				continue
 			}
 			if len(resp.Jobs) == limit || scanned == maxListScan {
-				resp.NextCursor = last
+				resp.NextCursor = cursors.seal(p.Owner, last)
 				break
 			}
 			scanned, last = scanned+1, id
-			ev, _, err := jobs.LastEvent(r.Context(), g.streams.Events, id)
-			if err != nil {
-				continue // aged out between listing and reading
+			// The owner record first: a job of another owner costs one read.
+			owner, err := jobs.ReadOwner(r.Context(), g.streams.Records, id)
+			if err != nil && !errors.Is(err, jobs.ErrNotFound) || !p.canSee(owner.Owner) || typ != "" && owner.Type != "" && owner.Type != typ {
+				continue // not p's, or aged out between listing and reading
 			}
-			if p.canSee(ev.Owner) && (status == "" || ev.Status == status) && (typ == "" || ev.Type == typ) {
+			ev, _, err := jobs.State(r.Context(), g.streams.Events, g.streams.Records, id)
+			if err == nil && (status == "" || ev.Status == status) && (typ == "" || cmp.Or(owner.Type, ev.Type) == typ) {
 				resp.Jobs = append(resp.Jobs, jobs.SnapshotOf(ev))
 			}
 		}
@@ -268,10 +282,14 @@ func handleJobTypes(g *gateway) http.HandlerFunc {
 }
 
 // notFound is the error for a job with no stored events: 410 "expired" if
-// it ended and its events have aged out since (and p may know of it), 404
-// "not_found" otherwise.
+// it ended and its events have aged out since (and p owns it: its records
+// outlive its events), 404 "not_found" otherwise.
 func (g *gateway) notFound(ctx context.Context, p principal, id string) error {
-	if buried, owner, err := jobs.Buried(ctx, g.streams.Tombstones, id); err == nil && buried && p.canSee(owner) {
+	owner, err := jobs.ReadOwner(ctx, g.streams.Records, id)
+	if err != nil && !errors.Is(err, jobs.ErrNotFound) || !p.canSee(owner.Owner) {
+		return errNoSuchJob(id)
+	}
+	if _, ended, err := jobs.ReadEnd(ctx, g.streams.Records, id); err == nil && ended {
 		return errorf(http.StatusGone, "expired", "job %s has ended and its records have expired", id)
 	}
 	return errNoSuchJob(id)

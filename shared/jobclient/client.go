@@ -5,7 +5,8 @@
 //   - Submit checks the job type against the types runners registered in
 //     the JOBWIRE_TYPES bucket, validates the input against the type's JSON
 //     Schema, and stores the job (its "queued" event, then its request).
-//   - Get reads a job's current state: its last event on JOBS_EVENTS.
+//   - Get reads a job's current state: its last event on JOBS_EVENTS, or,
+//     once it ended, the final event its end record on JOBS_RECORDS names.
 //   - Watch replays a job's events from a sequence number and follows it
 //     live to its end, gap-free and duplicate-free, across NATS reconnects.
 //
@@ -50,6 +51,7 @@ type Client struct {
 
 	mu      sync.Mutex
 	events  jetstream.Stream      // JOBS_EVENTS, looked up on first use
+	records jetstream.Stream      // JOBS_RECORDS, looked up on first use
 	types   jetstream.KeyValue    // JOBWIRE_TYPES, looked up on first use
 	schemas map[string]typeSchema // compiled input schemas by type name
 }
@@ -69,8 +71,9 @@ func New(nc *nats.Conn) (*Client, error) {
 	return &Client{nc: nc, js: js, schemas: map[string]typeSchema{}}, nil
 }
 
-// Get returns the current state of job id: its last stored event. It
-// returns an error wrapping jobs.ErrInvalidID for a malformed id and
+// Get returns the current state of job id: its last stored event, or once
+// it ended its first final event (anything stored after that is ignored,
+// see jobs.State). It returns an error wrapping jobs.ErrInvalidID for a malformed id and
 // jobs.ErrNotFound for a job with no stored events (never submitted, or
 // aged out of the events stream).
 func (c *Client) Get(ctx context.Context, id string) (jobs.Event, error) {
@@ -81,7 +84,11 @@ func (c *Client) Get(ctx context.Context, id string) (jobs.Event, error) {
 	if err != nil {
 		return jobs.Event{}, err
 	}
-	ev, _, err := jobs.LastEvent(ctx, events, id)
+	records, err := c.stream(ctx, jobs.RecordsStream, &c.records)
+	if err != nil {
+		return jobs.Event{}, err
+	}
+	ev, _, err := jobs.State(ctx, events, records, id)
 	if err != nil {
 		return jobs.Event{}, fmt.Errorf("get job %s: %w", id, err)
 	}
@@ -90,21 +97,27 @@ func (c *Client) Get(ctx context.Context, id string) (jobs.Event, error) {
 
 // eventsStream returns the JOBS_EVENTS stream, looking it up once.
 func (c *Client) eventsStream(ctx context.Context) (jetstream.Stream, error) {
+	return c.stream(ctx, jobs.EventsStream, &c.events)
+}
+
+// stream returns stream name, looking it up once into *slot (guarded by
+// c.mu).
+func (c *Client) stream(ctx context.Context, name string, slot *jetstream.Stream) (jetstream.Stream, error) {
 	c.mu.Lock()
-	s := c.events
+	s := *slot
 	c.mu.Unlock()
 	if s != nil {
 		return s, nil
 	}
-	s, err := c.js.Stream(ctx, jobs.EventsStream)
+	s, err := c.js.Stream(ctx, name)
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
-		return nil, fmt.Errorf("jobclient: stream %s does not exist (a jobwire gateway or runner creates it): %w", jobs.EventsStream, err)
+		return nil, fmt.Errorf("jobclient: stream %s does not exist (a jobwire gateway or runner creates it): %w", name, err)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("jobclient: look up stream %s: %w", jobs.EventsStream, err)
+		return nil, fmt.Errorf("jobclient: look up stream %s: %w", name, err)
 	}
 	c.mu.Lock()
-	c.events = s
+	*slot = s
 	c.mu.Unlock()
 	return s, nil
 }

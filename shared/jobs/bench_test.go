@@ -90,3 +90,41 @@ func BenchmarkIDFromProgressSubject(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkRead compares a job's reads: the last event alone (what the
+// gateway read before owner and end records), its state (last event and
+// end record at once) and ReadJob (owner record too), on a real server.
+func BenchmarkRead(b *testing.B) {
+	ctx, _, js, streams := withTopology(b)
+	req := jobs.Request{ID: jobs.NewID(time.Now()), Type: "demo", CreatedAt: time.Now(), Owner: "user:bench"}
+	if _, err := jobs.Enqueue(ctx, js, req); err != nil {
+		b.Fatal(err)
+	}
+	for name, read := range map[string]func() error{
+		"LastEvent": func() error { _, _, err := jobs.LastEvent(ctx, streams.Events, req.ID); return err },
+		"State":     func() error { _, _, err := jobs.State(ctx, streams.Events, streams.Records, req.ID); return err },
+		"ReadJob":   func() error { _, err := jobs.ReadJob(ctx, streams.Events, streams.Records, req.ID); return err },
+	} {
+		b.Run(name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := read(); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkEnqueue is a submission's stores: owner record, queued event,
+// request.
+func BenchmarkEnqueue(b *testing.B) {
+	ctx, _, js, _ := withTopology(b)
+	b.ReportAllocs()
+	for b.Loop() {
+		req := jobs.Request{ID: jobs.NewID(time.Now()), Type: "demo", CreatedAt: time.Now(), Owner: "user:bench"}
+		if _, err := jobs.Enqueue(ctx, js, req); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

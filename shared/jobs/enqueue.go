@@ -10,16 +10,18 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// Enqueue stores a new job: first its "queued" event (seq 1), then its
-// request on the queue stream, both acknowledged by JetStream, so every
+// Enqueue stores a new job: first its owner record (req.Owner, fixed for
+// good: see RecordOwner), then its "queued" event (seq 1), then its
+// request on the queue stream, all acknowledged by JetStream, so every
 // job's history starts with "queued" and a runner that picks it up at once
 // continues after it. If the request cannot be stored, the job's history is
-// closed with a "failed" event (code submit_failed) and the error returned:
-// the job was not accepted. Input must already be checked by the caller.
+// closed with a "failed" event (code submit_failed), its end recorded, and
+// the error returned: the job was not accepted. Input must already be
+// checked by the caller.
 //
 // A write whose answer does not come back (a timeout) may have been stored
 // all the same; Enqueue tries it once more, and the second answer tells:
-// the queued event is fenced (a new job's subject must be empty, so "wrong
+// the owner record and the queued event are fenced (a new job's subject must be empty, so "wrong
 // last sequence" means the first write landed), the request deduplicated
 // by its Nats-Msg-Id (the job id). So a lost answer neither leaves a job
 // that is queued for ever without a request nor fails a job that runs.
@@ -29,6 +31,18 @@ func Enqueue(ctx context.Context, js jetstream.Publisher, req Request) (Event, e
 	}
 	if err := ValidateType(req.Type); err != nil {
 		return Event{}, err
+	}
+	owner := func(ctx context.Context) (struct{}, error) {
+		return struct{}{}, RecordOwner(ctx, js, req.ID, OwnerRecord{Owner: req.Owner, Type: req.Type, CreatedAt: req.CreatedAt})
+	}
+	_, err := owner(ctx)
+	if unsure(err) {
+		if _, err = again(ctx, owner); errors.Is(err, ErrRecorded) {
+			err = nil // the first write was stored
+		}
+	}
+	if err != nil {
+		return Event{}, fmt.Errorf("store owner record: %w", err)
 	}
 	queued := req.Queued()
 	storeQueued := func(ctx context.Context) (uint64, error) { return PublishEvent(ctx, js, queued, 0) }
@@ -63,7 +77,11 @@ func Enqueue(ctx context.Context, js jetstream.Publisher, req Request) (Event, e
 		if queuedSeq == 0 {
 			return Event{}, fmt.Errorf("store request: %w (its queued state stays: its sequence is unknown)", err)
 		}
-		if _, ferr := again(ctx, func(ctx context.Context) (uint64, error) { return PublishEvent(ctx, js, failed, queuedSeq) }); ferr != nil {
+		failedSeq, ferr := again(ctx, func(ctx context.Context) (uint64, error) { return PublishEvent(ctx, js, failed, queuedSeq) })
+		if ferr == nil {
+			_, ferr = again(ctx, func(ctx context.Context) (struct{}, error) { return struct{}{}, RecordEnd(ctx, js, failed, failedSeq) })
+		}
+		if ferr != nil {
 			return Event{}, fmt.Errorf("store request: %w (and closing its queued state: %v)", err, ferr)
 		}
 		return Event{}, fmt.Errorf("store request: %w", err)

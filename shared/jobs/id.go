@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/oklog/ulid/v2"
@@ -15,15 +16,47 @@ const MaxIDLen = 64
 // ErrInvalidID is wrapped by every id and type validation error.
 var ErrInvalidID = errors.New("invalid id")
 
-// NewID returns a fresh, time-sortable job id (a ULID: 26 characters of
-// Crockford base32, lexically ordered by creation time to the millisecond;
-// ids made in the same millisecond are in random order). Times before 1970
-// count as 1970.
+// NewID returns a fresh, time-sortable job id: a ULID, 26 characters of
+// Crockford base32 whose first 10 carry the time to the millisecond. The
+// ids one process makes sort in the order they were made, within a
+// millisecond too: the random part then grows by a random step (up to
+// 2^32, so the next id is not guessable from the last). An id for a time
+// before the last one's, and ids of different processes, sort by their
+// millisecond only. Times before 1970 count as
+// 1970.
 func NewID(now time.Time) string {
 	if now.Before(time.Unix(0, 0)) {
 		now = time.Unix(0, 0)
 	}
-	return ulid.MustNew(ulid.Timestamp(now), rand.Reader).String()
+	return ids.next(ulid.Timestamp(now))
+}
+
+// ids makes this process's job ids.
+var ids = &idSource{entropy: ulid.Monotonic(rand.Reader, 1<<32)}
+
+type idSource struct {
+	mu      sync.Mutex
+	lastMs  uint64 // of the last id made from entropy
+	entropy *ulid.MonotonicEntropy
+}
+
+func (s *idSource) next(ms uint64) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if ms < s.lastMs {
+		// Made at an earlier time than the last id (a caller that took
+		// its time before another's): it sorts by its millisecond, and
+		// leaves the run of the last one alone.
+		return ulid.MustNew(ms, rand.Reader).String()
+	}
+	for {
+		id, err := ulid.New(ms, s.entropy)
+		if err == nil {
+			s.lastMs = ms
+			return id.String()
+		}
+		ms++ // the random part ran out within this millisecond: use the next
+	}
 }
 
 // ValidateID reports whether id can be used as a single NATS subject token.

@@ -128,6 +128,24 @@ func TestNewIDSortsByTime(t *testing.T) {
 	}
 }
 
+// TestNewIDSortsWithinAMillisecond: the list promises newest first, also
+// for jobs submitted in the same millisecond.
+// Not parallel: other tests make ids at other times meanwhile. Its time
+// is later than any other test's, as an id for an earlier time than the
+// last one's sorts by its millisecond only.
+func TestNewIDSortsWithinAMillisecond(t *testing.T) {
+	now := time.Date(5000, 3, 14, 9, 39, 26, 123456789, time.UTC)
+	ids := make([]string, 1000)
+	for i := range ids {
+		ids[i] = jobs.NewID(now)
+	}
+	for i := 1; i < len(ids); i++ {
+		if ids[i] <= ids[i-1] {
+			t.Fatalf("id %d %q made after %q in the same millisecond does not sort after it", i, ids[i], ids[i-1])
+		}
+	}
+}
+
 func TestNewIDUnique(t *testing.T) {
 	t.Parallel()
 	now := time.Date(2025, 3, 14, 9, 39, 26, 123456789, time.UTC)

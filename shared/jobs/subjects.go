@@ -21,9 +21,11 @@ const (
 	TypesBucket = "JOBWIRE_TYPES"
 	// IdempotencyBucket maps Idempotency-Key values to job ids.
 	IdempotencyBucket = "JOBWIRE_IDEMPOTENCY"
-	// TombstonesBucket remembers ended jobs for a while after their events
-	// age out, so "expired" can be told from "never existed".
-	TombstonesBucket = "JOBWIRE_TOMBSTONES"
+	// RecordsStream keeps each job's write-once records: its owner (written
+	// at submit by the gateway) and its end (which event is final). It keeps
+	// them past the events' age, so an ended job whose events have aged out
+	// is "expired", not unknown.
+	RecordsStream = "JOBS_RECORDS"
 )
 
 // Wildcards for subscriptions and stream subjects.
@@ -36,6 +38,10 @@ const (
 	AllCancel = "jobs.*.cancel"
 	// AllQueue matches every job request.
 	AllQueue = "jobwire.queue.>"
+	// AllOwners matches every job's owner record.
+	AllOwners = "jobwire.owners.*"
+	// AllEnds matches every job's end record.
+	AllEnds = "jobwire.ends.*"
 )
 
 // Defaults for the streams' retention.
@@ -55,6 +61,12 @@ func ProgressSubject(id string) string { return "jobs." + id + ".progress" }
 // EventsStream, which republishes them on ProgressSubject). Write with
 // PublishEvent; read history and state from the stream on this subject.
 func EventSubject(id string) string { return "jobwire.events." + id }
+
+// OwnerSubject is where job id's owner record is stored (RecordsStream).
+func OwnerSubject(id string) string { return "jobwire.owners." + id }
+
+// EndSubject is where job id's end record is stored (RecordsStream).
+func EndSubject(id string) string { return "jobwire.ends." + id }
 
 // progressDestination is how EventsStream republishes: jobwire.events.<id>
 // becomes jobs.<id>.progress.

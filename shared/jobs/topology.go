@@ -2,7 +2,6 @@ package jobs
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -17,8 +16,8 @@ type Topology struct {
 	EventsMaxAge    time.Duration // how long job events are kept
 	EventsMaxPerJob int64         // how many events are kept per job
 	IdempotencyTTL  time.Duration // how long an Idempotency-Key is remembered
-	// TombstoneTTL is how long an ended job is remembered after its events
-	// have aged out (then it is "expired", not unknown).
+	// TombstoneTTL is how long a job's records (owner, end) are kept after
+	// its events have aged out: an ended job is then "expired", not unknown.
 	TombstoneTTL time.Duration
 }
 
@@ -77,13 +76,35 @@ func (t Topology) EventsStreamConfig() jetstream.StreamConfig {
 	}
 }
 
+// RecordsStreamConfig is the stream of the jobs' write-once records (see
+// RecordOwner, RecordEnd): one message per subject, and the server refuses
+// a second one, so the first write wins whoever writes next.
+func (t Topology) RecordsStreamConfig() jetstream.StreamConfig {
+	t = t.withDefaults()
+	return jetstream.StreamConfig{
+		Name:                 RecordsStream,
+		Description:          "jobwire job owners and ends (write-once)",
+		Subjects:             []string{AllOwners, AllEnds},
+		Retention:            jetstream.LimitsPolicy,
+		Storage:              jetstream.FileStorage,
+		Replicas:             t.Replicas,
+		MaxAge:               t.EventsMaxAge + t.TombstoneTTL,
+		MaxMsgsPerSubject:    1,
+		Discard:              jetstream.DiscardNew,
+		DiscardNewPerSubject: true,
+		DenyDelete:           true,
+		DenyPurge:            true,
+		AllowDirect:          true,
+	}
+}
+
 // Streams are the handles to jobwire's streams and buckets.
 type Streams struct {
 	Queue       jetstream.Stream
 	Events      jetstream.Stream
 	Types       jetstream.KeyValue
 	Idempotency jetstream.KeyValue
-	Tombstones  jetstream.KeyValue
+	Records     jetstream.Stream
 }
 
 // CreateOrUpdate makes sure every stream and bucket exists with the given
@@ -98,6 +119,9 @@ func (t Topology) CreateOrUpdate(ctx context.Context, js jetstream.JetStream) (*
 	}
 	if s.Events, err = js.CreateOrUpdateStream(ctx, t.EventsStreamConfig()); err != nil {
 		return nil, fmt.Errorf("stream %s: %w", EventsStream, err)
+	}
+	if s.Records, err = js.CreateOrUpdateStream(ctx, t.RecordsStreamConfig()); err != nil {
+		return nil, fmt.Errorf("stream %s: %w", RecordsStream, err)
 	}
 	if s.Types, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket:      TypesBucket,
@@ -116,36 +140,18 @@ func (t Topology) CreateOrUpdate(ctx context.Context, js jetstream.JetStream) (*
 	}); err != nil {
 		return nil, fmt.Errorf("bucket %s: %w", IdempotencyBucket, err)
 	}
-	if s.Tombstones, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket:      TombstonesBucket,
-		Description: "jobwire ended jobs, kept past their events' age",
-		Storage:     jetstream.FileStorage,
-		Replicas:    t.Replicas,
-		TTL:         t.EventsMaxAge + t.TombstoneTTL,
-	}); err != nil {
-		return nil, fmt.Errorf("bucket %s: %w", TombstonesBucket, err)
-	}
 	return &s, nil
 }
 
-// LastEvent reads the current state of job id: its last stored event.
-// It returns ErrNotFound when the job has no events.
+// LastEvent reads the last stored event of job id. That is its state
+// unless something was stored after its final event: State reads the
+// state. It returns ErrNotFound when the job has no events.
 func LastEvent(ctx context.Context, events jetstream.Stream, id string) (Event, uint64, error) {
 	if err := ValidateID(id); err != nil {
 		return Event{}, 0, err
 	}
-	m, err := events.GetLastMsgForSubject(ctx, EventSubject(id))
-	if errors.Is(err, jetstream.ErrMsgNotFound) {
-		return Event{}, 0, ErrNotFound
-	}
-	if err != nil {
-		return Event{}, 0, err
-	}
-	var ev Event
-	if err := json.Unmarshal(m.Data, &ev); err != nil {
-		return Event{}, 0, fmt.Errorf("job %s: stored event is not valid: %w", id, err)
-	}
-	return ev, m.Sequence, nil
+	last, err := lastEvent(ctx, events, id)
+	return last.ev, last.seq, err
 }
 
 // ErrNotFound means a job has no stored events.
@@ -183,38 +189,4 @@ func PublishEvent(ctx context.Context, js jetstream.Publisher, ev Event, lastSub
 		return 0, err
 	}
 	return ack.Sequence, nil
-}
-
-// Bury records that job id has ended, so that after its events age out it
-// is reported as expired rather than unknown.
-func Bury(ctx context.Context, tombstones jetstream.KeyValue, ev Event) error {
-	if err := ValidateID(ev.JobID); err != nil {
-		return err
-	}
-	b, _ := json.Marshal(tombstone{ev.Status, ev.Owner, ev.Time.UTC()})
-	_, err := tombstones.Put(ctx, ev.JobID, b)
-	return err
-}
-
-type tombstone struct {
-	Status Status    `json:"status"`
-	Owner  string    `json:"owner,omitempty"`
-	Time   time.Time `json:"time"`
-}
-
-// Buried reports whether job id ended and was remembered, and its owner.
-func Buried(ctx context.Context, tombstones jetstream.KeyValue, id string) (found bool, owner string, err error) {
-	if err := ValidateID(id); err != nil {
-		return false, "", err
-	}
-	e, err := tombstones.Get(ctx, id)
-	switch {
-	case errors.Is(err, jetstream.ErrKeyNotFound):
-		return false, "", nil
-	case err != nil:
-		return false, "", err
-	}
-	var t tombstone
-	_ = json.Unmarshal(e.Value(), &t)
-	return true, t.Owner, nil
 }

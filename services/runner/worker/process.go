@@ -60,7 +60,9 @@ func (r *Runner) process(ctx context.Context, msg jetstream.Msg) {
 	log := r.log.With("job_id", req.ID, "type", req.Type, "attempt", attempt)
 	if w.ev.Status.Terminal() {
 		// Finished by an earlier delivery that died before its ack, or
-		// canceled while it waited: nothing to run.
+		// canceled while it waited: nothing to run. Its end may not be
+		// recorded yet (the delivery died before that).
+		r.recordEnd(storeCtx, log, w)
 		_ = msg.DoubleAck(storeCtx)
 		return
 	}
@@ -210,7 +212,8 @@ func (r *Runner) fail(ctx context.Context, log *slog.Logger, msg jetstream.Msg, 
 	r.end(ctx, log, msg, w, jobs.KindFailed, jobs.StatusFailed, attempt, nil, jerr)
 }
 
-// end stores the job's final event, and only then acks the job message.
+// end stores the job's final event and records the job's end (so nothing
+// stored after it counts), and only then acks the job message.
 func (r *Runner) end(ctx context.Context, log *slog.Logger, msg jetstream.Msg, w *writer, kind jobs.Kind, status jobs.Status, attempt int, result json.RawMessage, jerr *jobs.Error) {
 	now := time.Now()
 	err := w.emit(ctx, kind, func(e *jobs.Event) {
@@ -226,19 +229,22 @@ func (r *Runner) end(ctx context.Context, log *slog.Logger, msg jetstream.Msg, w
 		r.settleStoreError(ctx, log, msg, err)
 		return
 	}
+	r.recordEnd(ctx, log, w)
 	// No need to wait for the ack's confirmation: the final state is
 	// stored, so a redelivery after a lost ack only acks.
 	if err := msg.Ack(); err != nil {
 		log.Warn("ack failed after the final state was stored", "err", err)
 	}
-	ended := w.ev
-	r.background.Go(func() { // the tombstone does not hold up the next job
-		bctx, cancel := context.WithTimeout(ctx, storeTimeout)
-		defer cancel()
-		if err := jobs.Bury(bctx, r.graves, ended); err != nil {
-			log.Warn("cannot record the job's tombstone", "err", err)
-		}
-	})
+}
+
+// recordEnd records that the job ended with w's last (final) event. A
+// record that exists already is fine: the first one wins.
+func (r *Runner) recordEnd(ctx context.Context, log *slog.Logger, w *writer) {
+	rctx, cancel := context.WithTimeout(ctx, storeTimeout)
+	defer cancel()
+	if err := jobs.RecordEnd(rctx, r.js, w.ev, w.lastSeq); err != nil && !errors.Is(err, jobs.ErrRecorded) {
+		log.Warn("cannot record the job's end", "err", err)
+	}
 }
 
 // settleStoreError settles a delivery whose events could not be stored.

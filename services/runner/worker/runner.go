@@ -62,13 +62,11 @@ type Runner struct {
 	nc     *nats.Conn
 	js     jetstream.JetStream
 	events jetstream.Stream
-	graves jetstream.KeyValue // tombstones of ended jobs
 	cons   jetstream.Consumer
 	log    *slog.Logger
 
-	mu         sync.Mutex
-	running    map[string]context.CancelCauseFunc // jobs this runner holds
-	background sync.WaitGroup                     // tombstone writes; Run waits for them
+	mu      sync.Mutex
+	running map[string]context.CancelCauseFunc // jobs this runner holds
 }
 
 // New checks the job types (a duplicate is an error), creates the streams
@@ -127,7 +125,7 @@ func New(ctx context.Context, nc *nats.Conn, cfg Config, types ...JobType) (*Run
 		}
 	}
 	return &Runner{
-		cfg: cfg, reg: reg, nc: nc, js: js, events: streams.Events, graves: streams.Tombstones, cons: cons, log: cfg.Logger,
+		cfg: cfg, reg: reg, nc: nc, js: js, events: streams.Events, cons: cons, log: cfg.Logger,
 		running: map[string]context.CancelCauseFunc{},
 	}, nil
 }
@@ -145,7 +143,6 @@ func (r *Runner) Run(ctx context.Context) error {
 	defer func() { _ = cancels.Unsubscribe() }()
 	jobCtx, stopJobs := context.WithCancelCause(context.WithoutCancel(ctx))
 	defer stopJobs(errShutdown)
-	defer r.background.Wait()
 	var wg sync.WaitGroup
 	slots := make(chan struct{}, r.cfg.Concurrency)
 

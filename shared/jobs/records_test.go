@@ -1,0 +1,54 @@
+package jobs_test
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/jobwire/jobwire/shared/jobs"
+)
+
+// TestStateEndsAtTheFirstFinalEvent: after a job's end is recorded,
+// events stored after it (another owner, a second final event) change
+// neither its state nor its owner, and neither record can be written again.
+func TestStateEndsAtTheFirstFinalEvent(t *testing.T) {
+	t.Parallel()
+	ctx, _, js, streams := withTopology(t)
+	req := jobs.Request{ID: jobs.NewID(time.Now()), Type: "demo", CreatedAt: time.Now(), Owner: "user:alice"}
+	queued, err := jobs.Enqueue(ctx, js, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	store := func(ev jobs.Event, after uint64) uint64 {
+		t.Helper()
+		seq, err := jobs.PublishEvent(ctx, js, ev, after)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return seq
+	}
+	_, queuedSeq, _ := jobs.LastEvent(ctx, streams.Events, req.ID)
+	done := queued.Next(jobs.KindSucceeded, time.Now())
+	done.Status = jobs.StatusSucceeded
+	doneSeq := store(done, queuedSeq)
+	if err := jobs.RecordEnd(ctx, js, done, doneSeq); err != nil {
+		t.Fatal(err)
+	}
+	forged := done.Next(jobs.KindFailed, time.Now())
+	forged.Status, forged.Owner = jobs.StatusFailed, "user:mallory"
+	store(forged, doneSeq)
+
+	job, err := jobs.ReadJob(ctx, streams.Events, streams.Records, req.ID)
+	if err != nil || job.Owner.Owner != "user:alice" || job.Owner.Type != "demo" || job.Seq != doneSeq || job.State.Status != jobs.StatusSucceeded {
+		t.Fatalf("ReadJob = owner %+v, %s at %d, %v; want user:alice, succeeded at %d", job.Owner, job.State.Status, job.Seq, err, doneSeq)
+	}
+	if err := jobs.RecordEnd(ctx, js, forged, doneSeq+1); !errors.Is(err, jobs.ErrRecorded) {
+		t.Errorf("second RecordEnd: %v, want ErrRecorded", err)
+	}
+	if err := jobs.RecordOwner(ctx, js, req.ID, jobs.OwnerRecord{Owner: "user:mallory"}); !errors.Is(err, jobs.ErrRecorded) {
+		t.Errorf("second RecordOwner: %v, want ErrRecorded", err)
+	}
+	if _, err := jobs.ReadJob(ctx, streams.Events, streams.Records, jobs.NewID(time.Now())); !errors.Is(err, jobs.ErrNotFound) {
+		t.Errorf("ReadJob of an unknown job: %v, want ErrNotFound", err)
+	}
+}
