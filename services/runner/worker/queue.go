@@ -43,9 +43,11 @@ func (q *queue) bind(ctx context.Context) error {
 	cons, err := q.create(ctx)
 	var apiErr *jetstream.APIError
 	if errors.As(err, &apiErr) && apiErr.ErrorCode == errWQConsumerNotUnique {
-		if err = q.removeOldPools(ctx); err == nil {
-			cons, err = q.create(ctx)
+		if rerr := q.removeOldPools(ctx); rerr != nil {
+			return fmt.Errorf("consumer %s: another consumer takes jobs of type %s (an old pool's?) and it was not removed: %w "+
+				"(once its runners are stopped: nats consumer ls %s; nats consumer rm %s <name>)", q.name(), q.typ, rerr, jobs.QueueStream, jobs.QueueStream)
 		}
+		cons, err = q.create(ctx)
 	}
 	if err != nil {
 		return fmt.Errorf("consumer %s: %w", q.name(), err)
@@ -83,8 +85,7 @@ func (q *queue) removeOldPools(ctx context.Context) error {
 			continue
 		}
 		if info.NumAckPending > 0 {
-			errs = append(errs, fmt.Errorf("consumer %s also takes jobs of type %s and has %d in flight: "+
-				"stop its runners (or remove it: nats consumer rm %s %s)", info.Name, q.typ, info.NumAckPending, jobs.QueueStream, info.Name))
+			errs = append(errs, fmt.Errorf("consumer %s has %d jobs in flight", info.Name, info.NumAckPending))
 			continue
 		}
 		if err := q.js.DeleteConsumer(ctx, jobs.QueueStream, info.Name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
@@ -151,11 +152,15 @@ func (q *queue) ensure(ctx context.Context) error {
 // fetch pulls up to n messages and hands each to start as it arrives. It
 // waits up to wait for them, or, with wait 0, takes only what is there.
 // It returns how many arrived.
+//
+// A waiting fetch is not cut short when ctx ends: the server would still
+// send a job to the abandoned request, and nobody would take it until its
+// ack wait ran out. It lasts its wait, and start hands back what comes.
 func (q *queue) fetch(ctx context.Context, n int, wait time.Duration, start func(jetstream.Msg)) (int, error) {
 	var batch jetstream.MessageBatch
 	var err error
 	if wait > 0 {
-		fctx, cancel := context.WithTimeout(ctx, wait)
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), wait)
 		defer cancel()
 		batch, err = q.cons.Fetch(n, jetstream.FetchContext(fctx))
 	} else {

@@ -67,7 +67,9 @@ type Runner struct {
 	log    *slog.Logger
 
 	// share is the most slots one queue takes for a waiting fetch, and
-	// fetchWait how long that fetch waits for jobs (see consume).
+	// fetchWait how long that fetch waits for jobs (see fetchRound). A
+	// fetch outlives Run's context (see queue.fetch), so this is also how
+	// much longer stopping may take.
 	share     int
 	fetchWait time.Duration
 
@@ -118,7 +120,7 @@ func New(ctx context.Context, nc *nats.Conn, cfg Config, types ...JobType) (*Run
 	r := &Runner{
 		cfg: cfg, reg: reg, nc: nc, js: js, events: streams.Events, graves: streams.Tombstones, queues: queues, log: cfg.Logger,
 		running: map[string]context.CancelCauseFunc{},
-		share:   cfg.Concurrency, fetchWait: 5 * time.Second,
+		share:   cfg.Concurrency, fetchWait: 2 * time.Second,
 	}
 	if len(queues) > 1 {
 		// Each type keeps one request for a job waiting, holding one
@@ -151,6 +153,13 @@ func (r *Runner) Run(ctx context.Context) error {
 	var jobsRunning sync.WaitGroup
 	slots := make(chan struct{}, r.cfg.Concurrency)
 	start := func(msg jetstream.Msg) {
+		if ctx.Err() != nil {
+			// Fetched by a request that outlived ctx (see queue.fetch):
+			// straight back to the stream for another runner.
+			_ = msg.Nak()
+			<-slots
+			return
+		}
 		jobsRunning.Go(func() {
 			defer func() { <-slots }()
 			r.process(jobCtx, msg)
