@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/jobwire/jobwire/internal/backoff"
 	"github.com/jobwire/jobwire/internal/envflag"
 	"github.com/nats-io/nats.go"
 )
@@ -40,22 +41,16 @@ func Connect(ctx context.Context, url, name string, log *slog.Logger, opts ...na
 		}),
 	}, opts...)
 	safeURL := RedactURL(url)
-	var lastErr error
-	for attempt := 0; ; attempt++ {
+	wait := backoff.Backoff{Base: 500 * time.Millisecond, Max: 10 * time.Second}
+	warn := backoff.Warner{Log: log}
+	for {
 		nc, err := nats.Connect(url, opts...)
 		if err == nil {
 			return nc, nil
 		}
-		lastErr = err
-		if attempt == 0 {
-			log.Warn("waiting for nats", "url", safeURL, "err", err)
-		}
-		t := time.NewTimer(time.Second)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return nil, fmt.Errorf("connect to nats at %s: %w", safeURL, lastErr)
-		case <-t.C:
+		warn.Warn("waiting for nats", err, "url", safeURL)
+		if !wait.Wait(ctx) {
+			return nil, fmt.Errorf("connect to nats at %s: %w", safeURL, err)
 		}
 	}
 }
@@ -85,24 +80,22 @@ func RedactURL(urls string) string {
 	return strings.Join(parts, ",")
 }
 
-// Retry calls f until it succeeds or ctx ends, one second apart.
+// Retry calls f until it succeeds or ctx ends, each call bounded to 10s,
+// waiting longer after each failure (from about 0.5s up to 30s, with
+// jitter). A failure that repeats is logged once a minute.
 func Retry(ctx context.Context, log *slog.Logger, what string, f func(ctx context.Context) error) error {
-	for attempt := 0; ; attempt++ {
+	wait := backoff.Backoff{Base: time.Second, Max: 30 * time.Second}
+	warn := backoff.Warner{Log: log}
+	for {
 		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		err := f(cctx)
 		cancel()
 		if err == nil {
 			return nil
 		}
-		if attempt == 0 {
-			log.Warn("retrying", "what", what, "err", err)
-		}
-		t := time.NewTimer(time.Second)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		warn.Warn("retrying", err, "what", what, "failures", wait.Failures()+1)
+		if !wait.Wait(ctx) {
 			return fmt.Errorf("%s: %w", what, err)
-		case <-t.C:
 		}
 	}
 }

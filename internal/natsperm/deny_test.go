@@ -113,7 +113,7 @@ func TestObserverCanOnlyWatch(t *testing.T) {
 	// Nor touch the work queue or the streams.
 	for _, subj := range []string{
 		"$JS.API.CONSUMER.CREATE.JOBS.thief",
-		"$JS.API.CONSUMER.MSG.NEXT.JOBS." + jobs.ConsumerName([]string{"demo"}),
+		"$JS.API.CONSUMER.MSG.NEXT.JOBS." + jobs.ConsumerName("demo"),
 		"$JS.API.STREAM.DELETE.JOBS",
 		"$JS.API.STREAM.PURGE.JOBS_EVENTS",
 		"$JS.API.STREAM.UPDATE.JOBS_EVENTS",
@@ -162,7 +162,7 @@ func TestGatewayCannotConsumeWorkQueue(t *testing.T) {
 	r, rn := newRunner(t, s) // the pool's consumer exists; nothing fetches yet
 	id := jobs.NewID(time.Now())
 	gw.enqueue(t, id, worker.DemoInput{Steps: 2, StepMS: 5})
-	pool := jobs.ConsumerName([]string{"demo"})
+	pool := jobs.ConsumerName("demo")
 
 	next := "$JS.API.CONSUMER.MSG.NEXT.JOBS." + pool
 	if m, err := gw.Request(next, []byte(`{"batch":1,"no_wait":true}`), 500*time.Millisecond); err == nil {

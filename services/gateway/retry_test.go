@@ -145,7 +145,7 @@ func TestPoisonMessagesNeverLoop(t *testing.T) {
 	if done.Error.Code != "unknown_type" {
 		t.Fatalf("unknown type job = %+v", done)
 	}
-	cons, err := sys.GW.js.Consumer(ctx, jobs.QueueStream, jobs.ConsumerName([]string{"demo"}))
+	cons, err := sys.GW.js.Consumer(ctx, jobs.QueueStream, jobs.ConsumerName("demo"))
 	if err != nil {
 		t.Fatal(err)
 	}

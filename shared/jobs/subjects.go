@@ -1,9 +1,6 @@
 package jobs
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
-	"slices"
 	"strings"
 	"time"
 )
@@ -109,17 +106,10 @@ func idFromSubject(subject, suffix string) (string, bool) {
 	return id, true
 }
 
-// ConsumerName is the durable consumer shared by every runner that serves
-// exactly these job types: "runners_" and the sorted type names. Runner
-// pools that serve different types use different consumers, whose filters
-// must not overlap (a type is served by one pool).
-func ConsumerName(types []string) string {
-	sorted := slices.Clone(types)
-	slices.Sort(sorted)
-	name := "runners_" + strings.Join(slices.Compact(sorted), "_")
-	if len(name) <= 200 {
-		return name
-	}
-	sum := sha256.Sum256([]byte(name))
-	return "runners_" + hex.EncodeToString(sum[:12])
-}
+// ConsumerName is the durable consumer of job type typ on QueueStream:
+// "runners_<type>". Every runner that serves the type uses it, whatever
+// other types it serves, so runners serving different sets of types (a
+// rolling update that adds or removes a type) share the consumers of the
+// types they have in common, and no two consumers' filters ever overlap.
+// The type must have passed ValidateType.
+func ConsumerName(typ string) string { return "runners_" + typ }

@@ -9,10 +9,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
 	"sync"
 	"time"
 
+	"github.com/jobwire/jobwire/internal/backoff"
 	"github.com/jobwire/jobwire/shared/jobs"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -62,16 +62,23 @@ type Runner struct {
 	nc     *nats.Conn
 	js     jetstream.JetStream
 	events jetstream.Stream
-	cons   jetstream.Consumer
+	queues []*queue // the consumer of each type served, by name
 	log    *slog.Logger
+
+	// share is the most slots one queue takes for a waiting fetch, and
+	// fetchWait how long that fetch waits for jobs (see fetchRound). A
+	// fetch outlives Run's context (see queue.fetch), so this is also how
+	// much longer stopping may take.
+	share     int
+	fetchWait time.Duration
 
 	mu      sync.Mutex
 	running map[string]context.CancelCauseFunc // jobs this runner holds
 }
 
 // New checks the job types (a duplicate is an error), creates the streams
-// and the shared consumer if they are missing, and registers the types so
-// gateways accept jobs of them.
+// and the consumer of each type if they are missing, and registers the
+// types so gateways accept jobs of them.
 func New(ctx context.Context, nc *nats.Conn, cfg Config, types ...JobType) (*Runner, error) {
 	cfg = cfg.withDefaults()
 	reg, err := newRegistry(types)
@@ -86,34 +93,18 @@ func New(ctx context.Context, nc *nats.Conn, cfg Config, types ...JobType) (*Run
 	if err != nil {
 		return nil, err
 	}
-	names := reg.names()
-	subjects := make([]string, len(names))
-	for i, n := range names {
-		subjects[i] = jobs.QueueSubject(n)
-	}
-	consumer := jobs.ConsumerName(names)
-	if existing, err := js.Consumer(ctx, jobs.QueueStream, consumer); err == nil {
-		// The pool's ack wait is the one its consumer has: heartbeat for
-		// that, so a runner that joins with another setting can never get
-		// the running jobs of the others redelivered.
-		if aw := existing.CachedInfo().Config.AckWait; aw > 0 && aw != cfg.AckWait {
-			cfg.Logger.Warn("keeping the pool's ack wait", "consumer", consumer, "pool", aw, "configured", cfg.AckWait)
-			cfg.AckWait = aw
+	var queues []*queue
+	heartbeatFor := cfg.AckWait
+	for _, name := range reg.names() {
+		q := &queue{typ: name, ackWait: cfg.AckWait, js: js, log: cfg.Logger}
+		if err := q.bind(ctx); err != nil {
+			return nil, err
 		}
+		// Heartbeats must fit the shortest ack wait of the consumers.
+		heartbeatFor = min(heartbeatFor, q.ackWait)
+		queues = append(queues, q)
 	}
-	cons, err := js.CreateOrUpdateConsumer(ctx, jobs.QueueStream, jetstream.ConsumerConfig{
-		Durable:        consumer,
-		Description:    "jobwire runners for " + strings.Join(names, ", "),
-		AckPolicy:      jetstream.AckExplicitPolicy,
-		AckWait:        cfg.AckWait,
-		FilterSubjects: subjects,
-		MaxAckPending:  10_000,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("consumer %s: %w (a job type is served by one set of runners: "+
-			"every runner that serves a type must serve the same types; remove consumers of old pools with `nats consumer rm %s <name>`)",
-			consumer, err, jobs.QueueStream)
-	}
+	cfg.AckWait = heartbeatFor
 	for _, t := range reg {
 		info, err := t.Info()
 		if err != nil {
@@ -124,10 +115,23 @@ func New(ctx context.Context, nc *nats.Conn, cfg Config, types ...JobType) (*Run
 			return nil, fmt.Errorf("register job type %s: %w", t.Name, err)
 		}
 	}
-	return &Runner{
-		cfg: cfg, reg: reg, nc: nc, js: js, events: streams.Events, cons: cons, log: cfg.Logger,
+	r := &Runner{
+		cfg: cfg, reg: reg, nc: nc, js: js, events: streams.Events, queues: queues, log: cfg.Logger,
 		running: map[string]context.CancelCauseFunc{},
-	}, nil
+		share:   cfg.Concurrency, fetchWait: 2 * time.Second,
+	}
+	if len(queues) > 1 {
+		// Each type keeps one request for a job waiting, holding one
+		// slot; a type with jobs takes every other free slot at once.
+		r.share = 1
+	}
+	if len(queues) > cfg.Concurrency {
+		// Types take turns waiting: shorter turns.
+		r.fetchWait = time.Second
+		r.log.Warn("this runner serves more job types than it runs jobs at once: a type may wait up to a second per turn for a free slot",
+			"types", len(queues), "concurrency", cfg.Concurrency)
+	}
+	return r, nil
 }
 
 var errShutdown = errors.New("runner shutting down")
@@ -143,27 +147,29 @@ func (r *Runner) Run(ctx context.Context) error {
 	defer func() { _ = cancels.Unsubscribe() }()
 	jobCtx, stopJobs := context.WithCancelCause(context.WithoutCancel(ctx))
 	defer stopJobs(errShutdown)
-	var wg sync.WaitGroup
+	var jobsRunning sync.WaitGroup
 	slots := make(chan struct{}, r.cfg.Concurrency)
-
-	for ctx.Err() == nil {
-		n, ok := reserve(ctx, slots)
-		if !ok {
-			break
-		}
-		got := r.fetch(ctx, n, func(msg jetstream.Msg) {
-			wg.Go(func() {
-				defer func() { <-slots }()
-				r.process(jobCtx, msg)
-			})
-		})
-		for range n - got {
+	start := func(msg jetstream.Msg) {
+		if ctx.Err() != nil {
+			// Fetched by a request that outlived ctx (see queue.fetch):
+			// straight back to the stream for another runner.
+			_ = msg.Nak()
 			<-slots
+			return
 		}
+		jobsRunning.Go(func() {
+			defer func() { <-slots }()
+			r.process(jobCtx, msg)
+		})
 	}
+	var fetchers sync.WaitGroup
+	for _, q := range r.queues {
+		fetchers.Go(func() { r.consume(ctx, q, slots, start) })
+	}
+	fetchers.Wait()
 
 	done := make(chan struct{})
-	go func() { wg.Wait(); close(done) }()
+	go func() { jobsRunning.Wait(); close(done) }()
 	select {
 	case <-done:
 	case <-time.After(r.cfg.ShutdownGrace):
@@ -174,55 +180,77 @@ func (r *Runner) Run(ctx context.Context) error {
 	return nil
 }
 
-// reserve blocks until at least one slot is free, then takes every free slot.
-func reserve(ctx context.Context, slots chan struct{}) (int, bool) {
+// consume fetches q's jobs and starts each on a slot, until ctx ends.
+// When fetching fails it waits longer after each failure (100ms doubling
+// up to 30s, with jitter), logs a repeating failure once a minute, and
+// creates the consumer again if it is gone.
+func (r *Runner) consume(ctx context.Context, q *queue, slots chan struct{}, start func(jetstream.Msg)) {
+	wait := backoff.Backoff{Base: 100 * time.Millisecond, Max: 30 * time.Second}
+	warn := backoff.Warner{Log: r.log}
+	for ctx.Err() == nil {
+		err := r.fetchRound(ctx, q, slots, start)
+		if err == nil || ctx.Err() != nil {
+			wait.Reset()
+			continue
+		}
+		warn.Warn("fetching jobs failed", err, "consumer", q.name(), "failures", wait.Failures()+1)
+		if !wait.Wait(ctx) {
+			return
+		}
+		if err := q.ensure(ctx); err != nil && ctx.Err() == nil {
+			warn.Warn("cannot check or create the job type's consumer", err, "consumer", q.name())
+		}
+	}
+}
+
+// fetchRound waits for q's next jobs with up to r.share free slots, then,
+// as long as q fills every batch, takes more without waiting for as many
+// slots as are free. Slots no job came for are given back.
+func (r *Runner) fetchRound(ctx context.Context, q *queue, slots chan struct{}, start func(jetstream.Msg)) error {
+	n, ok := reserve(ctx, slots, r.share)
+	if !ok {
+		return nil
+	}
+	got, err := q.fetch(ctx, n, r.fetchWait, start)
+	unreserve(slots, n-got)
+	for err == nil && got == n && ctx.Err() == nil {
+		if n = reserveFree(slots, cap(slots)); n == 0 {
+			return nil
+		}
+		got, err = q.fetch(ctx, n, 0, start)
+		unreserve(slots, n-got)
+	}
+	return err
+}
+
+// reserve blocks until at least one slot is free, then takes every free
+// slot, up to most.
+func reserve(ctx context.Context, slots chan struct{}, most int) (int, bool) {
 	select {
 	case slots <- struct{}{}:
 	case <-ctx.Done():
 		return 0, false
 	}
-	n := 1
-	for n < cap(slots) {
+	return 1 + reserveFree(slots, most-1), true
+}
+
+// reserveFree takes the free slots, up to most, without waiting.
+func reserveFree(slots chan struct{}, most int) int {
+	n := 0
+	for n < most {
 		select {
 		case slots <- struct{}{}:
 			n++
 		default:
-			return n, true
+			return n
 		}
 	}
-	return n, true
+	return n
 }
 
-// fetch pulls up to n messages, waiting a few seconds at most, and hands
-// each to start as it arrives. It returns how many arrived.
-func (r *Runner) fetch(ctx context.Context, n int, start func(jetstream.Msg)) int {
-	fctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	batch, err := r.cons.Fetch(n, jetstream.FetchContext(fctx))
-	if err != nil {
-		if ctx.Err() == nil {
-			r.log.Warn("fetch failed", "err", err)
-			sleep(ctx, time.Second)
-		}
-		return 0
-	}
-	got := 0
-	for msg := range batch.Messages() {
-		got++
-		start(msg)
-	}
-	if err := batch.Error(); err != nil && ctx.Err() == nil && !errors.Is(err, context.DeadlineExceeded) {
-		r.log.Warn("fetch ended with an error", "err", err)
-	}
-	return got
-}
-
-func sleep(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-	case <-t.C:
+func unreserve(slots chan struct{}, n int) {
+	for range n {
+		<-slots
 	}
 }
 

@@ -5,10 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"slices"
 	"time"
 
+	"github.com/jobwire/jobwire/internal/backoff"
 	"github.com/jobwire/jobwire/shared/jobs"
 )
 
@@ -67,12 +67,7 @@ func (p RetryPolicy) withDefaults() RetryPolicy {
 // point in the upper half) so that many failing jobs do not retry in step.
 func (p RetryPolicy) Delay(attempt int) time.Duration {
 	p = p.withDefaults()
-	d := p.BaseDelay
-	for i := 1; i < attempt && d < p.MaxDelay; i++ {
-		d *= 2
-	}
-	d = min(d, p.MaxDelay)
-	return d/2 + rand.N(d/2+1)
+	return backoff.Delay(p.BaseDelay, p.MaxDelay, attempt)
 }
 
 // Info is the registration record stored in the types bucket.

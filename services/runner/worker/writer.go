@@ -7,6 +7,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/jobwire/jobwire/internal/backoff"
 	"github.com/jobwire/jobwire/shared/jobs"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -69,6 +70,7 @@ func (w *writer) emit(ctx context.Context, kind jobs.Kind, set func(*jobs.Event)
 	const tries = 5
 	var err error
 	var unsure []jobs.Event // writes whose outcome is unknown
+	wait := backoff.Backoff{Base: 100 * time.Millisecond, Max: 2 * time.Second}
 	for i := range tries {
 		next := w.ev.Next(kind, time.Now())
 		if w.pending != nil {
@@ -88,7 +90,7 @@ func (w *writer) emit(ctx context.Context, kind jobs.Kind, set func(*jobs.Event)
 		}
 		if !jobs.IsWrongLastSequence(err) {
 			unsure = append(unsure, next)
-			sleep(ctx, time.Duration(100<<i)*time.Millisecond)
+			wait.Wait(ctx)
 			continue
 		}
 		if rerr := w.reload(ctx); rerr != nil {
