@@ -12,8 +12,10 @@ import (
 	"github.com/jobwire/jobwire/shared/jobs"
 )
 
-// Runner pools serve different job types from one stream; a type belongs
-// to one pool, and a runner that would overlap another pool cannot start.
+// Runner pools serve different job types from one stream; a job runs only
+// on a runner that serves its type. Pools may overlap (as in a rolling
+// update that adds or removes types): a type's jobs then go to any runner
+// serving it.
 func TestRunnerPoolsServeTheirOwnTypes(t *testing.T) {
 	t.Parallel()
 	sys := startSystem(t, withoutRunner())
@@ -48,24 +50,23 @@ func TestRunnerPoolsServeTheirOwnTypes(t *testing.T) {
 	if err := start(named("mail", "B")); err != nil {
 		t.Fatalf("a second runner of the same pool: %v", err)
 	}
-	err := start(named("mail", "C"), named("images", "C"))
-	if err == nil || !strings.Contains(err.Error(), "same types") {
-		t.Fatalf("an overlapping pool started: %v", err)
+	if err := start(named("mail", "C"), named("images", "C")); err != nil {
+		t.Fatalf("a pool overlapping others: %v", err)
 	}
 
 	want := map[string]string{}
-	for typ, pool := range map[string]string{"images": "A", "video": "A", "mail": "B"} {
+	for typ, pools := range map[string]string{"images": "AC", "video": "A", "mail": "BC"} {
 		for range 3 {
-			want[sys.submit(t, typ, `{}`).ID] = pool
+			want[sys.submit(t, typ, `{}`).ID] = pools
 		}
 	}
-	for id, pool := range want {
+	for id, pools := range want {
 		sys.waitStatus(t, id, jobs.StatusSucceeded, 20*time.Second)
 		mu.Lock()
 		got := ranBy[id]
 		mu.Unlock()
-		if got != pool {
-			t.Errorf("job %s ran in pool %q, want %q", id, got, pool)
+		if got == "" || !strings.Contains(pools, got) {
+			t.Errorf("job %s ran in pool %q, want one of %q", id, got, pools)
 		}
 	}
 }
