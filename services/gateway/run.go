@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/jobwire/jobwire/internal/debugserver"
+	"github.com/jobwire/jobwire/internal/envflag"
 	"github.com/jobwire/jobwire/internal/natsconn"
 	"github.com/jobwire/jobwire/internal/natsembed"
 	"github.com/jobwire/jobwire/services/runner/worker"
@@ -23,6 +24,9 @@ import (
 // when ctx ends and everything has shut down.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	cfg, err := parseConfig(args, getenv, stderr)
+	if errors.Is(err, envflag.ErrHelp) {
+		return nil // the usage is printed: asking for it is no failure
+	}
 	if err != nil {
 		return err
 	}
