@@ -54,8 +54,9 @@ func errUnavailable(err error) *apiError {
 // decode reads a JSON request body of at most maxBytes into v, rejecting
 // other content types, unknown fields and trailing data.
 func decode(w http.ResponseWriter, r *http.Request, maxBytes int64, v any) error {
-	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
-		return errorf(http.StatusUnsupportedMediaType, "unsupported_media_type", "send the body as application/json")
+	mt, params, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if cs, ok := params["charset"]; err != nil || mt != "application/json" || ok && !strings.EqualFold(cs, "utf-8") {
+		return errorf(http.StatusUnsupportedMediaType, "unsupported_media_type", "send the body as application/json (UTF-8)")
 	}
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBytes))
 	dec.DisallowUnknownFields()

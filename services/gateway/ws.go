@@ -8,6 +8,7 @@ import (
 	"os"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/coder/websocket"
 	"github.com/jobwire/jobwire/shared/jobs"
@@ -34,6 +35,7 @@ type closeReason struct {
 var (
 	closeGoingAway = closeReason{websocket.StatusGoingAway, "server shutting down, reconnect"}
 	closeSlow      = closeReason{closeTooSlow, "too slow: reconnect and resume with after_seq"}
+	closeNotUTF8   = closeReason{websocket.StatusInvalidFramePayloadData, "text messages must be UTF-8"}
 )
 
 // conn is the life of one watcher connection: the first close reason
@@ -188,6 +190,10 @@ func (g *gateway) readLoop(readCtx, ctx context.Context, p principal, ws *websoc
 	for {
 		typ, data, err := ws.Read(readCtx)
 		if err != nil {
+			return
+		}
+		if typ == websocket.MessageText && !utf8.Valid(data) {
+			box.close(closeNotUTF8) // RFC 6455 section 8.1
 			return
 		}
 		var m clientMessage
