@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
@@ -94,6 +95,7 @@ type systemOptions struct {
 	types    []worker.JobType
 	cfg      func(*Config)
 	dir      string
+	sndbuf   int // socket send buffer of the gateway's connections; 0: the system's
 }
 
 func withoutRunner() systemOption { return func(o *systemOptions) { o.noRunner = true } }
@@ -105,6 +107,25 @@ func withLogger(log *slog.Logger) systemOption { return func(o *systemOptions) {
 func withTypes(types ...worker.JobType) systemOption {
 	return func(o *systemOptions) { o.types = append(o.types, types...) }
 }
+
+// withSendBuffer gives the gateway's connections a send buffer of n
+// bytes, so a client that stops reading stalls the gateway's writes soon.
+func withSendBuffer(n int) systemOption { return func(o *systemOptions) { o.sndbuf = n } }
+
+// sendBufferListener sets the send buffer of every connection it accepts.
+type sendBufferListener struct {
+	net.Listener
+	n int
+}
+
+func (l sendBufferListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if tc, ok := c.(*net.TCPConn); ok {
+		_ = tc.SetWriteBuffer(l.n)
+	}
+	return c, err
+}
+
 func withConfig(f func(*Config)) systemOption {
 	return func(o *systemOptions) { o.cfg = f }
 }
@@ -163,7 +184,11 @@ func startOn(t testing.TB, ns *server.Server, o systemOptions) *testSystem {
 	} else {
 		startRunnerWith(t, ctx, &wg, ns, log, cfg.Topology(), o.types...)
 	}
-	hs := httptest.NewServer(gw.Handler())
+	hs := httptest.NewUnstartedServer(gw.Handler())
+	if o.sndbuf > 0 {
+		hs.Listener = sendBufferListener{hs.Listener, o.sndbuf}
+	}
+	hs.Start()
 	t.Cleanup(func() {
 		cancel()
 		gw.hub.CloseAll()

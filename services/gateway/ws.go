@@ -198,7 +198,7 @@ func (g *gateway) readLoop(readCtx, ctx context.Context, p principal, ws *websoc
 		}
 		var m clientMessage
 		if typ != websocket.MessageText || json.Unmarshal(data, &m) != nil {
-			sendError(box, "", "bad_request", `send JSON text messages like {"op":"watch","job_id":"..."}`)
+			sendError(ctx, box, "", "bad_request", `send JSON text messages like {"op":"watch","job_id":"..."}`)
 			continue
 		}
 		switch m.Op {
@@ -206,11 +206,11 @@ func (g *gateway) readLoop(readCtx, ctx context.Context, p principal, ws *websoc
 			onFreshStack(func() { g.watch(ctx, p, box, watching, m.JobID, m.AfterSeq) })
 		case "watch_all":
 			if !p.Admin {
-				sendError(box, "", "forbidden", "watching every job is for admins")
+				sendError(ctx, box, "", "forbidden", "watching every job is for admins")
 				continue
 			}
 			if err := g.hub.watchAll(box); err != nil {
-				sendError(box, "", "unavailable", "cannot subscribe right now, try again")
+				sendError(ctx, box, "", "unavailable", "cannot subscribe right now, try again")
 				continue
 			}
 			box.setAll(true)
@@ -228,7 +228,7 @@ func (g *gateway) readLoop(readCtx, ctx context.Context, p principal, ws *websoc
 				box.forget(m.JobID)
 			}
 		default:
-			sendError(box, m.JobID, "bad_request", `"op" must be "watch", "unwatch", "watch_all" or "unwatch_all"`)
+			sendError(ctx, box, m.JobID, "bad_request", `"op" must be "watch", "unwatch", "watch_all" or "unwatch_all"`)
 		}
 	}
 }
@@ -250,11 +250,11 @@ func onFreshStack(f func()) {
 // watch starts following a job for this connection.
 func (g *gateway) watch(ctx context.Context, p principal, box *outbox, watching map[string]bool, id string, afterSeq *uint64) {
 	if err := jobs.ValidateID(id); err != nil {
-		sendError(box, id, "invalid_id", err.Error())
+		sendError(ctx, box, id, "invalid_id", err.Error())
 		return
 	}
 	if !watching[id] && len(watching) >= maxWatches {
-		sendError(box, id, "too_many_watches", "this connection already watches the most jobs it may")
+		sendError(ctx, box, id, "too_many_watches", "this connection already watches the most jobs it may")
 		return
 	}
 	if err := g.follow(ctx, p, box, id, afterSeq); err != nil {
@@ -263,16 +263,18 @@ func (g *gateway) watch(ctx context.Context, p principal, box *outbox, watching 
 			ae = errUnavailable(err)
 		}
 		delete(watching, id)
-		sendError(box, id, ae.Code, ae.Message)
+		sendError(ctx, box, id, ae.Code, ae.Message)
 		return
 	}
 	watching[id] = true
 }
 
-func sendError(box *outbox, id, code, msg string) {
+// sendError answers a request of the client; it waits while many answers
+// wait to be written (see outbox.control).
+func sendError(ctx context.Context, box *outbox, id, code, msg string) {
 	if len(id) > 2*jobs.MaxIDLen {
 		id = id[:2*jobs.MaxIDLen]
 	}
 	b, _ := json.Marshal(errorMessage{Op: "error", JobID: id, Code: code, Message: msg})
-	box.control(outMsg{frame: b})
+	box.control(ctx, outMsg{frame: b})
 }
