@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"mime"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 
@@ -73,6 +74,9 @@ func decodeError(err error, maxBytes int64) error {
 	var tooBig *http.MaxBytesError
 	if errors.As(err, &tooBig) {
 		return errorf(http.StatusRequestEntityTooLarge, "too_large", "the body is larger than %d bytes", maxBytes)
+	}
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return errorf(http.StatusRequestTimeout, "request_timeout", "the body took too long to arrive")
 	}
 	return errorf(http.StatusBadRequest, "bad_request", "malformed JSON: %v", err)
 }

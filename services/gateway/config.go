@@ -31,6 +31,12 @@ type Config struct {
 	WriteTimeout      time.Duration
 	DebugAddr         string
 
+	// Slow or huge requests (run.go's newHTTPServer).
+	ReadHeaderTimeout time.Duration
+	BodyReadTimeout   time.Duration
+	IdleTimeout       time.Duration
+	MaxHeaderBytes    int64
+
 	// Who may do what (docs/security.md).
 	AnonymousSessions bool
 	SessionSecret     string
@@ -77,6 +83,10 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	s.Duration(&c.TombstoneTTL, "tombstone-ttl", "TOMBSTONE_TTL", jobs.DefaultTombstoneTTL, "how long an ended job is remembered after its events expire (it then answers 410, not 404)")
 	s.String(&c.ExecConfig, "exec-config", "EXEC_CONFIG", "", "--dev: JSON file of commands the in-process runner runs as job types (see examples/exec)")
 	s.Duration(&c.WriteTimeout, "write-timeout", "WRITE_TIMEOUT", 10*time.Second, "a WebSocket or SSE client that takes longer to accept one message is closed as too slow")
+	s.Duration(&c.ReadHeaderTimeout, "read-header-timeout", "READ_HEADER_TIMEOUT", 10*time.Second, "a request whose headers take longer to arrive gets no answer and its connection is closed")
+	s.Duration(&c.BodyReadTimeout, "body-read-timeout", "BODY_READ_TIMEOUT", 30*time.Second, "a request body that takes longer (after the headers) to arrive is refused with 408; WebSockets and SSE streams are not cut")
+	s.Duration(&c.IdleTimeout, "idle-timeout", "IDLE_TIMEOUT", 2*time.Minute, "a kept-alive connection that sends no new request this long is closed")
+	s.Int(&c.MaxHeaderBytes, "max-header-bytes", "MAX_HEADER_BYTES", 64<<10, "largest request header in bytes (then 431)")
 	s.String(&origins, "allowed-origins", "ALLOWED_ORIGINS", "", "other origins (host patterns, comma separated) allowed to open WebSockets; same-origin always is")
 	s.Bool(&c.AnonymousSessions, "anonymous-sessions", "ANONYMOUS_SESSIONS", "give callers without a token an anonymous session (signed cookie) that owns their jobs; on by default", true)
 	s.String(&c.SessionSecret, "session-secret", "SESSION_SECRET", "", "key that signs session cookies (default: random per process, so sessions end on restart)")
@@ -125,6 +135,10 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	s.Check(c.MaxConnsPerOwner >= 1, "MAX_CONNS_PER_OWNER must be at least 1")
 	s.Check(c.MaxJSONDepth >= 2 && c.MaxJSONDepth <= 1000, "MAX_JSON_DEPTH must be 2-1000")
 	s.Check(c.WriteTimeout >= 100*time.Millisecond, "WRITE_TIMEOUT must be at least 100ms")
+	s.Check(c.ReadHeaderTimeout >= 100*time.Millisecond, "READ_HEADER_TIMEOUT must be at least 100ms")
+	s.Check(c.BodyReadTimeout >= 100*time.Millisecond, "BODY_READ_TIMEOUT must be at least 100ms")
+	s.Check(c.IdleTimeout >= 100*time.Millisecond, "IDLE_TIMEOUT must be at least 100ms")
+	s.Check(c.MaxHeaderBytes >= 4096 && c.MaxHeaderBytes <= 16<<20, "MAX_HEADER_BYTES must be 4096 to 16777216")
 	s.Check(c.EventsMaxAge >= time.Minute, "EVENTS_MAX_AGE must be at least 1m")
 	s.Check(c.EventsMaxPerJob >= 10, "EVENTS_MAX_PER_JOB must be at least 10")
 	return c, s.Err()

@@ -50,6 +50,7 @@ func handleEvents(g *gateway) http.HandlerFunc {
 			return
 		}
 
+		liftBodyDeadline(w)
 		rc := http.NewResponseController(w)
 		h := w.Header()
 		h.Set("Content-Type", "text/event-stream")

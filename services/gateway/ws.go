@@ -83,6 +83,7 @@ func handleWebSocket(g *gateway) http.HandlerFunc {
 			writeError(w, errTooManyConns)
 			return
 		}
+		liftBodyDeadline(w)
 		cw := &corkingWriter{ResponseWriter: w, timeout: g.cfg.WriteTimeout}
 		ws, err := websocket.Accept(cw, r, &websocket.AcceptOptions{OriginPatterns: g.cfg.AllowedOrigins})
 		if err != nil {
