@@ -40,8 +40,11 @@ func writeError(w http.ResponseWriter, err error) {
 	if !errors.As(err, &ae) {
 		ae = errorf(http.StatusInternalServerError, "internal", "internal error")
 	}
-	if ae.Status == http.StatusServiceUnavailable {
+	switch {
+	case ae.Status == http.StatusServiceUnavailable:
 		w.Header().Set("Retry-After", "1")
+	case ae.Status == http.StatusTooManyRequests && w.Header().Get("Retry-After") == "":
+		w.Header().Set("Retry-After", "5") // a connection limit: one may close any moment
 	}
 	encode(w, ae.Status, struct {
 		Error *apiError `json:"error"`

@@ -3,6 +3,7 @@ package main
 import (
 	"io"
 	"net"
+	"net/netip"
 	"strings"
 	"time"
 
@@ -56,6 +57,14 @@ type Config struct {
 	SubmitRate       int64 // submissions per owner per minute
 	MaxConnsPerOwner int64 // WebSocket and SSE connections per owner
 	MaxJSONDepth     int64
+
+	// Limits on anonymous sessions per client address (an IPv4 address or
+	// an IPv6 /64), and on the whole gateway (docs/security.md).
+	TrustedProxies []netip.Prefix // whose Forwarded / X-Forwarded-For is believed
+	AddrSubmitRate int64          // submissions per minute by the anonymous sessions of one address
+	AddrMaxConns   int64          // WebSocket and SSE connections of the anonymous sessions of one address
+	NewSessionRate int64          // new anonymous sessions per address per minute
+	MaxConns       int64          // WebSocket and SSE connections, whole gateway
 }
 
 // Topology is the stream settings this configuration asks for.
@@ -67,7 +76,7 @@ func (c Config) Topology() jobs.Topology {
 // problem at once.
 func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (Config, error) {
 	var c Config
-	var origins string
+	var origins, proxies string
 	s := envflag.New("gateway", getenv, stderr)
 	s.Bool(&c.Dev, "dev", "DEV", "run everything in one process: embedded NATS server, gateway and runner")
 	s.String(&c.HTTPAddr, "http-addr", "HTTP_ADDR", "127.0.0.1:8080", "HTTP listen address")
@@ -100,13 +109,22 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	s.String(&c.AdminScope, "admin-scope", "ADMIN_SCOPE", "jobwire:admin", "a token with this in its scope, scp or roles claim sees every job")
 	s.Int(&c.SubmitRate, "submit-rate", "SUBMIT_RATE", 600, "job submissions per owner per minute (then 429)")
 	s.Int(&c.MaxConnsPerOwner, "max-conns-per-owner", "MAX_CONNS_PER_OWNER", 100, "open WebSocket and SSE connections per owner")
+	s.String(&proxies, "trusted-proxies", "TRUSTED_PROXIES", "", "proxies (IPs or CIDRs, comma separated) whose Forwarded / X-Forwarded-For headers name the client; none by default: the TCP peer is the client")
+	s.Int(&c.AddrSubmitRate, "addr-submit-rate", "ADDR_SUBMIT_RATE", 600, "job submissions per minute by all anonymous sessions of one client address (IPv4, or IPv6 /64)")
+	s.Int(&c.AddrMaxConns, "addr-max-conns", "ADDR_MAX_CONNS", 200, "open WebSocket and SSE connections of all anonymous sessions of one client address")
+	s.Int(&c.NewSessionRate, "new-session-rate", "NEW_SESSION_RATE", 60, "new anonymous sessions per client address per minute")
+	s.Int(&c.MaxConns, "max-conns", "MAX_CONNS", 10000, "open WebSocket and SSE connections of the whole gateway")
 	s.Int(&c.MaxJSONDepth, "max-json-depth", "MAX_JSON_DEPTH", 32, "deepest nesting accepted in a job's input")
 	s.String(&c.DebugAddr, "debug-addr", "DEBUG_ADDR", "", "listen address of Go's profiles (/debug/pprof/); off when empty; never expose it publicly")
 	c.NATS.RegisterFlags(s)
 	if err := s.Parse(args); err != nil {
 		return c, err
 	}
-	c.AllowedOrigins = strings.FieldsFunc(origins, func(r rune) bool { return r == ',' || r == ' ' })
+	c.AllowedOrigins = splitList(origins)
+	var err error
+	if c.TrustedProxies, err = parseProxies(splitList(proxies)); err != nil {
+		s.Errorf("TRUSTED_PROXIES %q: %v", proxies, err)
+	}
 
 	s.Check(c.Dev || c.NATSURL != "", "NATS_URL (--nats-url) is required unless --dev is given")
 	s.Check(!c.Dev || c.NATSURL == "", "--dev runs its own NATS server: unset NATS_URL (--nats-url) or drop --dev")
@@ -133,6 +151,10 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	}
 	s.Check(c.SubmitRate >= 1, "SUBMIT_RATE must be at least 1")
 	s.Check(c.MaxConnsPerOwner >= 1, "MAX_CONNS_PER_OWNER must be at least 1")
+	s.Check(c.AddrSubmitRate >= 1, "ADDR_SUBMIT_RATE must be at least 1")
+	s.Check(c.AddrMaxConns >= 1, "ADDR_MAX_CONNS must be at least 1")
+	s.Check(c.NewSessionRate >= 1, "NEW_SESSION_RATE must be at least 1")
+	s.Check(c.MaxConns >= 1, "MAX_CONNS must be at least 1")
 	s.Check(c.MaxJSONDepth >= 2 && c.MaxJSONDepth <= 1000, "MAX_JSON_DEPTH must be 2-1000")
 	s.Check(c.WriteTimeout >= 100*time.Millisecond, "WRITE_TIMEOUT must be at least 100ms")
 	s.Check(c.ReadHeaderTimeout >= 100*time.Millisecond, "READ_HEADER_TIMEOUT must be at least 100ms")
@@ -142,4 +164,9 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	s.Check(c.EventsMaxAge >= time.Minute, "EVENTS_MAX_AGE must be at least 1m")
 	s.Check(c.EventsMaxPerJob >= 10, "EVENTS_MAX_PER_JOB must be at least 10")
 	return c, s.Err()
+}
+
+// splitList splits a setting's list, separated by commas or spaces.
+func splitList(s string) []string {
+	return strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == ' ' })
 }

@@ -134,6 +134,7 @@ func testConfig() Config {
 	return Config{
 		AnonymousSessions: true, JWTSecret: testJWTSecret, SessionSecret: "test-session-secret", AdminScope: "jobwire:admin",
 		SubmitRate: 100000, MaxConnsPerOwner: 100, MaxJSONDepth: 32,
+		AddrSubmitRate: 100000, AddrMaxConns: 100000, NewSessionRate: 100000, MaxConns: 100000,
 		ReadHeaderTimeout: 10 * time.Second, BodyReadTimeout: 30 * time.Second, IdleTimeout: time.Minute, MaxHeaderBytes: 64 << 10,
 		HTTPAddr: "127.0.0.1:0", MaxBodyBytes: 1 << 20, RunnerConcurrency: 4, AckWait: 5 * time.Second, WriteTimeout: 10 * time.Second,
 		EventsMaxAge: time.Hour, EventsMaxPerJob: 1000,

@@ -79,22 +79,22 @@ type errorMessage struct {
 func handleWebSocket(g *gateway) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		p := principalFrom(r.Context())
-		if !g.conns.acquire(p.Owner) {
-			writeError(w, errTooManyConns)
+		if err := g.slots.acquire(p); err != nil {
+			writeError(w, err)
 			return
 		}
 		liftBodyDeadline(w)
 		cw := &corkingWriter{ResponseWriter: w, timeout: g.cfg.WriteTimeout}
 		ws, err := websocket.Accept(cw, r, &websocket.AcceptOptions{OriginPatterns: g.cfg.AllowedOrigins})
 		if err != nil {
-			g.conns.release(p.Owner)
+			g.slots.release(p)
 			return // Accept has answered
 		}
 		ws.SetReadLimit(maxClientMessage)
 		wr, ok := g.startWatcher(context.Background())
 		if !ok {
 			_ = ws.Close(closeGoingAway.code, closeGoingAway.text)
-			g.conns.release(p.Owner)
+			g.slots.release(p)
 			return
 		}
 		// The connection is hijacked, so the handler can return: its
@@ -102,7 +102,7 @@ func handleWebSocket(g *gateway) http.HandlerFunc {
 		// are freed, and an idle watcher costs only its session's two small
 		// goroutines. The hub tracks the session until it ends.
 		go func() {
-			defer g.conns.release(p.Owner)
+			defer g.slots.release(p)
 			g.serveWatcher(ws, cw.conn, wr, p)
 		}()
 	}
