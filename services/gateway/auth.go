@@ -124,7 +124,7 @@ func newAuthenticator(ctx context.Context, cfg Config) (*authenticator, error) {
 	a := &authenticator{
 		anonymous: cfg.AnonymousSessions, issuer: cfg.JWTIssuer, audience: cfg.JWTAudience, adminScope: cfg.AdminScope, now: time.Now,
 		clients:     clientAddrs{trusted: cfg.TrustedProxies},
-		newSessions: httprate.NewRateLimiter(int(max(cfg.NewSessionRate, 1)), time.Minute),
+		newSessions: httprate.NewRateLimiter(int(max(cfg.NewSessionRate, 1)), time.Minute, onlyRetryAfter),
 	}
 	var err error
 	if a.sessionKey, err = secret(cfg.SessionSecret, cfg.SessionSecretFile); err != nil {

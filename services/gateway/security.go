@@ -46,13 +46,17 @@ func newCrossOriginProtection(origins []string) (*http.CrossOriginProtection, er
 	return cop, nil
 }
 
+// onlyRetryAfter makes a rate limiter set Retry-After when it refuses, and
+// no X-RateLimit-* headers (those describe the owner's submissions).
+var onlyRetryAfter = httprate.WithResponseHeaders(httprate.ResponseHeaders{RetryAfter: "Retry-After"})
+
 // newSubmitLimit allows each owner perOwner submissions a minute, and all
 // anonymous sessions of one client address perAddr together (else each
 // cookieless request, a new session, would have a budget of its own); past
 // that, 429 with Retry-After.
 func newSubmitLimit(perOwner, perAddr int) func(http.Handler) http.Handler {
 	owners := httprate.NewRateLimiter(perOwner, time.Minute)
-	addrs := httprate.NewRateLimiter(perAddr, time.Minute)
+	addrs := httprate.NewRateLimiter(perAddr, time.Minute, onlyRetryAfter) // X-RateLimit-* stay the owner's
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			p := principalFrom(r.Context())
