@@ -81,8 +81,12 @@ func (s *Set) Check(ok bool, msg string) {
 	}
 }
 
-// Parse reads the command line. A bad flag or -h ends parsing at once;
-// otherwise Err reports everything found later.
+// ErrHelp is what Parse returns for -h or --help, after printing the
+// usage: the program should stop and exit 0.
+var ErrHelp = flag.ErrHelp
+
+// Parse reads the command line. A bad flag or -h (ErrHelp) ends parsing
+// at once; otherwise Err reports everything found later.
 func (s *Set) Parse(args []string) error {
 	if err := s.fs.Parse(args); err != nil {
 		return err

@@ -220,7 +220,7 @@ func TestCancelWithRolePermissions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	req := jobs.CancelRequest{By: "alice", Reason: "test"}
+	req := jobs.CancelRequest{By: jobs.CanceledByOwner, Reason: "test"}
 	now := time.Now()
 	done := ev.Next(jobs.KindCanceled, now)
 	done.Status, done.EndedAt, done.Error = jobs.StatusCanceled, &now, jobs.CanceledError(req)
@@ -261,8 +261,8 @@ func TestCancelWithRolePermissions(t *testing.T) {
 		t.Fatalf("cancel answer %q: %v", reply.Data, err)
 	}
 	evs := untilEnd(t, live, 10*time.Second)
-	if last := evs[len(evs)-1]; last.Status != jobs.StatusCanceled || last.Error == nil || last.Error.Message != "canceled by alice: test" {
-		t.Fatalf("running job ended %s %+v, want canceled by alice", last.Status, last.Error)
+	if last := evs[len(evs)-1]; last.Status != jobs.StatusCanceled || last.Error == nil || last.Error.Message != "canceled by its owner: test" {
+		t.Fatalf("running job ended %s %+v, want canceled by its owner", last.Status, last.Error)
 	}
 	waitFor(t, 10*time.Second, "the canceled job's request is acked", func() bool { return streamMsgs(t, s, jobs.QueueStream) == 0 })
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"mime"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 
@@ -39,8 +40,11 @@ func writeError(w http.ResponseWriter, err error) {
 	if !errors.As(err, &ae) {
 		ae = errorf(http.StatusInternalServerError, "internal", "internal error")
 	}
-	if ae.Status == http.StatusServiceUnavailable {
+	switch {
+	case ae.Status == http.StatusServiceUnavailable:
 		w.Header().Set("Retry-After", "1")
+	case ae.Status == http.StatusTooManyRequests && w.Header().Get("Retry-After") == "":
+		w.Header().Set("Retry-After", "5") // a connection limit: one may close any moment
 	}
 	encode(w, ae.Status, struct {
 		Error *apiError `json:"error"`
@@ -54,8 +58,9 @@ func errUnavailable(err error) *apiError {
 // decode reads a JSON request body of at most maxBytes into v, rejecting
 // other content types, unknown fields and trailing data.
 func decode(w http.ResponseWriter, r *http.Request, maxBytes int64, v any) error {
-	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
-		return errorf(http.StatusUnsupportedMediaType, "unsupported_media_type", "send the body as application/json")
+	mt, params, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if cs, ok := params["charset"]; err != nil || mt != "application/json" || ok && !strings.EqualFold(cs, "utf-8") {
+		return errorf(http.StatusUnsupportedMediaType, "unsupported_media_type", "send the body as application/json (UTF-8)")
 	}
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBytes))
 	dec.DisallowUnknownFields()
@@ -72,6 +77,9 @@ func decodeError(err error, maxBytes int64) error {
 	var tooBig *http.MaxBytesError
 	if errors.As(err, &tooBig) {
 		return errorf(http.StatusRequestEntityTooLarge, "too_large", "the body is larger than %d bytes", maxBytes)
+	}
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return errorf(http.StatusRequestTimeout, "request_timeout", "the body took too long to arrive")
 	}
 	return errorf(http.StatusBadRequest, "bad_request", "malformed JSON: %v", err)
 }

@@ -122,6 +122,8 @@ func TestBadSubmissionsChangeNothing(t *testing.T) {
 		{"oversized body", json, `{"type":"demo","input":{"pad":"` + strings.Repeat("x", 4096) + `"}}`, 413, "too_large"},
 		{"not JSON content type", "text/plain", `{"type":"demo"}`, 415, "unsupported_media_type"},
 		{"no content type", "", `{"type":"demo"}`, 415, "unsupported_media_type"},
+		{"a charset other than UTF-8", json + "; charset=latin1", `{"type":"demo"}`, 415, "unsupported_media_type"},
+		{"UTF-16", json + "; charset=utf-16", `{"type":"demo"}`, 415, "unsupported_media_type"},
 	}
 	for _, c := range cases {
 		var body struct{ Error jobs.Error }
@@ -137,7 +139,10 @@ func TestBadSubmissionsChangeNothing(t *testing.T) {
 		t.Errorf("bad submissions stored %d requests and %d events, want none", q, e)
 	}
 	// A good submission after all that is stored: the check above can fail.
-	sys.submit(t, "demo", `{"steps":1}`)
+	// UTF-8 may be named.
+	if resp := sys.do(t, "POST", "/api/jobs", json+"; charset=UTF-8", `{"type":"demo","input":{"steps":1}}`, nil, nil); resp.StatusCode != 202 {
+		t.Fatalf("charset=UTF-8: %d, want 202", resp.StatusCode)
+	}
 	if q, e := streamCounts(t, sys); q != 1 || e != 1 {
 		t.Errorf("after one good submission: %d requests, %d events, want 1 and 1", q, e)
 	}

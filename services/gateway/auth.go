@@ -18,6 +18,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/go-chi/httprate"
 	"github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
 )
@@ -27,6 +28,9 @@ import (
 type principal struct {
 	Owner string // "user:<sub>" for a bearer token, "anon:<id>" for a browser session
 	Admin bool
+	// Addr is the client's address block (addrBlock) for an anonymous
+	// session, whose limits also count per address; empty for a token.
+	Addr string
 }
 
 // canSee reports whether p may see (get, list, watch, cancel) a job.
@@ -58,6 +62,10 @@ type authenticator struct {
 	adminScope string
 	verified   verifiedTokens
 	now        func() time.Time // time.Now; tests move it
+
+	// New anonymous sessions are rate limited per client address.
+	clients     clientAddrs
+	newSessions *httprate.RateLimiter
 
 	// With JWT_JWKS_URL, a token whose key id is unknown makes the
 	// gateway fetch the key set again (the identity provider rotated its
@@ -113,7 +121,11 @@ func (v *verifiedTokens) put(key [sha256.Size]byte, p principal, expires time.Ti
 }
 
 func newAuthenticator(ctx context.Context, cfg Config) (*authenticator, error) {
-	a := &authenticator{anonymous: cfg.AnonymousSessions, issuer: cfg.JWTIssuer, audience: cfg.JWTAudience, adminScope: cfg.AdminScope, now: time.Now}
+	a := &authenticator{
+		anonymous: cfg.AnonymousSessions, issuer: cfg.JWTIssuer, audience: cfg.JWTAudience, adminScope: cfg.AdminScope, now: time.Now,
+		clients:     clientAddrs{trusted: cfg.TrustedProxies},
+		newSessions: httprate.NewRateLimiter(int(max(cfg.NewSessionRate, 1)), time.Minute, onlyRetryAfter),
+	}
 	var err error
 	if a.sessionKey, err = secret(cfg.SessionSecret, cfg.SessionSecretFile); err != nil {
 		return nil, fmt.Errorf("SESSION_SECRET_FILE: %w", err)
@@ -222,13 +234,18 @@ func (a *authenticator) identify(w http.ResponseWriter, r *http.Request) (princi
 		}
 		return a.verify(strings.TrimSpace(token))
 	}
+	addr := addrBlock(a.clients.of(r))
 	if c, err := r.Cookie(sessionCookie); err == nil {
 		if id, ok := a.openSession(c.Value); ok {
-			return principal{Owner: "anon:" + id}, nil
+			return principal{Owner: "anon:" + id, Addr: addr}, nil
 		}
 	}
 	if !a.anonymous {
 		return principal{}, errUnauthenticated
+	}
+	if a.newSessions.OnLimit(w, r, addr) { // sets Retry-After
+		return principal{}, errorf(http.StatusTooManyRequests, "too_many_sessions",
+			"too many new sessions from your address; keep the session cookie between requests, or try again later")
 	}
 	id := make([]byte, 16)
 	_, _ = rand.Read(id)
@@ -238,7 +255,7 @@ func (a *authenticator) identify(w http.ResponseWriter, r *http.Request) (princi
 		HttpOnly: true, SameSite: http.SameSiteLaxMode, Secure: r.TLS != nil,
 		MaxAge: int((365 * 24 * time.Hour).Seconds()),
 	})
-	return principal{Owner: "anon:" + sid}, nil
+	return principal{Owner: "anon:" + sid, Addr: addr}, nil
 }
 
 func (a *authenticator) sign(sid string) string {
@@ -340,7 +357,9 @@ func requireAuth(a *authenticator) func(http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			p, err := a.identify(w, r)
 			if err != nil {
-				w.Header().Set("WWW-Authenticate", `Bearer realm="jobwire"`)
+				if ae := (*apiError)(nil); errors.As(err, &ae) && ae.Status == http.StatusUnauthorized {
+					w.Header().Set("WWW-Authenticate", `Bearer realm="jobwire"`)
+				}
 				writeError(w, err)
 				return
 			}

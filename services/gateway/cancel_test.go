@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"net/http"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -28,7 +27,7 @@ func TestCancelQueuedJobNeverRuns(t *testing.T) {
 	snap := sys.submit(t, "demo", `{"steps":1,"step_ms":0}`)
 	code, got := sys.cancel(t, snap.ID, `{"reason":"changed my mind"}`)
 	if code != http.StatusAccepted || got.Status != jobs.StatusCanceled || got.Error == nil || got.Error.Code != "canceled" ||
-		!strings.Contains(got.Error.Message, "changed my mind") {
+		got.Error.Message != "canceled by its owner: changed my mind" {
 		t.Fatalf("cancel queued: %d %+v", code, got)
 	}
 	// A runner that starts now acks the job without running it.
@@ -63,7 +62,7 @@ func TestCancelRunningJob(t *testing.T) {
 	}
 	done := sys.waitStatus(t, snap.ID, jobs.StatusCanceled, 10*time.Second)
 	t.Logf("running job canceled in %v", time.Since(start))
-	if done.Error == nil || done.Error.Code != "canceled" || !strings.Contains(done.Error.Message, "canceled by anon:") || done.EndedAt == nil {
+	if done.Error == nil || done.Error.Code != "canceled" || done.Error.Message != "canceled by its owner" || done.EndedAt == nil {
 		t.Fatalf("canceled job = %+v", done)
 	}
 	if done.Percent != nil && *done.Percent >= 100 {
@@ -72,6 +71,22 @@ func TestCancelRunningJob(t *testing.T) {
 	// Twice is harmless.
 	if code, again := sys.cancel(t, snap.ID, ""); code != http.StatusAccepted || again.Status != jobs.StatusCanceled || again.Seq != done.Seq {
 		t.Fatalf("second cancel: %d %+v", code, again)
+	}
+}
+
+// The message a canceled job shows names a role, never an internal id.
+func TestCancelByAnAdminNamesNoID(t *testing.T) {
+	t.Parallel()
+	sys := startSystem(t, withoutRunner())
+	snap := sys.submit(t, "demo", `{"steps":1,"step_ms":0}`)
+	admin := sys.as(token(t, "root", true, time.Hour))
+	code, got := admin.cancel(t, snap.ID, `{"reason":"spam"}`)
+	if code != http.StatusAccepted || got.Error == nil || got.Error.Message != "canceled by an admin: spam" {
+		t.Fatalf("cancel by an admin: %d %+v", code, got.Error)
+	}
+	// Its owner sees the same, as every watcher would.
+	if final, _ := sys.get(t, snap.ID); final.Error == nil || final.Error.Message != "canceled by an admin: spam" {
+		t.Fatalf("the owner sees %+v", final.Error)
 	}
 }
 

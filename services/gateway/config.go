@@ -3,6 +3,7 @@ package main
 import (
 	"io"
 	"net"
+	"net/netip"
 	"strings"
 	"time"
 
@@ -31,6 +32,12 @@ type Config struct {
 	WriteTimeout      time.Duration
 	DebugAddr         string
 
+	// Slow or huge requests (run.go's newHTTPServer).
+	ReadHeaderTimeout time.Duration
+	BodyReadTimeout   time.Duration
+	IdleTimeout       time.Duration
+	MaxHeaderBytes    int64
+
 	// Who may do what (docs/security.md).
 	AnonymousSessions bool
 	SessionSecret     string
@@ -50,6 +57,14 @@ type Config struct {
 	SubmitRate       int64 // submissions per owner per minute
 	MaxConnsPerOwner int64 // WebSocket and SSE connections per owner
 	MaxJSONDepth     int64
+
+	// Limits on anonymous sessions per client address (an IPv4 address or
+	// an IPv6 /64), and on the whole gateway (docs/security.md).
+	TrustedProxies []netip.Prefix // whose Forwarded / X-Forwarded-For is believed
+	AddrSubmitRate int64          // submissions per minute by the anonymous sessions of one address
+	AddrMaxConns   int64          // WebSocket and SSE connections of the anonymous sessions of one address
+	NewSessionRate int64          // new anonymous sessions per address per minute
+	MaxConns       int64          // WebSocket and SSE connections, whole gateway
 }
 
 // Topology is the stream settings this configuration asks for.
@@ -61,7 +76,7 @@ func (c Config) Topology() jobs.Topology {
 // problem at once.
 func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (Config, error) {
 	var c Config
-	var origins string
+	var origins, proxies string
 	s := envflag.New("gateway", getenv, stderr)
 	s.Bool(&c.Dev, "dev", "DEV", "run everything in one process: embedded NATS server, gateway and runner")
 	s.String(&c.HTTPAddr, "http-addr", "HTTP_ADDR", "127.0.0.1:8080", "HTTP listen address")
@@ -77,6 +92,10 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	s.Duration(&c.TombstoneTTL, "tombstone-ttl", "TOMBSTONE_TTL", jobs.DefaultTombstoneTTL, "how long an ended job is remembered after its events expire (it then answers 410, not 404)")
 	s.String(&c.ExecConfig, "exec-config", "EXEC_CONFIG", "", "--dev: JSON file of commands the in-process runner runs as job types (see examples/exec)")
 	s.Duration(&c.WriteTimeout, "write-timeout", "WRITE_TIMEOUT", 10*time.Second, "a WebSocket or SSE client that takes longer to accept one message is closed as too slow")
+	s.Duration(&c.ReadHeaderTimeout, "read-header-timeout", "READ_HEADER_TIMEOUT", 10*time.Second, "a request whose headers take longer to arrive gets no answer and its connection is closed")
+	s.Duration(&c.BodyReadTimeout, "body-read-timeout", "BODY_READ_TIMEOUT", 30*time.Second, "a request body that takes longer (after the headers) to arrive is refused with 408; WebSockets and SSE streams are not cut")
+	s.Duration(&c.IdleTimeout, "idle-timeout", "IDLE_TIMEOUT", 2*time.Minute, "a kept-alive connection that sends no new request this long is closed")
+	s.Int(&c.MaxHeaderBytes, "max-header-bytes", "MAX_HEADER_BYTES", 64<<10, "largest request header in bytes (then 431)")
 	s.String(&origins, "allowed-origins", "ALLOWED_ORIGINS", "", "other origins (host patterns, comma separated) allowed to open WebSockets; same-origin always is")
 	s.Bool(&c.AnonymousSessions, "anonymous-sessions", "ANONYMOUS_SESSIONS", "give callers without a token an anonymous session (signed cookie) that owns their jobs; on by default", true)
 	s.String(&c.SessionSecret, "session-secret", "SESSION_SECRET", "", "key that signs session cookies (default: random per process, so sessions end on restart)")
@@ -90,13 +109,22 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	s.String(&c.AdminScope, "admin-scope", "ADMIN_SCOPE", "jobwire:admin", "a token with this in its scope, scp or roles claim sees every job")
 	s.Int(&c.SubmitRate, "submit-rate", "SUBMIT_RATE", 600, "job submissions per owner per minute (then 429)")
 	s.Int(&c.MaxConnsPerOwner, "max-conns-per-owner", "MAX_CONNS_PER_OWNER", 100, "open WebSocket and SSE connections per owner")
+	s.String(&proxies, "trusted-proxies", "TRUSTED_PROXIES", "", "proxies (IPs or CIDRs, comma separated) whose Forwarded / X-Forwarded-For headers name the client; none by default: the TCP peer is the client")
+	s.Int(&c.AddrSubmitRate, "addr-submit-rate", "ADDR_SUBMIT_RATE", 600, "job submissions per minute by all anonymous sessions of one client address (IPv4, or IPv6 /64)")
+	s.Int(&c.AddrMaxConns, "addr-max-conns", "ADDR_MAX_CONNS", 200, "open WebSocket and SSE connections of all anonymous sessions of one client address")
+	s.Int(&c.NewSessionRate, "new-session-rate", "NEW_SESSION_RATE", 60, "new anonymous sessions per client address per minute")
+	s.Int(&c.MaxConns, "max-conns", "MAX_CONNS", 10000, "open WebSocket and SSE connections of the whole gateway")
 	s.Int(&c.MaxJSONDepth, "max-json-depth", "MAX_JSON_DEPTH", 32, "deepest nesting accepted in a job's input")
 	s.String(&c.DebugAddr, "debug-addr", "DEBUG_ADDR", "", "listen address of Go's profiles (/debug/pprof/); off when empty; never expose it publicly")
 	c.NATS.RegisterFlags(s)
 	if err := s.Parse(args); err != nil {
 		return c, err
 	}
-	c.AllowedOrigins = strings.FieldsFunc(origins, func(r rune) bool { return r == ',' || r == ' ' })
+	c.AllowedOrigins = splitList(origins)
+	var err error
+	if c.TrustedProxies, err = parseProxies(splitList(proxies)); err != nil {
+		s.Errorf("TRUSTED_PROXIES %q: %v", proxies, err)
+	}
 
 	s.Check(c.Dev || c.NATSURL != "", "NATS_URL (--nats-url) is required unless --dev is given")
 	s.Check(!c.Dev || c.NATSURL == "", "--dev runs its own NATS server: unset NATS_URL (--nats-url) or drop --dev")
@@ -123,9 +151,22 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	}
 	s.Check(c.SubmitRate >= 1, "SUBMIT_RATE must be at least 1")
 	s.Check(c.MaxConnsPerOwner >= 1, "MAX_CONNS_PER_OWNER must be at least 1")
+	s.Check(c.AddrSubmitRate >= 1, "ADDR_SUBMIT_RATE must be at least 1")
+	s.Check(c.AddrMaxConns >= 1, "ADDR_MAX_CONNS must be at least 1")
+	s.Check(c.NewSessionRate >= 1, "NEW_SESSION_RATE must be at least 1")
+	s.Check(c.MaxConns >= 1, "MAX_CONNS must be at least 1")
 	s.Check(c.MaxJSONDepth >= 2 && c.MaxJSONDepth <= 1000, "MAX_JSON_DEPTH must be 2-1000")
 	s.Check(c.WriteTimeout >= 100*time.Millisecond, "WRITE_TIMEOUT must be at least 100ms")
+	s.Check(c.ReadHeaderTimeout >= 100*time.Millisecond, "READ_HEADER_TIMEOUT must be at least 100ms")
+	s.Check(c.BodyReadTimeout >= 100*time.Millisecond, "BODY_READ_TIMEOUT must be at least 100ms")
+	s.Check(c.IdleTimeout >= 100*time.Millisecond, "IDLE_TIMEOUT must be at least 100ms")
+	s.Check(c.MaxHeaderBytes >= 4096 && c.MaxHeaderBytes <= 16<<20, "MAX_HEADER_BYTES must be 4096 to 16777216")
 	s.Check(c.EventsMaxAge >= time.Minute, "EVENTS_MAX_AGE must be at least 1m")
 	s.Check(c.EventsMaxPerJob >= 10, "EVENTS_MAX_PER_JOB must be at least 10")
 	return c, s.Err()
+}
+
+// splitList splits a setting's list, separated by commas or spaces.
+func splitList(s string) []string {
+	return strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == ' ' })
 }

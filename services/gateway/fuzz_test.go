@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"io"
@@ -87,7 +88,7 @@ func FuzzClientMessage(f *testing.F) {
 			}
 		}
 		box := newOutbox(func(closeReason) {})
-		sendError(box, m.JobID, "invalid_id", "x")
+		sendError(context.Background(), box, m.JobID, "invalid_id", "x")
 		out, ok := box.next()
 		if !ok || !json.Valid(out.frame) {
 			t.Fatalf("error frame for %q is not JSON: %q", m.JobID, out.frame)

@@ -27,10 +27,11 @@ type gateway struct {
 	catalog *catalog
 	auth    *authenticator
 	// crossOrigin refuses cross-site state changes; submitLimit rate-limits
-	// submissions per owner; conns counts open watchers per owner.
+	// submissions per owner (and per address for anonymous sessions);
+	// slots counts open watchers.
 	crossOrigin *http.CrossOriginProtection
 	submitLimit func(http.Handler) http.Handler
-	conns       *ownerCounter
+	slots       *watchSlots
 	hub         *hub
 	// repairSlots bounds the gap repairs reading the stream at once.
 	repairSlots chan struct{}
@@ -72,7 +73,8 @@ func newGateway(ctx context.Context, nc *nats.Conn, cfg Config, log *slog.Logger
 	gw := &gateway{
 		cfg: cfg, log: log, nc: nc, js: js, streams: streams, catalog: cat,
 		hub: newHub(nc, log), repairSlots: make(chan struct{}, maxConcurrentRepairs), stop: stop, auth: auth, crossOrigin: cop,
-		submitLimit: newSubmitLimit(int(cfg.SubmitRate)), conns: newOwnerCounter(int(cfg.MaxConnsPerOwner)),
+		submitLimit: newSubmitLimit(int(cfg.SubmitRate), int(cfg.AddrSubmitRate)),
+		slots:       newWatchSlots(int(cfg.MaxConnsPerOwner), int(cfg.AddrMaxConns), int(cfg.MaxConns)),
 	}
 	gw.ready.Store(true)
 	return gw, nil

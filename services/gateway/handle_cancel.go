@@ -33,7 +33,7 @@ func handleCancel(g *gateway) http.HandlerFunc {
 			return
 		}
 		p := principalFrom(r.Context())
-		snap, err := g.cancel(r.Context(), p, chi.URLParam(r, "id"), jobs.CancelRequest{By: p.Owner, Reason: body.Reason})
+		snap, err := g.cancel(r.Context(), p, chi.URLParam(r, "id"), body.Reason)
 		var finished *finishedError
 		if errors.As(err, &finished) {
 			encode(w, http.StatusConflict, map[string]any{
@@ -61,8 +61,7 @@ func (e *finishedError) Error() string { return "job already " + string(e.job.St
 // runner answers, none holds it (it crashed, or the job waits for a retry),
 // so the gateway stores the canceled state itself. Every write is fenced on
 // the job's last event, so a cancel can never overwrite a newer state.
-func (g *gateway) cancel(ctx context.Context, p principal, id string, req jobs.CancelRequest) (jobs.Snapshot, error) {
-	payload, _ := json.Marshal(req)
+func (g *gateway) cancel(ctx context.Context, p principal, id, reason string) (jobs.Snapshot, error) {
 	for range 5 {
 		job, err := g.readJob(ctx, p, id)
 		ev, lastSeq := job.State, job.Seq
@@ -74,7 +73,9 @@ func (g *gateway) cancel(ctx context.Context, p principal, id string, req jobs.C
 		case ev.Status.Terminal():
 			return jobs.Snapshot{}, &finishedError{jobs.SnapshotOf(ev)}
 		}
+		req := jobs.CancelRequest{By: canceledBy(p, job.Owner.Owner), Reason: reason}
 		if ev.Status == jobs.StatusRunning {
+			payload, _ := json.Marshal(req)
 			rctx, cancelReq := context.WithTimeout(ctx, cancelWait)
 			reply, err := g.nc.RequestWithContext(rctx, jobs.CancelSubject(id), payload)
 			cancelReq()
@@ -100,4 +101,13 @@ func (g *gateway) cancel(ctx context.Context, p principal, id string, req jobs.C
 		// The job moved on meanwhile (a runner started it): look again.
 	}
 	return jobs.Snapshot{}, errorf(http.StatusConflict, "busy", "the job keeps changing; try again")
+}
+
+// canceledBy names who cancels a job of owner, as the role users may see:
+// never the owner id itself.
+func canceledBy(p principal, owner string) string {
+	if p.Owner == owner {
+		return jobs.CanceledByOwner
+	}
+	return jobs.CanceledByAdmin // canSee let p in, so p is an admin
 }

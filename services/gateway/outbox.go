@@ -24,7 +24,8 @@ const (
 	// are coalesced to its latest (every event is a full snapshot).
 	coalesceAt = 1024
 	// maxControl bounds waiting control messages (answers to the client's
-	// own requests); a client that floods requests without reading is closed.
+	// own requests); while that many wait, the client's next request waits
+	// for room (see control).
 	maxControl = 64
 )
 
@@ -44,6 +45,7 @@ type outbox struct {
 	waiting int      // events waiting, all jobs
 	ready   chan struct{}
 	drained chan struct{} // signalled when events are taken
+	ctrlOut chan struct{} // signalled when a control message is taken
 	onClose func(closeReason)
 	// onGap is called (with the outbox unlocked) when a live event skips
 	// seqs after the ones queued, or NATS reconnected: it must queue the
@@ -70,7 +72,7 @@ func (q *jobQueue) pending() int { return len(q.events) - q.head }
 func newOutbox(onClose func(closeReason)) *outbox {
 	return &outbox{
 		jobs: map[string]*jobQueue{}, ready: make(chan struct{}, 1),
-		drained: make(chan struct{}, 1), onClose: onClose,
+		drained: make(chan struct{}, 1), ctrlOut: make(chan struct{}, 1), onClose: onClose,
 	}
 }
 
@@ -84,19 +86,28 @@ func notify(ch chan struct{}) {
 // close ends the watcher (the hub calls it on shutdown).
 func (b *outbox) close(r closeReason) { b.onClose(r) }
 
-// control queues a control message.
-func (b *outbox) control(m outMsg) {
-	b.mu.Lock()
-	full := len(b.ctrl) >= maxControl
-	if !full {
-		b.ctrl = append(b.ctrl, m)
+// control queues a control message: an answer to the client's own
+// request, which it must get. While maxControl of them wait, control waits
+// for the writer to take one, so a client that sends requests faster than
+// it reads answers is slowed down (its next request is not read), never
+// refused. A client that reads nothing at all is closed by the writer's
+// timeout, which ends ctx; then the message is dropped with the session.
+func (b *outbox) control(ctx context.Context, m outMsg) {
+	for {
+		b.mu.Lock()
+		if len(b.ctrl) < maxControl {
+			b.ctrl = append(b.ctrl, m)
+			b.mu.Unlock()
+			notify(b.ready)
+			return
+		}
+		b.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			return
+		case <-b.ctrlOut:
+		}
 	}
-	b.mu.Unlock()
-	if full {
-		b.close(closeSlow)
-		return
-	}
-	notify(b.ready)
 }
 
 // live is an event that arrived from NATS.
@@ -318,6 +329,7 @@ func (b *outbox) next() (m outMsg, ok bool) {
 	if len(b.ctrl) > 0 {
 		m = b.ctrl[0]
 		b.ctrl = b.ctrl[1:]
+		notify(b.ctrlOut)
 		return m, true
 	}
 	if len(b.order) == 0 {

@@ -210,3 +210,88 @@ func dialTinyWS(t *testing.T, sys *testSystem) *wsClient {
 	t.Cleanup(func() { _ = c.CloseNow() })
 	return &wsClient{t: t, c: c, ct: ctx}
 }
+
+// floodRequests sends n watch requests for invalid ids (each answered by
+// an error) without reading, on its own goroutine; the channel gets the
+// first write error, or nil once all are sent.
+func floodRequests(w *wsClient, n int) <-chan error {
+	done := make(chan error, 1)
+	long := strings.Repeat("x", 2*jobs.MaxIDLen) // echoed in the answer, so answers are big
+	go func() {
+		for i := range n {
+			msg := fmt.Sprintf(`{"op":"watch","job_id":"%d.%s"}`, i, long)
+			if err := w.c.Write(w.ct, websocket.MessageText, []byte(msg)); err != nil {
+				done <- err
+				return
+			}
+		}
+		done <- nil
+	}()
+	return done
+}
+
+// answersWaitingAtLeast reports whether some watcher of h has at least n
+// answers waiting to be written, or h has no watcher left.
+func answersWaitingAtLeast(h *hub, n int) bool {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	if len(h.watchers) == 0 {
+		return true
+	}
+	for b := range h.watchers {
+		b.mu.Lock()
+		waiting := len(b.ctrl)
+		b.mu.Unlock()
+		if waiting >= n {
+			return true
+		}
+	}
+	return false
+}
+
+// A client that sends many requests before reading any answer is slowed
+// down, not closed: once it reads, it gets every answer.
+func TestRequestsFasterThanAnswersAreAllAnswered(t *testing.T) {
+	t.Parallel()
+	sys := startSystem(t, withoutRunner(), withSendBuffer(4096))
+	ws := dialTinyWS(t, sys)
+	const n = 1500 // the issue's 1,000 watches and more
+	sent := floodRequests(ws, n)
+	deadline := time.Now().Add(30 * time.Second)
+	for !answersWaitingAtLeast(sys.GW.hub, maxControl) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the answers never filled the queue (%d wait at most)", maxControl)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	for i := range n {
+		_, b, err := ws.c.Read(ws.ct)
+		if err != nil {
+			t.Fatalf("answer %d of %d: %v", i+1, n, err)
+		}
+		var m serverMsg
+		if err := json.Unmarshal(b, &m); err != nil || m.Op != "error" || m.Code != "invalid_id" || !strings.HasPrefix(m.JobID, fmt.Sprint(i, ".")) {
+			t.Fatalf("answer %d: %q, want invalid_id for request %d", i+1, b, i)
+		}
+	}
+	if err := <-sent; err != nil {
+		t.Fatalf("sending: %v", err)
+	}
+}
+
+// A client that sends requests and never reads is still closed as too slow.
+func TestRequestsWithoutReadingAreClosedAsTooSlow(t *testing.T) {
+	t.Parallel()
+	sys := startSystem(t, withoutRunner(), withSendBuffer(4096), withConfig(func(c *Config) { c.WriteTimeout = 300 * time.Millisecond }))
+	ws := dialTinyWS(t, sys)
+	sent := floodRequests(ws, 100000)
+	deadline := time.Now().Add(30 * time.Second)
+	for sys.GW.hub.sessionCount() > 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("a client that never reads was never closed")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	ws.c.CloseNow()
+	<-sent
+}

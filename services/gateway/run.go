@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/jobwire/jobwire/internal/debugserver"
+	"github.com/jobwire/jobwire/internal/envflag"
 	"github.com/jobwire/jobwire/internal/natsconn"
 	"github.com/jobwire/jobwire/internal/natsembed"
 	"github.com/jobwire/jobwire/services/runner/worker"
@@ -23,6 +24,9 @@ import (
 // when ctx ends and everything has shut down.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	cfg, err := parseConfig(args, getenv, stderr)
+	if errors.Is(err, envflag.ErrHelp) {
+		return nil // the usage is printed: asking for it is no failure
+	}
 	if err != nil {
 		return err
 	}
@@ -96,7 +100,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
-	srv := &http.Server{Handler: gw.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	srv := newHTTPServer(cfg, gw.Handler())
 	srv.RegisterOnShutdown(gw.hub.CloseAll)
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
@@ -124,4 +128,37 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		log.Warn("nats drain", "err", err)
 	}
 	return nil
+}
+
+// newHTTPServer is the gateway's HTTP server: slow or huge requests cannot
+// hold it. Headers must arrive within ReadHeaderTimeout and fit in
+// MaxHeaderBytes (else net/http answers 431 and closes); a body must
+// arrive within BodyReadTimeout after them (408); an idle kept-alive
+// connection is closed after IdleTimeout. Long-lived responses (WebSocket,
+// SSE) lift the body deadline (see liftBodyDeadline).
+func newHTTPServer(cfg Config, h http.Handler) *http.Server {
+	return &http.Server{
+		Handler:           withBodyDeadline(h, cfg.BodyReadTimeout),
+		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
+		IdleTimeout:       cfg.IdleTimeout,
+		MaxHeaderBytes:    int(cfg.MaxHeaderBytes),
+	}
+}
+
+// withBodyDeadline gives each request's body d to arrive, counted from
+// the end of its headers. Reading past it fails (decode answers 408); a
+// body the handler leaves unread fails the same way, and the connection is
+// closed.
+func withBodyDeadline(h http.Handler, d time.Duration) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(d))
+		h.ServeHTTP(w, r)
+	})
+}
+
+// liftBodyDeadline removes the body deadline of a long-lived response
+// (WebSocket, SSE): its connection stays open as long as the client wants,
+// and net/http would otherwise end the request when the deadline passes.
+func liftBodyDeadline(w http.ResponseWriter) {
+	_ = http.NewResponseController(w).SetReadDeadline(time.Time{})
 }

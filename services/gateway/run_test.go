@@ -119,6 +119,18 @@ func TestConfigErrorsReportedTogether(t *testing.T) {
 	}
 }
 
+// --help prints the flags and is no failure (main exits 0).
+func TestHelpIsNoFailure(t *testing.T) {
+	t.Parallel()
+	var stderr lockedBuffer
+	if err := run(context.Background(), []string{"--help"}, func(string) string { return "" }, io.Discard, &stderr); err != nil {
+		t.Fatalf("run --help: %v", err)
+	}
+	if !strings.Contains(stderr.String(), "-max-body-bytes") {
+		t.Fatalf("run --help printed %q, want the flags", stderr.String())
+	}
+}
+
 var debugLine = regexp.MustCompile(`debug server \(pprof\) listening" addr=(\S+)`)
 
 func TestDebugAddrServesProfilesOnItsOwnListener(t *testing.T) {

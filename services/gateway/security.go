@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"net/http"
-	"strconv"
 	"sync"
 	"time"
 
@@ -47,19 +46,31 @@ func newCrossOriginProtection(origins []string) (*http.CrossOriginProtection, er
 	return cop, nil
 }
 
-// newSubmitLimit allows each owner perMinute submissions a minute; past
+// onlyRetryAfter makes a rate limiter set Retry-After when it refuses, and
+// no X-RateLimit-* headers (those describe the owner's submissions).
+var onlyRetryAfter = httprate.WithResponseHeaders(httprate.ResponseHeaders{RetryAfter: "Retry-After"})
+
+// newSubmitLimit allows each owner perOwner submissions a minute, and all
+// anonymous sessions of one client address perAddr together (else each
+// cookieless request, a new session, would have a budget of its own); past
 // that, 429 with Retry-After.
-func newSubmitLimit(perMinute int) func(http.Handler) http.Handler {
-	return httprate.Limit(perMinute, time.Minute,
-		httprate.WithKeyFuncs(func(r *http.Request) (string, error) {
-			return principalFrom(r.Context()).Owner, nil
-		}),
-		httprate.WithLimitHandler(func(w http.ResponseWriter, r *http.Request) {
-			if w.Header().Get("Retry-After") == "" {
-				w.Header().Set("Retry-After", strconv.Itoa(60))
+func newSubmitLimit(perOwner, perAddr int) func(http.Handler) http.Handler {
+	owners := httprate.NewRateLimiter(perOwner, time.Minute)
+	addrs := httprate.NewRateLimiter(perAddr, time.Minute, onlyRetryAfter) // X-RateLimit-* stay the owner's
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			p := principalFrom(r.Context())
+			if owners.OnLimit(w, r, p.Owner) { // sets Retry-After
+				writeError(w, errorf(http.StatusTooManyRequests, "rate_limited", "too many submissions; at most %d a minute", perOwner))
+				return
 			}
-			writeError(w, errorf(http.StatusTooManyRequests, "rate_limited", "too many submissions; at most %d a minute", perMinute))
-		}))
+			if p.Addr != "" && addrs.OnLimit(w, r, p.Addr) {
+				writeError(w, errorf(http.StatusTooManyRequests, "rate_limited", "too many submissions from your address; at most %d a minute without a token", perAddr))
+				return
+			}
+			next.ServeHTTP(w, r)
+		})
+	}
 }
 
 // jsonDepth is how deeply b's arrays and objects nest.
@@ -88,34 +99,59 @@ func jsonDepth(b []byte) int {
 	return deepest
 }
 
-// ownerCounter bounds the open connections of each owner.
-type ownerCounter struct {
-	mu    sync.Mutex
-	limit int
-	n     map[string]int
+// watchSlots bounds the open watch connections (WebSockets and SSE
+// streams): per owner, per client address for anonymous sessions, and for
+// the whole gateway.
+type watchSlots struct {
+	mu                      sync.Mutex
+	perOwner, perAddr, most int
+	owners, addrs           map[string]int
+	open                    int
 }
 
-func newOwnerCounter(limit int) *ownerCounter {
-	return &ownerCounter{limit: limit, n: map[string]int{}}
+func newWatchSlots(perOwner, perAddr, most int) *watchSlots {
+	return &watchSlots{perOwner: perOwner, perAddr: perAddr, most: most, owners: map[string]int{}, addrs: map[string]int{}}
 }
 
-// acquire takes one connection for owner; false when owner has the most.
-func (c *ownerCounter) acquire(owner string) bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.n[owner] >= c.limit {
-		return false
+var (
+	errTooManyConns         = errorf(http.StatusTooManyRequests, "too_many_connections", "this owner has too many open watch connections")
+	errTooManyConnsFromAddr = errorf(http.StatusTooManyRequests, "too_many_connections", "your address has too many open watch connections without a token")
+	errGatewayFull          = errorf(http.StatusTooManyRequests, "too_many_connections", "the gateway has as many watch connections open as it may; try again shortly")
+)
+
+// acquire takes a connection for p, or tells which limit is reached.
+func (s *watchSlots) acquire(p principal) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case s.open >= s.most:
+		return errGatewayFull
+	case s.owners[p.Owner] >= s.perOwner:
+		return errTooManyConns
+	case p.Addr != "" && s.addrs[p.Addr] >= s.perAddr:
+		return errTooManyConnsFromAddr
 	}
-	c.n[owner]++
-	return true
+	s.open++
+	s.owners[p.Owner]++
+	if p.Addr != "" {
+		s.addrs[p.Addr]++
+	}
+	return nil
 }
 
-func (c *ownerCounter) release(owner string) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.n[owner]--; c.n[owner] <= 0 {
-		delete(c.n, owner)
+// release gives back what acquire took.
+func (s *watchSlots) release(p principal) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.open--
+	decrement(s.owners, p.Owner)
+	if p.Addr != "" {
+		decrement(s.addrs, p.Addr)
 	}
 }
 
-var errTooManyConns = errorf(http.StatusTooManyRequests, "too_many_connections", "this owner has too many open watch connections")
+func decrement(m map[string]int, key string) {
+	if m[key]--; m[key] <= 0 {
+		delete(m, key)
+	}
+}

@@ -31,11 +31,11 @@ func handleEvents(g *gateway) http.HandlerFunc {
 			return
 		}
 		p := principalFrom(r.Context())
-		if !g.conns.acquire(p.Owner) {
-			writeError(w, errTooManyConns)
+		if err := g.slots.acquire(p); err != nil {
+			writeError(w, err)
 			return
 		}
-		defer g.conns.release(p.Owner)
+		defer g.slots.release(p)
 		wr, ok := g.startWatcher(r.Context())
 		if !ok {
 			writeError(w, errorf(http.StatusServiceUnavailable, "shutting_down", "the gateway is shutting down"))
@@ -50,6 +50,7 @@ func handleEvents(g *gateway) http.HandlerFunc {
 			return
 		}
 
+		liftBodyDeadline(w)
 		rc := http.NewResponseController(w)
 		h := w.Header()
 		h.Set("Content-Type", "text/event-stream")

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
@@ -94,6 +95,7 @@ type systemOptions struct {
 	types    []worker.JobType
 	cfg      func(*Config)
 	dir      string
+	sndbuf   int // socket send buffer of the gateway's connections; 0: the system's
 }
 
 func withoutRunner() systemOption { return func(o *systemOptions) { o.noRunner = true } }
@@ -105,6 +107,25 @@ func withLogger(log *slog.Logger) systemOption { return func(o *systemOptions) {
 func withTypes(types ...worker.JobType) systemOption {
 	return func(o *systemOptions) { o.types = append(o.types, types...) }
 }
+
+// withSendBuffer gives the gateway's connections a send buffer of n
+// bytes, so a client that stops reading stalls the gateway's writes soon.
+func withSendBuffer(n int) systemOption { return func(o *systemOptions) { o.sndbuf = n } }
+
+// sendBufferListener sets the send buffer of every connection it accepts.
+type sendBufferListener struct {
+	net.Listener
+	n int
+}
+
+func (l sendBufferListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if tc, ok := c.(*net.TCPConn); ok {
+		_ = tc.SetWriteBuffer(l.n)
+	}
+	return c, err
+}
+
 func withConfig(f func(*Config)) systemOption {
 	return func(o *systemOptions) { o.cfg = f }
 }
@@ -113,6 +134,8 @@ func testConfig() Config {
 	return Config{
 		AnonymousSessions: true, JWTSecret: testJWTSecret, SessionSecret: "test-session-secret", AdminScope: "jobwire:admin",
 		SubmitRate: 100000, MaxConnsPerOwner: 100, MaxJSONDepth: 32,
+		AddrSubmitRate: 100000, AddrMaxConns: 100000, NewSessionRate: 100000, MaxConns: 100000,
+		ReadHeaderTimeout: 10 * time.Second, BodyReadTimeout: 30 * time.Second, IdleTimeout: time.Minute, MaxHeaderBytes: 64 << 10,
 		HTTPAddr: "127.0.0.1:0", MaxBodyBytes: 1 << 20, RunnerConcurrency: 4, AckWait: 5 * time.Second, WriteTimeout: 10 * time.Second,
 		EventsMaxAge: time.Hour, EventsMaxPerJob: 1000,
 	}
@@ -163,7 +186,12 @@ func startOn(t testing.TB, ns *server.Server, o systemOptions) *testSystem {
 	} else {
 		startRunnerWith(t, ctx, &wg, ns, log, cfg.Topology(), o.types...)
 	}
-	hs := httptest.NewServer(gw.Handler())
+	hs := httptest.NewUnstartedServer(nil)
+	hs.Config = newHTTPServer(cfg, gw.Handler()) // as run configures it
+	if o.sndbuf > 0 {
+		hs.Listener = sendBufferListener{hs.Listener, o.sndbuf}
+	}
+	hs.Start()
 	t.Cleanup(func() {
 		cancel()
 		gw.hub.CloseAll()

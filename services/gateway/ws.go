@@ -8,6 +8,7 @@ import (
 	"os"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/coder/websocket"
 	"github.com/jobwire/jobwire/shared/jobs"
@@ -34,6 +35,7 @@ type closeReason struct {
 var (
 	closeGoingAway = closeReason{websocket.StatusGoingAway, "server shutting down, reconnect"}
 	closeSlow      = closeReason{closeTooSlow, "too slow: reconnect and resume with after_seq"}
+	closeNotUTF8   = closeReason{websocket.StatusInvalidFramePayloadData, "text messages must be UTF-8"}
 )
 
 // conn is the life of one watcher connection: the first close reason
@@ -77,21 +79,22 @@ type errorMessage struct {
 func handleWebSocket(g *gateway) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		p := principalFrom(r.Context())
-		if !g.conns.acquire(p.Owner) {
-			writeError(w, errTooManyConns)
+		if err := g.slots.acquire(p); err != nil {
+			writeError(w, err)
 			return
 		}
+		liftBodyDeadline(w)
 		cw := &corkingWriter{ResponseWriter: w, timeout: g.cfg.WriteTimeout}
 		ws, err := websocket.Accept(cw, r, &websocket.AcceptOptions{OriginPatterns: g.cfg.AllowedOrigins})
 		if err != nil {
-			g.conns.release(p.Owner)
+			g.slots.release(p)
 			return // Accept has answered
 		}
 		ws.SetReadLimit(maxClientMessage)
 		wr, ok := g.startWatcher(context.Background())
 		if !ok {
 			_ = ws.Close(closeGoingAway.code, closeGoingAway.text)
-			g.conns.release(p.Owner)
+			g.slots.release(p)
 			return
 		}
 		// The connection is hijacked, so the handler can return: its
@@ -99,7 +102,7 @@ func handleWebSocket(g *gateway) http.HandlerFunc {
 		// are freed, and an idle watcher costs only its session's two small
 		// goroutines. The hub tracks the session until it ends.
 		go func() {
-			defer g.conns.release(p.Owner)
+			defer g.slots.release(p)
 			g.serveWatcher(ws, cw.conn, wr, p)
 		}()
 	}
@@ -190,9 +193,13 @@ func (g *gateway) readLoop(readCtx, ctx context.Context, p principal, ws *websoc
 		if err != nil {
 			return
 		}
+		if typ == websocket.MessageText && !utf8.Valid(data) {
+			box.close(closeNotUTF8) // RFC 6455 section 8.1
+			return
+		}
 		var m clientMessage
 		if typ != websocket.MessageText || json.Unmarshal(data, &m) != nil {
-			sendError(box, "", "bad_request", `send JSON text messages like {"op":"watch","job_id":"..."}`)
+			sendError(ctx, box, "", "bad_request", `send JSON text messages like {"op":"watch","job_id":"..."}`)
 			continue
 		}
 		switch m.Op {
@@ -200,11 +207,11 @@ func (g *gateway) readLoop(readCtx, ctx context.Context, p principal, ws *websoc
 			onFreshStack(func() { g.watch(ctx, p, box, watching, m.JobID, m.AfterSeq) })
 		case "watch_all":
 			if !p.Admin {
-				sendError(box, "", "forbidden", "watching every job is for admins")
+				sendError(ctx, box, "", "forbidden", "watching every job is for admins")
 				continue
 			}
 			if err := g.hub.watchAll(box); err != nil {
-				sendError(box, "", "unavailable", "cannot subscribe right now, try again")
+				sendError(ctx, box, "", "unavailable", "cannot subscribe right now, try again")
 				continue
 			}
 			box.setAll(true)
@@ -222,7 +229,7 @@ func (g *gateway) readLoop(readCtx, ctx context.Context, p principal, ws *websoc
 				box.forget(m.JobID)
 			}
 		default:
-			sendError(box, m.JobID, "bad_request", `"op" must be "watch", "unwatch", "watch_all" or "unwatch_all"`)
+			sendError(ctx, box, m.JobID, "bad_request", `"op" must be "watch", "unwatch", "watch_all" or "unwatch_all"`)
 		}
 	}
 }
@@ -244,11 +251,11 @@ func onFreshStack(f func()) {
 // watch starts following a job for this connection.
 func (g *gateway) watch(ctx context.Context, p principal, box *outbox, watching map[string]bool, id string, afterSeq *uint64) {
 	if err := jobs.ValidateID(id); err != nil {
-		sendError(box, id, "invalid_id", err.Error())
+		sendError(ctx, box, id, "invalid_id", err.Error())
 		return
 	}
 	if !watching[id] && len(watching) >= maxWatches {
-		sendError(box, id, "too_many_watches", "this connection already watches the most jobs it may")
+		sendError(ctx, box, id, "too_many_watches", "this connection already watches the most jobs it may")
 		return
 	}
 	if err := g.follow(ctx, p, box, id, afterSeq); err != nil {
@@ -257,16 +264,18 @@ func (g *gateway) watch(ctx context.Context, p principal, box *outbox, watching 
 			ae = errUnavailable(err)
 		}
 		delete(watching, id)
-		sendError(box, id, ae.Code, ae.Message)
+		sendError(ctx, box, id, ae.Code, ae.Message)
 		return
 	}
 	watching[id] = true
 }
 
-func sendError(box *outbox, id, code, msg string) {
+// sendError answers a request of the client; it waits while many answers
+// wait to be written (see outbox.control).
+func sendError(ctx context.Context, box *outbox, id, code, msg string) {
 	if len(id) > 2*jobs.MaxIDLen {
 		id = id[:2*jobs.MaxIDLen]
 	}
 	b, _ := json.Marshal(errorMessage{Op: "error", JobID: id, Code: code, Message: msg})
-	box.control(outMsg{frame: b})
+	box.control(ctx, outMsg{frame: b})
 }

@@ -153,6 +153,22 @@ func TestWatchErrorsKeepConnectionUsable(t *testing.T) {
 	sys.waitStatus(t, other.ID, jobs.StatusSucceeded, 20*time.Second)
 }
 
+// RFC 6455: a text message that is not UTF-8 fails the connection (1007).
+func TestTextThatIsNotUTF8Closes1007(t *testing.T) {
+	t.Parallel()
+	sys := startSystem(t, withoutRunner())
+	ws := dialWS(t, sys)
+	ws.send(`{"op":"watch","job_id":"é"}`) // UTF-8 beyond ASCII is fine
+	if m := ws.read(); m.Code != "invalid_id" {
+		t.Fatalf("a UTF-8 id: %+v, want invalid_id", m)
+	}
+	ws.send("{\"op\":\"watch\",\"job_id\":\"\xff\xfe\"}")
+	_, b, err := ws.c.Read(ws.ct)
+	if websocket.CloseStatus(err) != websocket.StatusInvalidFramePayloadData {
+		t.Fatalf("after invalid UTF-8: %q %v, want close 1007", b, err)
+	}
+}
+
 func TestOneConnectionWatchesManyJobs(t *testing.T) {
 	t.Parallel()
 	sys := startSystem(t)

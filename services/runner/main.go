@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -12,6 +13,7 @@ import (
 	"syscall"
 
 	"github.com/jobwire/jobwire/internal/debugserver"
+	"github.com/jobwire/jobwire/internal/envflag"
 	"github.com/jobwire/jobwire/internal/natsconn"
 	"github.com/jobwire/jobwire/services/runner/worker"
 )
@@ -27,6 +29,9 @@ func main() {
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	cfg, err := parseConfig(args, getenv, stderr)
+	if errors.Is(err, envflag.ErrHelp) {
+		return nil // the usage is printed: asking for it is no failure
+	}
 	if err != nil {
 		return err
 	}

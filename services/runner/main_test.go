@@ -71,3 +71,15 @@ func TestRunRejectsBadConfig(t *testing.T) {
 		}
 	}
 }
+
+// --help prints the flags and is no failure (main exits 0).
+func TestHelpIsNoFailure(t *testing.T) {
+	t.Parallel()
+	var stderr strings.Builder
+	if err := run(context.Background(), []string{"--help"}, func(string) string { return "" }, io.Discard, &stderr); err != nil {
+		t.Fatalf("run --help: %v", err)
+	}
+	if !strings.Contains(stderr.String(), "-nats-url") {
+		t.Fatalf("run --help printed %q, want the flags", stderr.String())
+	}
+}

@@ -83,7 +83,7 @@ func goldenEvents() map[string]jobs.Event {
 			Percent: jobs.Percentage(42.5), Current: 17, Total: 40,
 			Stage: "resize", Attempt: 2,
 			Time: ended, CreatedAt: &created, StartedAt: &started, EndedAt: &ended,
-			Error: jobs.CanceledError(jobs.CancelRequest{By: "alice", Reason: "wrong folder"}),
+			Error: jobs.CanceledError(jobs.CancelRequest{By: jobs.CanceledByOwner, Reason: "wrong folder"}),
 		},
 		"event_failed": {
 			JobID: goldenJobID, Type: "resize-images", Seq: 6,
@@ -139,7 +139,7 @@ func TestTypeInfoGolden(t *testing.T) {
 
 func TestCancelGolden(t *testing.T) {
 	t.Parallel()
-	checkGolden(t, "cancel_request", encode(t, jobs.CancelRequest{By: "alice", Reason: "wrong folder"}))
+	checkGolden(t, "cancel_request", encode(t, jobs.CancelRequest{By: jobs.CanceledByOwner, Reason: "wrong folder"}))
 	checkGolden(t, "cancel_reply", encode(t, jobs.CancelReply{Accepted: true}))
 	checkGolden(t, "cancel_reply_rejected", encode(t, jobs.CancelReply{}))
 }
@@ -150,8 +150,11 @@ func TestCanceledError(t *testing.T) {
 		req  jobs.CancelRequest
 		want jobs.Error
 	}{
-		{jobs.CancelRequest{By: "alice", Reason: "wrong folder"}, jobs.Error{Code: "canceled", Message: "canceled by alice: wrong folder"}},
-		{jobs.CancelRequest{By: "alice"}, jobs.Error{Code: "canceled", Message: "canceled by alice"}},
+		{jobs.CancelRequest{By: jobs.CanceledByOwner, Reason: "wrong folder"}, jobs.Error{Code: "canceled", Message: "canceled by its owner: wrong folder"}},
+		{jobs.CancelRequest{By: jobs.CanceledByOwner}, jobs.Error{Code: "canceled", Message: "canceled by its owner"}},
+		{jobs.CancelRequest{By: jobs.CanceledByAdmin, Reason: "abuse"}, jobs.Error{Code: "canceled", Message: "canceled by an admin: abuse"}},
+		// An older gateway's owner id never reaches the user.
+		{jobs.CancelRequest{By: "anon:Xq3v9XJr2kHc8uQ4s1mFbA", Reason: "oops"}, jobs.Error{Code: "canceled", Message: "canceled: oops"}},
 	} {
 		if got := jobs.CanceledError(tc.req); got == nil || *got != tc.want {
 			t.Errorf("CanceledError(%+v) = %+v, want %+v", tc.req, got, tc.want)

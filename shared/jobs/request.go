@@ -47,18 +47,35 @@ type TypeInfo struct {
 // holding the job answers with a CancelReply; no answer means no runner
 // holds it.
 type CancelRequest struct {
+	// By is who asked, as a role: CanceledByOwner or CanceledByAdmin.
+	// Never an owner id: it ends up in the message users see.
 	By     string `json:"by"`
 	Reason string `json:"reason,omitempty"`
 }
+
+// Who canceled a job, as CancelRequest.By says it.
+const (
+	CanceledByOwner = "owner"
+	CanceledByAdmin = "admin"
+)
 
 // CancelReply is the answer of the runner that holds the job.
 type CancelReply struct {
 	Accepted bool `json:"accepted"`
 }
 
-// CanceledError is the error stored on a canceled job.
+// CanceledError is the error stored on a canceled job: "canceled by its
+// owner", "canceled by an admin", or just "canceled" when By is neither
+// (an older gateway sent an owner id there, which users must not see),
+// then ": <reason>" if one was given.
 func CanceledError(c CancelRequest) *Error {
-	msg := "canceled by " + c.By
+	msg := "canceled"
+	switch c.By {
+	case CanceledByOwner:
+		msg = "canceled by its owner"
+	case CanceledByAdmin:
+		msg = "canceled by an admin"
+	}
 	if c.Reason != "" {
 		msg += ": " + c.Reason
 	}
