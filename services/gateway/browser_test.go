@@ -337,6 +337,7 @@ type pageState struct {
 	JobShown bool     `json:"job_shown"`
 	Conn     string   `json:"conn"`
 	Jobs     []string `json:"jobs"` // lines of the recent jobs list
+	Log      []string `json:"log"`  // lines of the job page's log
 
 	FormError      string `json:"form_error"` // text of #form-error while it is visible
 	Input          string `json:"input"`      // value of the job input box
@@ -361,6 +362,7 @@ const pageStateJS = `(() => {
 		percent: text("percent"), result: text("result"),
 		not_found: shown("notfound") ? text("notfound") : "", job_shown: shown("job"),
 		conn: text("conn"), jobs: [...document.querySelectorAll("#jobs li")].map((li) => li.textContent),
+		log: [...document.querySelectorAll("#log li")].map((li) => li.textContent),
 		form_error: shown("form-error") ? text("form-error") : "",
 		input: el("job-input") ? el("job-input").value : "",
 		button_disabled: !!el("queue-button") && el("queue-button").disabled,
