@@ -106,19 +106,24 @@ func TestBrowserReloadShowsWholeLog(t *testing.T) {
 // every log line the job wrote, not "no log lines yet".
 func TestBrowserFinishedJobShowsWholeLog(t *testing.T) {
 	t.Parallel()
-	ctx := newBrowser(t)
-	sys := startSystem(t, withTypes(loggerType(30, 0, 0)))
-	id := sys.submit(t, "logger", `{}`).ID
-	sys.waitStatus(t, id, jobs.StatusSucceeded, 30*time.Second)
-	shareSession(t, ctx, sys)
+	p := openFinishedLogger(t, startSystem(t, withTypes(loggerType(30, 0, 0))))
+	checkWholeLog(t, p, 30)
+}
 
+// openFinishedLogger runs a "logger" job on sys to its end, then opens its
+// page and returns what the page shows once it has finished loading.
+func openFinishedLogger(t *testing.T, sys *testSystem) pageState {
+	t.Helper()
+	ctx := newBrowser(t)
+	id := sys.submit(t, "logger", `{}`).ID
+	sys.waitStatus(t, id, jobs.StatusSucceeded, 20*time.Second)
+	shareSession(t, ctx, sys)
 	if err := chromedp.Do(ctx, chromedp.Navigate(sys.URL+"/jobs/"+id)); err != nil {
 		t.Fatal(err)
 	}
-	p := waitPage(t, ctx, "the final state", func(p pageState) bool {
+	return waitPage(t, ctx, "the final state", func(p pageState) bool {
 		return p.Status == "succeeded" && p.Conn == "finished"
 	})
-	checkWholeLog(t, p, 30)
 }
 
 // TestBrowserReconnectShowsLogOnce cuts the page's connection while the job
@@ -152,18 +157,7 @@ func TestBrowserReconnectShowsLogOnce(t *testing.T) {
 // expired: the page shows the final state and says lines are missing.
 func TestBrowserExpiredLogSaysSo(t *testing.T) {
 	t.Parallel()
-	ctx := newBrowser(t)
-	sys := startSystem(t, withTypes(loggerType(40, 0, 0)), withConfig(func(c *Config) { c.EventsMaxPerJob = 10 }))
-	id := sys.submit(t, "logger", `{}`).ID
-	sys.waitStatus(t, id, jobs.StatusSucceeded, 30*time.Second)
-	shareSession(t, ctx, sys)
-
-	if err := chromedp.Do(ctx, chromedp.Navigate(sys.URL+"/jobs/"+id)); err != nil {
-		t.Fatal(err)
-	}
-	p := waitPage(t, ctx, "the final state", func(p pageState) bool {
-		return p.Status == "succeeded" && p.Conn == "finished"
-	})
+	p := openFinishedLogger(t, startSystem(t, withTypes(loggerType(40, 0, 0)), withConfig(func(c *Config) { c.EventsMaxPerJob = 10 })))
 	if len(p.Log) == 0 || p.Log[0] != "… earlier log lines are no longer stored" {
 		t.Fatalf("log = %q; want it to start by saying earlier lines are no longer stored", p.Log)
 	}
