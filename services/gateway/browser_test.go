@@ -337,6 +337,7 @@ type pageState struct {
 	JobShown bool     `json:"job_shown"`
 	Conn     string   `json:"conn"`
 	Jobs     []string `json:"jobs"` // lines of the recent jobs list
+	Log      []string `json:"log"`  // lines of the job page's log
 
 	FormError      string `json:"form_error"` // text of #form-error while it is visible
 	Input          string `json:"input"`      // value of the job input box
@@ -361,6 +362,7 @@ const pageStateJS = `(() => {
 		percent: text("percent"), result: text("result"),
 		not_found: shown("notfound") ? text("notfound") : "", job_shown: shown("job"),
 		conn: text("conn"), jobs: [...document.querySelectorAll("#jobs li")].map((li) => li.textContent),
+		log: [...document.querySelectorAll("#log li")].map((li) => li.textContent),
 		form_error: shown("form-error") ? text("form-error") : "",
 		input: el("job-input") ? el("job-input").value : "",
 		button_disabled: !!el("queue-button") && el("queue-button").disabled,
@@ -368,9 +370,12 @@ const pageStateJS = `(() => {
 })()`
 
 // waitPage reads the page's state until done accepts it, and fails the test
-// when the browser context ends first. done sees every state read.
+// after eventWait, or when the browser context ends first. done sees every
+// state read.
 func waitPage(t *testing.T, ctx context.Context, what string, done func(pageState) bool) pageState {
 	t.Helper()
+	ctx, cancel := context.WithTimeout(ctx, eventWait)
+	defer cancel()
 	var last pageState
 	var lastErr error
 	tick := time.NewTicker(20 * time.Millisecond)
@@ -388,7 +393,7 @@ func waitPage(t *testing.T, ctx context.Context, what string, done func(pageStat
 		}
 		select {
 		case <-ctx.Done():
-			t.Fatalf("waiting for %s: %v\nlast page state: %+v\nlast error: %v", what, ctx.Err(), last, lastErr)
+			t.Fatalf("no %s within %v: %v\nlast page state: %+v\nlast error: %v", what, eventWait, ctx.Err(), last, lastErr)
 		case <-tick.C:
 		}
 	}
@@ -514,18 +519,24 @@ func TestBrowserEventSource(t *testing.T) {
 		Seqs   []uint64 `json:"seqs"`
 		Status string   `json:"status"`
 	}
+	ctx, cancel := context.WithTimeout(ctx, eventWait)
+	defer cancel()
+	var last esState
 	for {
 		st, err := chromedp.Run(ctx, chromedp.Evaluate[esState]("window.__es"))
-		if err != nil {
+		if err != nil && ctx.Err() == nil {
 			t.Fatal(err)
 		}
 		if st.Status == "succeeded" {
 			checkExact(t, st.Seqs, 1)
 			return
 		}
+		if err == nil {
+			last = st
+		}
 		select {
 		case <-ctx.Done():
-			t.Fatalf("EventSource never saw the end: %+v", st)
+			t.Fatalf("EventSource did not see the end within %v: %+v", eventWait, last)
 		case <-time.After(20 * time.Millisecond):
 		}
 	}

@@ -122,7 +122,7 @@ func TestAgedOutHistoryGivesTruncatedSnapshot(t *testing.T) {
 	final := sys.waitStatus(t, snap.ID, jobs.StatusSucceeded, 20*time.Second)
 	ws := dialWS(t, sys)
 	ws.send(`{"op":"watch","job_id":"` + snap.ID + `","after_seq":1}`)
-	_, b, err := ws.c.Read(ws.ct)
+	_, b, err := ws.next()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -164,7 +164,7 @@ func TestStalledClientDoesNotSlowOthers(t *testing.T) {
 	// ...and what it had received before resumes cleanly.
 	var got []uint64
 	for {
-		_, b, err := stalled.c.Read(stalled.ct)
+		_, b, err := stalled.next()
 		if err != nil {
 			if code := websocket.CloseStatus(err); code != -1 && code != closeTooSlow {
 				t.Fatalf("closed with %v", err)

@@ -594,7 +594,7 @@ func (w *contractWS) send(msg string, valid bool) {
 
 func (w *contractWS) read() wsFrame {
 	w.t.Helper()
-	typ, b, err := w.c.Read(w.ct)
+	typ, b, err := w.next()
 	if err != nil {
 		w.t.Fatal(err)
 	}

@@ -236,7 +236,7 @@ func TestLimits(t *testing.T) {
 	// A WebSocket message over 4 KiB closes the connection (1009).
 	other := dialWS(t, sys.as(""))
 	_ = other.c.Write(other.ct, websocket.MessageText, bytes.Repeat([]byte("x"), 5000))
-	if _, _, err := other.c.Read(other.ct); websocket.CloseStatus(err) != websocket.StatusMessageTooBig {
+	if _, _, err := other.next(); websocket.CloseStatus(err) != websocket.StatusMessageTooBig {
 		t.Errorf("oversized message: %v", err)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
@@ -19,18 +20,30 @@ type sseMessage struct {
 	data  jobs.Event
 }
 
-// readSSE reads a whole event stream (as curl -N would) until it ends.
+// readSSE reads a whole event stream (as curl -N would) until it ends. It
+// fails when the stream is silent for eventWait.
 func readSSE(t *testing.T, sys *testSystem, path string, header map[string]string) []sseMessage {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
+	ctx, cancel := context.WithCancelCause(context.Background())
+	defer cancel(nil)
+	silent := fmt.Errorf("GET %s: no SSE line within %v", path, eventWait)
+	idle := time.AfterFunc(eventWait, func() { cancel(silent) })
+	defer idle.Stop()
 	req, _ := http.NewRequestWithContext(ctx, "GET", sys.URL+path, nil)
 	for k, v := range header {
 		req.Header.Set(k, v)
 	}
+	// fail names the silence, when that is what ended the read.
+	fail := func(what string, err error) {
+		t.Helper()
+		if c := context.Cause(ctx); c != nil {
+			err = c
+		}
+		t.Fatalf("%s: %v", what, err)
+	}
 	resp, err := sys.httpClient().Do(req)
 	if err != nil {
-		t.Fatal(err)
+		fail("GET "+path, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "text/event-stream" {
@@ -41,6 +54,7 @@ func readSSE(t *testing.T, sys *testSystem, path string, header map[string]strin
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(nil, 1<<20)
 	for sc.Scan() {
+		idle.Reset(eventWait)
 		line := sc.Text()
 		switch {
 		case line == "":
@@ -59,7 +73,7 @@ func readSSE(t *testing.T, sys *testSystem, path string, header map[string]strin
 		}
 	}
 	if err := sc.Err(); err != nil {
-		t.Fatalf("stream broke: %v", err)
+		fail("stream broke", err)
 	}
 	return msgs
 }

@@ -52,9 +52,27 @@ func (w *wsClient) send(msg string) {
 	}
 }
 
+// eventWait bounds every wait of a test for one message or event, so that
+// a gateway that stops delivering fails the test within seconds instead of
+// hanging until the package timeout.
+const eventWait = 15 * time.Second
+
+// next reads the next message, waiting at most eventWait for it. A read
+// that ends the connection (a close frame, say) returns its error; the
+// deadline returns an error that says what was waited for.
+func (w *wsClient) next() (websocket.MessageType, []byte, error) {
+	ctx, cancel := context.WithTimeout(w.ct, eventWait)
+	defer cancel()
+	typ, b, err := w.c.Read(ctx)
+	if err != nil && ctx.Err() != nil {
+		return typ, b, fmt.Errorf("no message from the gateway within %v: %w", eventWait, err)
+	}
+	return typ, b, err
+}
+
 func (w *wsClient) read() serverMsg {
 	w.t.Helper()
-	_, b, err := w.c.Read(w.ct)
+	_, b, err := w.next()
 	if err != nil {
 		w.t.Fatal(err)
 	}
@@ -236,7 +254,7 @@ func TestShutdownClosesWebSocketsGoingAway(t *testing.T) {
 	ws.read()
 	sys.GW.hub.CloseAll()
 	for {
-		_, _, err := ws.c.Read(ws.ct)
+		_, _, err := ws.next()
 		if err != nil {
 			if websocket.CloseStatus(err) != websocket.StatusGoingAway {
 				t.Fatalf("closed with %v, want going away", err)
@@ -301,7 +319,7 @@ func TestGatewayRestartUnderWatchers(t *testing.T) {
 	seqs := readSeqs(t, ws, snap.ID, func(m serverMsg) bool { return m.Event.Seq >= 30 })
 	sys.GW.hub.CloseAll()
 	for {
-		_, b, err := ws.c.Read(ws.ct)
+		_, b, err := ws.next()
 		if err != nil {
 			if websocket.CloseStatus(err) != websocket.StatusGoingAway {
 				t.Fatalf("closed with %v, want going away", err)

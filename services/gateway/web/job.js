@@ -1,12 +1,16 @@
-// job.js: shows one job's progress live, from the gateway's WebSocket.
+// job.js: shows one job's progress live, from the gateway's WebSocket:
+// the job's whole stored history first (watch with after_seq 0), then the
+// live events; after a reconnect it resumes after the last seq it showed.
 "use strict";
 
 const TERMINAL = new Set(["succeeded", "failed", "canceled"]);
-const MAX_LOG_LINES = 200;
+// The gateway keeps at most EVENTS_MAX_PER_JOB (default 10 000) events per
+// job; the page keeps as many lines, so it shows what a reload would.
+const MAX_LOG_LINES = 10000;
 const $ = (id) => document.getElementById(id);
 
 const jobID = decodeURIComponent(location.pathname.split("/").filter(Boolean).pop() || "");
-let lastSeq = 0;
+let lastSeq = 0;   // the last event shown; a (re)connect watches after it
 let terminal = false;
 let gone = false; // the job does not exist: stop trying
 let delay = 500;  // reconnect backoff, ms
@@ -46,16 +50,25 @@ function render(ev) {
   $("error").textContent = ev.error ? ev.error.code + ": " + ev.error.message : "";
 
   if (ev.kind === "log" && ev.log) {
-    const li = document.createElement("li");
     const when = ev.time ? new Date(ev.time).toLocaleTimeString() + "  " : "";
-    li.textContent = when + ev.log;
-    const log = $("log");
-    log.append(li);
-    while (log.children.length > MAX_LOG_LINES) log.firstElementChild.remove();
+    addLogLine(when + ev.log);
   }
 
   document.title = jobID + " · " + ev.status + (pct === null ? "" : " " + Math.floor(pct) + "%") + " · jobwire";
   terminal = TERMINAL.has(ev.status);
+}
+
+// addLogLine appends a line to the log, keeping the view at the newest line
+// if it was there.
+function addLogLine(text, className) {
+  const log = $("log");
+  const atEnd = log.scrollTop + log.clientHeight >= log.scrollHeight - 4;
+  const li = document.createElement("li");
+  li.textContent = text;
+  if (className) li.className = className;
+  log.append(li);
+  while (log.children.length > MAX_LOG_LINES) log.firstElementChild.remove();
+  if (atEnd) log.scrollTop = log.scrollHeight;
 }
 
 function showNotFound() {
@@ -76,7 +89,11 @@ function onMessage(ws, data) {
   if (msg.job_id && msg.job_id !== jobID) return;
   if (msg.op === "event" && msg.event) {
     delay = 500; // the connection works; reset the backoff
-    if (msg.event.seq <= lastSeq) return;
+    if (msg.event.seq <= lastSeq) return; // shown already
+    if (msg.truncated) {
+      // The events after lastSeq have expired: this is the current state.
+      addLogLine(lastSeq === 0 ? "… earlier log lines are no longer stored" : "… some log lines are no longer stored", "log-gap");
+    }
     lastSeq = msg.event.seq;
     render(msg.event);
     if (terminal) {
@@ -101,9 +118,8 @@ function connect() {
   const ws = new WebSocket(proto + "//" + location.host + "/ws");
   ws.addEventListener("open", () => {
     $("conn").textContent = "live";
-    const watch = { op: "watch", job_id: jobID };
-    if (lastSeq > 0) watch.after_seq = lastSeq;
-    ws.send(JSON.stringify(watch));
+    // after_seq 0 replays the whole stored history: the log from its first line.
+    ws.send(JSON.stringify({ op: "watch", job_id: jobID, after_seq: lastSeq }));
   });
   ws.addEventListener("message", (e) => onMessage(ws, e.data));
   ws.addEventListener("close", () => {
