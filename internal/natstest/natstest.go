@@ -3,6 +3,7 @@ package natstest
 
 import (
 	"context"
+	"net"
 	"sync/atomic"
 	"testing"
 
@@ -63,4 +64,51 @@ func (l *LostAnswers) Publish(ctx context.Context, subject string, data []byte, 
 		return nil, context.DeadlineExceeded
 	}
 	return ack, err
+}
+
+// Restartable is an embedded server that a test stops and starts again on
+// the same address and storage, as a restarted NATS server would be.
+type Restartable struct {
+	t    testing.TB
+	addr string
+	dir  string
+	srv  *server.Server
+}
+
+// NewRestartable starts a server on a free loopback port in a temporary
+// directory; the one running when the test ends is shut down.
+func NewRestartable(t testing.TB) *Restartable {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	_ = ln.Close()
+	r := &Restartable{t: t, addr: addr, dir: t.TempDir()}
+	r.start()
+	t.Cleanup(func() { natsembed.Stop(r.srv) })
+	return r
+}
+
+// Server is the server running now.
+func (r *Restartable) Server() *server.Server { return r.srv }
+
+// URL is the server's client URL; it stays the same across restarts.
+func (r *Restartable) URL() string { return "nats://" + r.addr }
+
+// Restart shuts the server down and starts it again on its storage.
+func (r *Restartable) Restart() {
+	r.t.Helper()
+	natsembed.Stop(r.srv)
+	r.start()
+}
+
+func (r *Restartable) start() {
+	r.t.Helper()
+	srv, err := natsembed.Start(r.addr, r.dir)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	r.srv = srv
 }

@@ -1,10 +1,9 @@
 package main
 
 import (
-	"net"
 	"testing"
 
-	"github.com/jobwire/jobwire/internal/natsembed"
+	"github.com/jobwire/jobwire/internal/natstest"
 	"github.com/jobwire/jobwire/shared/jobs"
 )
 
@@ -16,31 +15,15 @@ func TestWatcherSurvivesNATSRestart(t *testing.T) {
 		t.Skip("restarts a NATS server")
 	}
 	t.Parallel()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	_ = ln.Close()
-	dir := t.TempDir()
-	ns, err := natsembed.Start(addr, dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { natsembed.Stop(ns) })
-	sys := startOn(t, ns, systemOptions{types: nil})
+	ns := natstest.NewRestartable(t)
+	sys := startOn(t, ns.Server(), systemOptions{types: nil})
 
 	snap := sys.submit(t, "demo", `{"steps":60,"step_ms":50}`)
 	ws := dialWS(t, sys)
 	ws.send(`{"op":"watch","job_id":"` + snap.ID + `","after_seq":0}`)
 	seqs := readSeqs(t, ws, snap.ID, func(m serverMsg) bool { return m.Event.Seq >= 8 })
 
-	natsembed.Stop(ns)
-	ns2, err := natsembed.Start(addr, dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { natsembed.Stop(ns2) })
+	ns.Restart()
 
 	rest := readSeqs(t, ws, snap.ID, func(m serverMsg) bool { return m.Event.Status.Terminal() })
 	all := append(seqs, rest...)

@@ -4,14 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"slices"
 	"testing"
 	"time"
 
-	"github.com/jobwire/jobwire/internal/natsembed"
+	"github.com/jobwire/jobwire/internal/natstest"
 	"github.com/jobwire/jobwire/shared/jobs"
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 )
 
@@ -26,22 +24,11 @@ func TestWatchersCatchUpAfterNATSRestarts(t *testing.T) {
 	}
 	t.Parallel()
 	const jobCount, sockets, sseCount = 100, 4, 10
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	_ = ln.Close()
-	dir := t.TempDir()
-	ns, err := natsembed.Start(addr, dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { natsembed.Stop(ns) })
-	sys := startOn(t, ns, systemOptions{noRunner: true})
+	ns := natstest.NewRestartable(t)
+	sys := startOn(t, ns.Server(), systemOptions{noRunner: true})
 	// The test's writer (the runners' part) reconnects at once; the
 	// gateway's connection waits its default 2 s.
-	writer, err := nats.Connect("nats://"+addr, nats.MaxReconnects(-1), nats.ReconnectWait(10*time.Millisecond))
+	writer, err := nats.Connect(ns.URL(), nats.MaxReconnects(-1), nats.ReconnectWait(10*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -85,11 +72,7 @@ func TestWatchersCatchUpAfterNATSRestarts(t *testing.T) {
 	// Each restart ends half of the jobs, before the gateway is back.
 	for half, part := range [][]string{ids[:jobCount/2], ids[jobCount/2:]} {
 		reconnects := sys.nc.Stats().Reconnects
-		natsembed.Stop(ns)
-		if ns, err = natsembed.Start(addr, dir); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func(ns *server.Server) func() { return func() { natsembed.Stop(ns) } }(ns))
+		ns.Restart()
 		for _, id := range part {
 			appendUntilStored(t, writer, id, jobs.KindProgress, jobs.StatusRunning)
 			appendUntilStored(t, writer, id, jobs.KindSucceeded, jobs.StatusSucceeded)

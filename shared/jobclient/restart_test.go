@@ -1,50 +1,23 @@
 package jobclient_test
 
 import (
-	"net"
-	"strconv"
 	"testing"
 	"time"
 
-	"github.com/jobwire/jobwire/internal/natsembed"
+	"github.com/jobwire/jobwire/internal/natstest"
 	"github.com/jobwire/jobwire/services/runner/worker"
 	"github.com/jobwire/jobwire/shared/jobs"
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 )
-
-// freeAddr returns a local address with a port that was free a moment ago.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	if err := l.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-}
 
 // A watch survives a restart of the NATS server in the middle of the job:
 // it yields every event once, in order, to the end.
 func TestWatchAcrossServerRestart(t *testing.T) {
 	t.Parallel()
-	dir, addr := t.TempDir(), freeAddr(t)
-	start := func() *server.Server {
-		t.Helper()
-		srv, err := natsembed.Start(addr, dir)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return srv
-	}
-	srv := start()
-	t.Cleanup(func() { natsembed.Stop(srv) }) // the server running at the end
+	srv := natstest.NewRestartable(t)
 	connect := func(name string) *nats.Conn {
 		t.Helper()
-		nc, err := nats.Connect("nats://"+addr, nats.Name(name),
+		nc, err := nats.Connect(srv.URL(), nats.Name(name),
 			nats.MaxReconnects(-1), nats.ReconnectWait(20*time.Millisecond), nats.ReconnectJitter(0, 0))
 		if err != nil {
 			t.Fatal(err)
@@ -77,8 +50,7 @@ func TestWatchAcrossServerRestart(t *testing.T) {
 			// Mid-job: restart the server on the same port and storage.
 			restartedAt = time.Now()
 			beforeOutage = len(got)
-			natsembed.Stop(srv)
-			srv = start()
+			srv.Restart()
 		}
 	}
 
