@@ -6,6 +6,7 @@ import (
 	"net"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/jobwire/jobwire/internal/natsembed"
 	"github.com/nats-io/nats-server/v2/server"
@@ -111,4 +112,16 @@ func (r *Restartable) start() {
 		r.t.Fatal(err)
 	}
 	r.srv = srv
+}
+
+// Consumers is how many consumers stream has now.
+func Consumers(t testing.TB, stream jetstream.Stream) int {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	info, err := stream.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info.State.Consumers
 }

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"github.com/jobwire/jobwire/internal/natstest"
 	"net/http"
 	"strconv"
 	"strings"
@@ -45,18 +46,6 @@ func tryAppendEvent(nc *nats.Conn, id string, kind jobs.Kind, status jobs.Status
 	return err
 }
 
-// eventsConsumers is how many consumers the events stream has.
-func eventsConsumers(t testing.TB, sys *testSystem) int {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	info, err := sys.GW.streams.Events.Info(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return info.State.Consumers
-}
-
 // sseSeqs reads an SSE stream to its end and returns the ids (seqs) of
 // its events, or an error; for use off the test's goroutine.
 func sseSeqs(ctx context.Context, sys *testSystem, path string) ([]uint64, error) {
@@ -89,7 +78,7 @@ func TestReplaysLeaveNoConsumers(t *testing.T) {
 	id := sys.submit(t, "demo", `{}`).ID
 	appendEvent(t, sys.nc, id, jobs.KindStarted, jobs.StatusRunning)
 	appendEvent(t, sys.nc, id, jobs.KindSucceeded, jobs.StatusSucceeded)
-	before := eventsConsumers(t, sys)
+	before := natstest.Consumers(t, sys.GW.streams.Events)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 
@@ -98,7 +87,7 @@ func TestReplaysLeaveNoConsumers(t *testing.T) {
 		if i%2 == 0 {
 			seqs, err := sseSeqs(ctx, sys, "/api/jobs/"+id+"/events?after_seq=0")
 			if err != nil || fmt.Sprint(seqs) != "[1 2 3]" {
-				t.Fatalf("SSE replay %d: %v %v (consumers: %d, %d before)", i, seqs, err, eventsConsumers(t, sys), before)
+				t.Fatalf("SSE replay %d: %v %v (consumers: %d, %d before)", i, seqs, err, natstest.Consumers(t, sys.GW.streams.Events), before)
 			}
 			continue
 		}
@@ -109,12 +98,12 @@ func TestReplaysLeaveNoConsumers(t *testing.T) {
 		}
 		checkExact(t, seqs, 1)
 		if i == 1 {
-			if c := eventsConsumers(t, sys); c != before {
+			if c := natstest.Consumers(t, sys.GW.streams.Events); c != before {
 				t.Fatalf("%d consumers after a replay, %d before", c, before)
 			}
 		}
 	}
-	if c := eventsConsumers(t, sys); c != before {
+	if c := natstest.Consumers(t, sys.GW.streams.Events); c != before {
 		t.Fatalf("%d consumers after 5000 replays, %d before", c, before)
 	}
 }

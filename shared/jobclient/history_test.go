@@ -1,6 +1,7 @@
 package jobclient_test
 
 import (
+	"github.com/jobwire/jobwire/internal/natstest"
 	"testing"
 	"time"
 
@@ -51,13 +52,7 @@ func TestManyWatchesLeaveNoConsumers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	consumers := func() int {
-		info, err := events.Info(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return info.State.Consumers
-	}
+	consumers := func() int { return natstest.Consumers(t, events) }
 	before := consumers()
 	for i := range 5000 {
 		var got []jobs.Event

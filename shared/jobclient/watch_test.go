@@ -3,6 +3,7 @@ package jobclient_test
 import (
 	"context"
 	"errors"
+	"github.com/jobwire/jobwire/internal/natstest"
 	"strings"
 	"testing"
 	"time"
@@ -222,13 +223,7 @@ func TestWatchStopLeaksNothing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	consumers := func() int {
-		info, err := events.Info(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return info.State.Consumers
-	}
+	consumers := func() int { return natstest.Consumers(t, events) }
 	running := goleak.IgnoreCurrent()
 
 	// break after the first event

@@ -7,27 +7,15 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jobwire/jobwire/internal/natstest"
 	"github.com/jobwire/jobwire/shared/jobs"
-	"github.com/nats-io/nats.go/jetstream"
 )
 
 // History reads one job's events, across several batches, from a given
 // stream sequence, skipping other jobs' events, and creates no consumer.
 func TestHistory(t *testing.T) {
 	t.Parallel()
-	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
-	defer cancel()
-	s := natstest.Server(t)
-	nc := natstest.Connect(t, s)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	streams, err := jobs.Topology{}.CreateOrUpdate(ctx, js)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ctx, nc, js, streams := withTopology(t)
+	var err error
 	a, b := jobs.NewID(time.Now()), jobs.NewID(time.Now())
 	var lastA, lastB uint64 // stream sequences of each job's last event
 	const count = 600       // more than two batches
