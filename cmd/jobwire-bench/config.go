@@ -59,8 +59,6 @@ type config struct {
 
 func (c config) external() bool { return c.URL != "" }
 
-func (c config) wants(phase string) bool { return slices.Contains(c.Phases, phase) }
-
 // parseConfig reads the flags. --smoke replaces the sizes with small ones
 // unless they are given explicitly.
 func parseConfig(args []string, stderr io.Writer) (config, error) {

@@ -65,15 +65,6 @@ func raiseFileLimit() uint64 {
 	return rl.Cur
 }
 
-// openFiles counts this process's open file descriptors.
-func openFiles() int {
-	ents, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		return 0
-	}
-	return len(ents)
-}
-
 // procField reads a "Name:   value kB" line of a /proc status-like file.
 func procField(path, name string) (int64, bool) {
 	f, err := os.Open(path)
