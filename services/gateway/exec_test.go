@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jobwire/jobwire/services/runner/jobtypes"
 	"github.com/jobwire/jobwire/services/runner/worker"
 	"github.com/jobwire/jobwire/shared/jobs"
 )
@@ -29,7 +30,7 @@ func execTypes(t *testing.T, config string, scripts map[string]string) ([]worker
 	if err := os.WriteFile(path, []byte(config), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	types, err := worker.LoadExecTypes(path, os.Getenv)
+	types, err := jobtypes.LoadExec(path, os.Getenv)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -38,7 +39,7 @@ func execTypes(t *testing.T, config string, scripts map[string]string) ([]worker
 
 func TestExecExampleRunsWithProgressLogsAndResult(t *testing.T) {
 	t.Parallel()
-	types, err := worker.LoadExecTypes("../../examples/exec/jobwire-exec.json", os.Getenv)
+	types, err := jobtypes.LoadExec("../../examples/exec/jobwire-exec.json", os.Getenv)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -190,7 +191,7 @@ func TestExecConfigErrorsAreReportedTogether(t *testing.T) {
 	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	_, err := worker.LoadExecTypes(path, os.Getenv)
+	_, err := jobtypes.LoadExec(path, os.Getenv)
 	if err == nil {
 		t.Fatal("a bad exec config loaded")
 	}
@@ -202,7 +203,7 @@ func TestExecConfigErrorsAreReportedTogether(t *testing.T) {
 	if err := os.WriteFile(path, []byte(`{"types": `), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := worker.LoadExecTypes(path, os.Getenv); err == nil {
+	if _, err := jobtypes.LoadExec(path, os.Getenv); err == nil {
 		t.Fatal("truncated config loaded")
 	}
 }
