@@ -238,3 +238,46 @@ func TestRetryPolicyDelay(t *testing.T) {
 		t.Errorf("default first delay %v, want within [0.5s, 1s]", d)
 	}
 }
+
+// Runner pools serve different job types from one stream; a job runs only
+// on a runner that serves its type. Pools may overlap (as in a rolling
+// update that adds or removes types): a type's jobs then go to any runner
+// serving it. (Moved from the gateway's tests; TestRunnerPoolsOnlyTakeTheirTypes
+// checks the other side: a runner first in line never takes another
+// type's job.)
+func TestRunnerPoolsServeTheirOwnTypes(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	var mu sync.Mutex
+	ranBy := map[string]string{}
+	named := func(typ, pool string) JobType {
+		return jobType(typ, func(ctx context.Context, job *Job) (any, error) {
+			mu.Lock()
+			ranBy[job.ID] = pool
+			mu.Unlock()
+			return nil, nil
+		})
+	}
+	e.startRunner(Config{}, named("images", "A"), named("video", "A"))
+	e.startRunner(Config{}, named("mail", "B"))
+	e.startRunner(Config{}, named("mail", "B"))                       // a second runner of the same pool
+	e.startRunner(Config{}, named("mail", "C"), named("images", "C")) // a pool overlapping others
+
+	want := map[string]string{}
+	for typ, pools := range map[string]string{"images": "AC", "video": "A", "mail": "BC"} {
+		for range 3 {
+			want[e.submit(typ, `{}`)] = pools
+		}
+	}
+	for id, pools := range want {
+		if end := e.waitEnded(id); end.Status != jobs.StatusSucceeded {
+			t.Errorf("job %s ended %s", id, describe(end))
+		}
+		mu.Lock()
+		got := ranBy[id]
+		mu.Unlock()
+		if got == "" || !strings.Contains(pools, got) {
+			t.Errorf("job %s ran in pool %q, want one of %q", id, got, pools)
+		}
+	}
+}
