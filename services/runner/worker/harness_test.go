@@ -360,6 +360,17 @@ func checkSeqs(t *testing.T, id string, evs []jobs.Event) {
 	}
 }
 
+// ofKind keeps the events of one kind.
+func ofKind(evs []jobs.Event, kind jobs.Kind) []jobs.Event {
+	var out []jobs.Event
+	for _, ev := range evs {
+		if ev.Kind == kind {
+			out = append(out, ev)
+		}
+	}
+	return out
+}
+
 // describe and describeAll summarise events for failure messages.
 var describe, describeAll = natstest.Describe, natstest.DescribeAll
 

@@ -187,12 +187,7 @@ func TestRetriesBackOff(t *testing.T) {
 	if end := e.waitEnded(id); end.Status != jobs.StatusFailed || end.Attempt != 3 {
 		t.Fatalf("job ended %s, want failed on attempt 3", describe(end))
 	}
-	var retrying []jobs.Event
-	for _, ev := range e.history(id) {
-		if ev.Kind == jobs.KindRetrying {
-			retrying = append(retrying, ev)
-		}
-	}
+	retrying := ofKind(e.history(id), jobs.KindRetrying)
 	mu.Lock()
 	defer mu.Unlock()
 	if len(retrying) != 2 || len(starts) != 3 {

@@ -44,12 +44,7 @@ func TestRetriesWithBackoffThenSucceeds(t *testing.T) {
 	}
 	evs := e.history(id)
 	checkSeqs(t, id, evs)
-	var retries []jobs.Event
-	for _, ev := range evs {
-		if ev.Kind == jobs.KindRetrying {
-			retries = append(retries, ev)
-		}
-	}
+	retries := ofKind(evs, jobs.KindRetrying)
 	if len(retries) != 2 {
 		t.Fatalf("want 2 retrying events, history:\n%s", describeAll(evs))
 	}
@@ -114,12 +109,7 @@ func TestProgressIsPacedButTheFinalValueIsKept(t *testing.T) {
 	}
 	evs := e.history(id)
 	checkSeqs(t, id, evs)
-	var progress []jobs.Event
-	for _, ev := range evs {
-		if ev.Kind == jobs.KindProgress {
-			progress = append(progress, ev)
-		}
-	}
+	progress := ofKind(evs, jobs.KindProgress)
 	// About 0.2 s of updates at 10 events/s at most: a handful, not 2000.
 	if len(progress) == 0 || len(progress) > 50 {
 		t.Fatalf("%d progress events for %d updates", len(progress), updates)
