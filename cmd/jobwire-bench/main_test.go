@@ -14,7 +14,7 @@ import (
 	// compiles them (in this test's mode, -race or not) before TestSmoke
 	// builds the gateway: its build then finds them in the build cache.
 	_ "github.com/jobwire/jobwire/internal/natsembed"
-	_ "github.com/jobwire/jobwire/services/runner/worker"
+	_ "github.com/jobwire/jobwire/services/runner/jobtypes"
 )
 
 // TestSmoke runs the tool's --smoke mode in-process against a gateway it

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jobwire/jobwire/services/runner/worker"
+	"github.com/jobwire/jobwire/services/runner/jobtypes"
 	"github.com/jobwire/jobwire/shared/jobs"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -54,7 +54,7 @@ func TestObserverCanOnlyWatch(t *testing.T) {
 		t.Fatal(err)
 	}
 	id := jobs.NewID(time.Now())
-	gw.enqueue(t, id, worker.DemoInput{Steps: 1})
+	gw.enqueue(t, id, jobtypes.DemoInput{Steps: 1})
 	m, err := sub.NextMsg(5 * time.Second)
 	if err != nil || m.Subject != jobs.ProgressSubject(id) {
 		t.Fatalf("observer's jobs.*.progress: %v %v", m, err)
@@ -161,7 +161,7 @@ func TestGatewayCannotConsumeWorkQueue(t *testing.T) {
 	gw := startGateway(t, s)
 	r, rn := newRunner(t, s) // the pool's consumer exists; nothing fetches yet
 	id := jobs.NewID(time.Now())
-	gw.enqueue(t, id, worker.DemoInput{Steps: 2, StepMS: 5})
+	gw.enqueue(t, id, jobtypes.DemoInput{Steps: 2, StepMS: 5})
 	pool := jobs.ConsumerName("demo")
 
 	next := "$JS.API.CONSUMER.MSG.NEXT.JOBS." + pool

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jobwire/jobwire/services/runner/worker"
+	"github.com/jobwire/jobwire/services/runner/jobtypes"
 	"github.com/jobwire/jobwire/shared/jobclient"
 	"github.com/jobwire/jobwire/shared/jobs"
 	"github.com/nats-io/nats-server/v2/server"
@@ -101,7 +101,7 @@ func jobFlow(t *testing.T, s *server.Server) {
 	if err := ob.Flush(); err != nil {
 		t.Fatal(err)
 	}
-	gw.enqueue(t, id, worker.DemoInput{Steps: 5, StepMS: 5})
+	gw.enqueue(t, id, jobtypes.DemoInput{Steps: 5, StepMS: 5})
 
 	evs := untilEnd(t, live, 20*time.Second)
 	if last := evs[len(evs)-1]; last.Status != jobs.StatusSucceeded {
@@ -173,7 +173,7 @@ func jobFlow(t *testing.T, s *server.Server) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	gw.enqueue(t, longID, worker.DemoInput{Steps: 15, StepMS: 100})
+	gw.enqueue(t, longID, jobtypes.DemoInput{Steps: 15, StepMS: 100})
 	longEvs := untilEnd(t, longLive, 20*time.Second)
 	if last := longEvs[len(longEvs)-1]; last.Status != jobs.StatusSucceeded || last.Attempt != 1 {
 		t.Fatalf("long job ended %s at attempt %d, want succeeded at attempt 1", last.Status, last.Attempt)
@@ -215,7 +215,7 @@ func TestCancelWithRolePermissions(t *testing.T) {
 
 	// Queued: no runner yet. As gateway.cancel does for a job no runner holds.
 	queuedID := jobs.NewID(time.Now())
-	gw.enqueue(t, queuedID, worker.DemoInput{Steps: 1})
+	gw.enqueue(t, queuedID, jobtypes.DemoInput{Steps: 1})
 	ev, lastSeq, err := jobs.LastEvent(ctx, gw.streams.Events, queuedID)
 	if err != nil {
 		t.Fatal(err)
@@ -246,7 +246,7 @@ func TestCancelWithRolePermissions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	gw.enqueue(t, runID, worker.DemoInput{Steps: 10000, StepMS: 10})
+	gw.enqueue(t, runID, jobtypes.DemoInput{Steps: 10000, StepMS: 10})
 	waitFor(t, 10*time.Second, "job running", func() bool {
 		ev, _, err := jobs.LastEvent(ctx, gw.streams.Events, runID)
 		return err == nil && ev.Status == jobs.StatusRunning
@@ -287,7 +287,7 @@ func TestTwoRunnersShareThePool(t *testing.T) {
 			t.Fatal(err)
 		}
 		subs[i] = sub
-		gw.enqueue(t, ids[i], worker.DemoInput{Steps: 3, StepMS: 5})
+		gw.enqueue(t, ids[i], jobtypes.DemoInput{Steps: 3, StepMS: 5})
 	}
 	for i, sub := range subs {
 		evs := untilEnd(t, sub, 20*time.Second)

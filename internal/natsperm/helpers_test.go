@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/jobwire/jobwire/internal/natsconn"
+	"github.com/jobwire/jobwire/services/runner/jobtypes"
 	"github.com/jobwire/jobwire/services/runner/worker"
 	"github.com/jobwire/jobwire/shared/jobs"
 	"github.com/nats-io/nats-server/v2/server"
@@ -193,7 +194,7 @@ func newRunner(t testing.TB, s *server.Server) (*worker.Runner, conn) {
 	r, err := worker.New(testContext(t, 10*time.Second), rn.Conn, worker.Config{
 		Concurrency: 2, ShutdownGrace: 100 * time.Millisecond, ProgressInterval: 10 * time.Millisecond, Logger: log,
 		AckWait: runnerAckWait,
-	}, worker.BuiltinTypes()...)
+	}, jobtypes.Builtin()...)
 	if err != nil {
 		t.Fatalf("worker.New as runner: %v", err)
 	}
@@ -237,7 +238,7 @@ func startGateway(t testing.TB, s *server.Server) *gatewaySide {
 }
 
 // enqueue stores a demo job as the gateway does (jobs.Enqueue).
-func (g *gatewaySide) enqueue(t testing.TB, id string, input worker.DemoInput) jobs.Event {
+func (g *gatewaySide) enqueue(t testing.TB, id string, input jobtypes.DemoInput) jobs.Event {
 	t.Helper()
 	in, _ := json.Marshal(input)
 	ev, err := jobs.Enqueue(testContext(t, 5*time.Second), g.js, jobs.Request{ID: id, Type: "demo", Input: in, CreatedAt: time.Now(), Owner: "alice"})

@@ -17,6 +17,7 @@ import (
 	"github.com/jobwire/jobwire/internal/envflag"
 	"github.com/jobwire/jobwire/internal/natsconn"
 	"github.com/jobwire/jobwire/internal/natsembed"
+	"github.com/jobwire/jobwire/services/runner/jobtypes"
 	"github.com/jobwire/jobwire/services/runner/worker"
 )
 
@@ -79,7 +80,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			return err
 		}
 		defer rnc.Close()
-		types, err := worker.AllTypes(cfg.ExecConfig, getenv)
+		types, err := jobtypes.All(cfg.ExecConfig, getenv)
 		if err != nil {
 			return err
 		}

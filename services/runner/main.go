@@ -15,6 +15,7 @@ import (
 	"github.com/jobwire/jobwire/internal/debugserver"
 	"github.com/jobwire/jobwire/internal/envflag"
 	"github.com/jobwire/jobwire/internal/natsconn"
+	"github.com/jobwire/jobwire/services/runner/jobtypes"
 	"github.com/jobwire/jobwire/services/runner/worker"
 )
 
@@ -52,11 +53,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 	defer nc.Close()
-	types, err := worker.AllTypes(cfg.ExecConfig, getenv)
+	types, err := jobtypes.All(cfg.ExecConfig, getenv)
 	if err != nil {
 		return err
 	}
-	if types, err = worker.Select(types, cfg.JobTypes); err != nil {
+	if types, err = jobtypes.Select(types, cfg.JobTypes); err != nil {
 		return err
 	}
 	var r *worker.Runner

@@ -31,8 +31,9 @@ import (
 // name that is not a safe subject token.
 var (
 	// ErrUnknownType means no runner registered the job type in the
-	// JOBWIRE_TYPES bucket (or registered it with an unusable schema).
-	ErrUnknownType = errors.New("jobclient: unknown job type")
+	// JOBWIRE_TYPES bucket (or registered it with an unusable schema). It
+	// is jobs.ErrUnknownType: the gateway refuses the same types.
+	ErrUnknownType = jobs.ErrUnknownType
 	// ErrInvalidInput means the input does not encode to JSON, does not
 	// match the type's input schema (the error says why), or is too large
 	// for one NATS message.
@@ -50,10 +51,9 @@ type Client struct {
 	js jetstream.JetStream
 
 	mu      sync.Mutex
-	events  jetstream.Stream      // JOBS_EVENTS, looked up on first use
-	records jetstream.Stream      // JOBS_RECORDS, looked up on first use
-	types   jetstream.KeyValue    // JOBWIRE_TYPES, looked up on first use
-	schemas map[string]typeSchema // compiled input schemas by type name
+	events  jetstream.Stream // JOBS_EVENTS, looked up on first use
+	records jetstream.Stream // JOBS_RECORDS, looked up on first use
+	types   *jobs.TypeReader // JOBWIRE_TYPES, looked up on first use
 }
 
 // New returns a client that uses connection nc. It does not talk to the
@@ -68,7 +68,7 @@ func New(nc *nats.Conn) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("jobclient: %w", err)
 	}
-	return &Client{nc: nc, js: js, schemas: map[string]typeSchema{}}, nil
+	return &Client{nc: nc, js: js}, nil
 }
 
 // Get returns the current state of job id: its last stored event, or once
@@ -122,20 +122,24 @@ func (c *Client) stream(ctx context.Context, name string, slot *jetstream.Stream
 	return s, nil
 }
 
-// typesBucket returns the JOBWIRE_TYPES bucket, looking it up once.
-func (c *Client) typesBucket(ctx context.Context) (jetstream.KeyValue, error) {
+// typeReader returns the reader of the JOBWIRE_TYPES bucket, looking the
+// bucket up once.
+func (c *Client) typeReader(ctx context.Context) (*jobs.TypeReader, error) {
 	c.mu.Lock()
-	kv := c.types
+	r := c.types
 	c.mu.Unlock()
-	if kv != nil {
-		return kv, nil
+	if r != nil {
+		return r, nil
 	}
 	kv, err := c.js.KeyValue(ctx, jobs.TypesBucket)
 	if err != nil {
 		return nil, err
 	}
 	c.mu.Lock()
-	c.types = kv
+	if c.types == nil {
+		c.types = jobs.NewTypeReader(kv)
+	}
+	r = c.types
 	c.mu.Unlock()
-	return kv, nil
+	return r, nil
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/jobwire/jobwire/internal/natsembed"
+	"github.com/jobwire/jobwire/services/runner/jobtypes"
 	"github.com/jobwire/jobwire/services/runner/worker"
 	"github.com/jobwire/jobwire/shared/jobclient"
 	"github.com/jobwire/jobwire/shared/jobs"
@@ -41,7 +42,7 @@ func Example() {
 
 	// A runner with the built-in job types: it creates jobwire's streams
 	// and registers the "demo" type.
-	r, err := worker.New(ctx, nc, worker.Config{}, worker.BuiltinTypes()...)
+	r, err := worker.New(ctx, nc, worker.Config{}, jobtypes.Builtin()...)
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -169,7 +170,7 @@ func startJobwire() (*jobclient.Client, func()) {
 	ctx, stopRunner := context.WithCancel(context.Background())
 	newCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	r, err := worker.New(newCtx, nc, worker.Config{}, worker.BuiltinTypes()...)
+	r, err := worker.New(newCtx, nc, worker.Config{}, jobtypes.Builtin()...)
 	if err != nil {
 		log.Fatal(err)
 	}

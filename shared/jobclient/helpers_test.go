@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/jobwire/jobwire/internal/natstest"
+	"github.com/jobwire/jobwire/services/runner/jobtypes"
 	"github.com/jobwire/jobwire/services/runner/worker"
 	"github.com/jobwire/jobwire/shared/jobclient"
 	"github.com/jobwire/jobwire/shared/jobs"
@@ -83,7 +84,7 @@ func startRunner(t *testing.T, nc *nats.Conn, cfg worker.Config) {
 	ctx, cancel := context.WithCancel(context.Background())
 	newCtx, cancelNew := context.WithTimeout(ctx, 10*time.Second)
 	defer cancelNew()
-	r, err := worker.New(newCtx, nc, cfg, worker.BuiltinTypes()...)
+	r, err := worker.New(newCtx, nc, cfg, jobtypes.Builtin()...)
 	if err != nil {
 		cancel()
 		t.Fatal(err)

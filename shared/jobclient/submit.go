@@ -11,13 +11,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// typeSchema is a type's compiled input schema (nil: any input is
-// accepted), valid for one revision of the type's registration.
-type typeSchema struct {
-	revision uint64
-	schema   *jobs.InputSchema
-}
-
 // Submit stores a new job of type typ with the given input and returns its
 // "queued" event (seq 1); the job's id is in Event.JobID.
 //
@@ -34,9 +27,9 @@ type typeSchema struct {
 // error the job is stored and will run.
 func (c *Client) Submit(ctx context.Context, typ string, input any) (jobs.Event, error) {
 	if err := jobs.ValidateType(typ); err != nil {
-		return jobs.Event{}, fmt.Errorf("%w: %w", ErrUnknownType, err)
+		return jobs.Event{}, fmt.Errorf("jobclient: %w: %w", ErrUnknownType, err)
 	}
-	schema, err := c.inputSchema(ctx, typ)
+	jt, err := c.registeredType(ctx, typ)
 	if err != nil {
 		return jobs.Event{}, err
 	}
@@ -44,7 +37,7 @@ func (c *Client) Submit(ctx context.Context, typ string, input any) (jobs.Event,
 	if err != nil {
 		return jobs.Event{}, fmt.Errorf("%w: %v", ErrInvalidInput, err)
 	}
-	if err := validateInput(schema, data); err != nil {
+	if err := jt.Validate(data); err != nil {
 		return jobs.Event{}, fmt.Errorf("%w for job type %s: %v", ErrInvalidInput, typ, err)
 	}
 	now := time.Now()
@@ -62,48 +55,22 @@ func (c *Client) Submit(ctx context.Context, typ string, input any) (jobs.Event,
 	return ev, nil
 }
 
-// inputSchema reads typ's registration from the types bucket (every time,
-// so a type that is no longer registered is refused) and returns its
-// compiled input schema, compiling it once per revision.
-func (c *Client) inputSchema(ctx context.Context, typ string) (*jobs.InputSchema, error) {
-	kv, err := c.typesBucket(ctx)
+// registeredType reads typ's registration from the types bucket (every
+// time, so a type that is no longer registered is refused) with its
+// compiled input schema.
+func (c *Client) registeredType(ctx context.Context, typ string) (jobs.RegisteredType, error) {
+	r, err := c.typeReader(ctx)
 	if errors.Is(err, jetstream.ErrBucketNotFound) {
-		return nil, fmt.Errorf("%w %q: no runner has registered any job type (bucket %s does not exist)", ErrUnknownType, typ, jobs.TypesBucket)
+		return jobs.RegisteredType{}, fmt.Errorf("jobclient: %w %q: no runner has registered any job type (bucket %s does not exist)", ErrUnknownType, typ, jobs.TypesBucket)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("jobclient: look up bucket %s: %w", jobs.TypesBucket, err)
+		return jobs.RegisteredType{}, fmt.Errorf("jobclient: look up bucket %s: %w", jobs.TypesBucket, err)
 	}
-	entry, err := kv.Get(ctx, typ)
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return nil, fmt.Errorf("%w %q: no runner has registered it", ErrUnknownType, typ)
-	}
+	jt, err := r.Get(ctx, typ)
 	if err != nil {
-		return nil, fmt.Errorf("jobclient: read job type %s: %w", typ, err)
+		return jobs.RegisteredType{}, fmt.Errorf("jobclient: %w", err)
 	}
-	c.mu.Lock()
-	cached, ok := c.schemas[typ]
-	c.mu.Unlock()
-	if ok && cached.revision == entry.Revision() {
-		return cached.schema, nil
-	}
-	schema, err := compileSchema(typ, entry.Value())
-	if err != nil {
-		return nil, fmt.Errorf("%w %q: it is registered with an unusable input schema: %v", ErrUnknownType, typ, err)
-	}
-	c.mu.Lock()
-	c.schemas[typ] = typeSchema{revision: entry.Revision(), schema: schema}
-	c.mu.Unlock()
-	return schema, nil
-}
-
-// compileSchema compiles the input schema of a stored jobs.TypeInfo
-// (nil when the type accepts any input).
-func compileSchema(typ string, registration []byte) (*jobs.InputSchema, error) {
-	var info jobs.TypeInfo
-	if err := json.Unmarshal(registration, &info); err != nil {
-		return nil, fmt.Errorf("registration is not valid JSON: %w", err)
-	}
-	return jobs.CompileInputSchema(typ, info.InputSchema)
+	return jt, nil
 }
 
 // encodeInput returns input as JSON, or nil for no input.
@@ -119,9 +86,4 @@ func encodeInput(input any) (json.RawMessage, error) {
 		return nil, err
 	}
 	return b, nil
-}
-
-// validateInput checks data (nil: the empty object) against schema.
-func validateInput(schema *jobs.InputSchema, data json.RawMessage) error {
-	return schema.Validate(data)
 }

@@ -360,39 +360,19 @@ func checkSeqs(t *testing.T, id string, evs []jobs.Event) {
 	}
 }
 
-func describe(ev jobs.Event) string {
-	s := fmt.Sprintf("#%d %s/%s attempt=%d", ev.Seq, ev.Kind, ev.Status, ev.Attempt)
-	if ev.Percent != nil {
-		s += fmt.Sprintf(" %.0f%%", *ev.Percent)
+// ofKind keeps the events of one kind.
+func ofKind(evs []jobs.Event, kind jobs.Kind) []jobs.Event {
+	var out []jobs.Event
+	for _, ev := range evs {
+		if ev.Kind == kind {
+			out = append(out, ev)
+		}
 	}
-	if ev.Total > 0 {
-		s += fmt.Sprintf(" %d/%d", ev.Current, ev.Total)
-	}
-	if ev.Stage != "" {
-		s += fmt.Sprintf(" stage=%q", ev.Stage)
-	}
-	if ev.Message != "" {
-		s += fmt.Sprintf(" msg=%q", ev.Message)
-	}
-	if ev.Log != "" {
-		s += fmt.Sprintf(" log=%q", ev.Log)
-	}
-	if ev.Error != nil {
-		s += fmt.Sprintf(" error=%s", ev.Error)
-	}
-	if len(ev.Result) > 0 {
-		s += fmt.Sprintf(" result=%s", ev.Result)
-	}
-	return s
+	return out
 }
 
-func describeAll(evs []jobs.Event) string {
-	lines := make([]string, len(evs))
-	for i, ev := range evs {
-		lines[i] = "  " + describe(ev)
-	}
-	return strings.Join(lines, "\n")
-}
+// describe and describeAll summarise events for failure messages.
+var describe, describeAll = natstest.Describe, natstest.DescribeAll
 
 // queueMsgs is how many job requests the queue stream holds.
 func (e *env) queueMsgs() (uint64, error) {

@@ -187,12 +187,7 @@ func TestRetriesBackOff(t *testing.T) {
 	if end := e.waitEnded(id); end.Status != jobs.StatusFailed || end.Attempt != 3 {
 		t.Fatalf("job ended %s, want failed on attempt 3", describe(end))
 	}
-	var retrying []jobs.Event
-	for _, ev := range e.history(id) {
-		if ev.Kind == jobs.KindRetrying {
-			retrying = append(retrying, ev)
-		}
-	}
+	retrying := ofKind(e.history(id), jobs.KindRetrying)
 	mu.Lock()
 	defer mu.Unlock()
 	if len(retrying) != 2 || len(starts) != 3 {
@@ -236,5 +231,48 @@ func TestRetryPolicyDelay(t *testing.T) {
 	}
 	if d := (RetryPolicy{}).Delay(1); d < 500*time.Millisecond || d > time.Second {
 		t.Errorf("default first delay %v, want within [0.5s, 1s]", d)
+	}
+}
+
+// Runner pools serve different job types from one stream; a job runs only
+// on a runner that serves its type. Pools may overlap (as in a rolling
+// update that adds or removes types): a type's jobs then go to any runner
+// serving it. (Moved from the gateway's tests; TestRunnerPoolsOnlyTakeTheirTypes
+// checks the other side: a runner first in line never takes another
+// type's job.)
+func TestRunnerPoolsServeTheirOwnTypes(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	var mu sync.Mutex
+	ranBy := map[string]string{}
+	named := func(typ, pool string) JobType {
+		return jobType(typ, func(ctx context.Context, job *Job) (any, error) {
+			mu.Lock()
+			ranBy[job.ID] = pool
+			mu.Unlock()
+			return nil, nil
+		})
+	}
+	e.startRunner(Config{}, named("images", "A"), named("video", "A"))
+	e.startRunner(Config{}, named("mail", "B"))
+	e.startRunner(Config{}, named("mail", "B"))                       // a second runner of the same pool
+	e.startRunner(Config{}, named("mail", "C"), named("images", "C")) // a pool overlapping others
+
+	want := map[string]string{}
+	for typ, pools := range map[string]string{"images": "AC", "video": "A", "mail": "BC"} {
+		for range 3 {
+			want[e.submit(typ, `{}`)] = pools
+		}
+	}
+	for id, pools := range want {
+		if end := e.waitEnded(id); end.Status != jobs.StatusSucceeded {
+			t.Errorf("job %s ended %s", id, describe(end))
+		}
+		mu.Lock()
+		got := ranBy[id]
+		mu.Unlock()
+		if got == "" || !strings.Contains(pools, got) {
+			t.Errorf("job %s ran in pool %q, want one of %q", id, got, pools)
+		}
 	}
 }

@@ -35,6 +35,21 @@ type cancelRequested struct{ req jobs.CancelRequest }
 
 func (c *cancelRequested) Error() string { return jobs.CanceledError(c.req).Message }
 
+// execution is one delivery of a job request being run: the message it
+// settles, the writer of the job's events, and the attempt's state. Its
+// methods end the attempt (report*) and settle the message; each is called
+// with the context events are stored under, which outlives the runner's
+// stop (an attempt's end is stored even while the runner shuts down).
+type execution struct {
+	r       *Runner
+	msg     jetstream.Msg
+	w       *writer
+	log     *slog.Logger
+	attempt int
+	jt      JobType     // the job's type, once known
+	policy  RetryPolicy // jt.Retry with its defaults
+}
+
 // process runs one delivery of a job request and settles its message.
 func (r *Runner) process(ctx context.Context, msg jetstream.Msg) {
 	var req jobs.Request
@@ -56,95 +71,102 @@ func (r *Runner) process(ctx context.Context, msg jetstream.Msg) {
 		_ = msg.NakWithDelay(time.Second)
 		return
 	}
-	attempt := nextAttempt(w.ev)
-	log := r.log.With("job_id", req.ID, "type", req.Type, "attempt", attempt)
+	x := &execution{r: r, msg: msg, w: w, attempt: nextAttempt(w.ev)}
+	x.log = r.log.With("job_id", req.ID, "type", req.Type, "attempt", x.attempt)
 	if w.ev.Status.Terminal() {
 		// Finished by an earlier delivery that died before its ack, or
 		// canceled while it waited: nothing to run. Its end may not be
 		// recorded yet (the delivery died before that).
-		r.recordEnd(storeCtx, log, w)
+		x.recordEnd(storeCtx)
 		_ = msg.DoubleAck(storeCtx)
 		return
 	}
 
 	jt, known := r.reg[req.Type]
 	if !known {
-		log.Error("unknown job type, failing the job")
-		r.fail(storeCtx, log, msg, w, attempt, &jobs.Error{Code: "unknown_type", Message: fmt.Sprintf("no runner handles job type %q", req.Type)})
+		x.log.Error("unknown job type, failing the job")
+		x.fail(storeCtx, &jobs.Error{Code: "unknown_type", Message: fmt.Sprintf("no runner handles job type %q", req.Type)})
 		return
 	}
-	policy := jt.Retry.withDefaults()
-	if attempt > policy.MaxAttempts && !isHandBack(w.ev) {
+	x.jt, x.policy = jt, jt.Retry.withDefaults()
+	if x.attempt > x.policy.MaxAttempts && !isHandBack(w.ev) {
 		// Earlier deliveries ended without a result (a runner crashed or
 		// lost its connection mid-job): give up instead of looping.
-		log.Error("job exceeded its attempts without a result, failing it")
-		r.fail(storeCtx, log, msg, w, attempt, &jobs.Error{Code: "max_attempts", Message: fmt.Sprintf("gave up after %d attempts that ended without a result (runner crash?)", policy.MaxAttempts)})
+		x.log.Error("job exceeded its attempts without a result, failing it")
+		x.fail(storeCtx, &jobs.Error{Code: "max_attempts", Message: fmt.Sprintf("gave up after %d attempts that ended without a result (runner crash?)", x.policy.MaxAttempts)})
 		return
 	}
+	x.run(ctx, storeCtx, req)
+}
 
+// run runs the job's handler under ctx (cancelled when the runner gives up
+// waiting for running jobs on shutdown), storing its events under
+// storeCtx, and settles the attempt by how it ended.
+func (x *execution) run(ctx, storeCtx context.Context, req jobs.Request) {
+	r := x.r
 	runCtx, cancelRun := context.WithCancelCause(ctx)
 	defer cancelRun(nil)
 	if !r.holding(req.ID, cancelRun) {
-		log.Warn("job is already running on this runner, handing the duplicate back")
-		_ = msg.NakWithDelay(r.cfg.AckWait)
+		x.log.Warn("job is already running on this runner, handing the duplicate back")
+		_ = x.msg.NakWithDelay(r.cfg.AckWait)
 		return
 	}
 	defer r.release(req.ID)
-	stopBeat := heartbeat(msg, r.cfg.AckWait/3)
+	stopBeat := heartbeat(x.msg, r.cfg.AckWait/3)
 	defer stopBeat()
 
 	now := time.Now()
-	if err := w.emit(storeCtx, jobs.KindStarted, func(e *jobs.Event) {
-		e.Status, e.Attempt, e.StartedAt = jobs.StatusRunning, attempt, &now
+	if err := x.w.emit(storeCtx, jobs.KindStarted, func(e *jobs.Event) {
+		e.Status, e.Attempt, e.StartedAt = jobs.StatusRunning, x.attempt, &now
 		e.EndedAt, e.NextAttemptAt, e.Error, e.Result = nil, nil, nil, nil
 	}); err != nil {
-		r.settleStoreError(storeCtx, log, msg, err)
+		x.settleStoreError(storeCtx, err)
 		return
 	}
-	log.Info("job started")
+	x.log.Info("job started")
 
-	if jt.Timeout > 0 {
+	if x.jt.Timeout > 0 {
 		var cancelT context.CancelFunc
-		runCtx, cancelT = context.WithTimeoutCause(runCtx, jt.Timeout, errTimeout)
+		runCtx, cancelT = context.WithTimeoutCause(runCtx, x.jt.Timeout, errTimeout)
 		defer cancelT()
 	}
-	job := &Job{ID: req.ID, Type: req.Type, Input: req.Input, Attempt: attempt, Progress: newProgress(r.cfg.MaxLogLines)}
+	job := &Job{ID: req.ID, Type: req.Type, Input: req.Input, Attempt: x.attempt, Progress: newProgress(r.cfg.MaxLogLines)}
 	pubDone := make(chan error, 1)
 	stopPub := make(chan struct{})
 	go func() {
-		pubDone <- w.publishProgress(storeCtx, job.Progress, r.cfg.ProgressInterval, stopPub, cancelRun)
+		pubDone <- x.w.publishProgress(storeCtx, job.Progress, r.cfg.ProgressInterval, stopPub, cancelRun)
 	}()
 
-	result, herr := runHandler(runCtx, log, jt.Handler, job)
+	result, herr := runHandler(runCtx, x.log, x.jt.Handler, job)
 	close(stopPub)
 	perr := <-pubDone
 
 	var canceled *cancelRequested
 	switch cause := context.Cause(runCtx); {
 	case perr != nil:
-		r.settleStoreError(storeCtx, log, msg, perr)
+		x.settleStoreError(storeCtx, perr)
 	case herr == nil: // also while shutting down: a finished job is kept
-		r.succeed(storeCtx, log, msg, w, attempt, result)
+		x.reportResult(storeCtx, result)
 	case errors.Is(context.Cause(ctx), errShutdown):
-		r.handBack(storeCtx, log, msg, w)
+		x.handBack(storeCtx)
 	case errors.As(cause, &canceled):
-		log.Info("job canceled", "by", canceled.req.By)
-		r.end(storeCtx, log, msg, w, jobs.KindCanceled, jobs.StatusCanceled, attempt, nil, jobs.CanceledError(canceled.req))
+		x.log.Info("job canceled", "by", canceled.req.By)
+		x.end(storeCtx, jobs.KindCanceled, jobs.StatusCanceled, nil, jobs.CanceledError(canceled.req))
 	case errors.Is(cause, errTimeout):
-		jerr := &jobs.Error{Code: "timeout", Message: fmt.Sprintf("the attempt ran longer than %v", jt.Timeout)}
-		if policy.RetryTimeouts {
-			r.retryOrFail(storeCtx, log, msg, w, policy, attempt, jerr)
+		jerr := &jobs.Error{Code: "timeout", Message: fmt.Sprintf("the attempt ran longer than %v", x.jt.Timeout)}
+		if x.policy.RetryTimeouts {
+			x.reportError(storeCtx, jerr)
 		} else {
-			r.fail(storeCtx, log, msg, w, attempt, jerr)
+			x.fail(storeCtx, jerr)
 		}
 	default:
 		var perm *PermanentError
 		if errors.As(herr, &perm) {
-			log.Info("job failed permanently", "err", herr)
-			r.fail(storeCtx, log, msg, w, attempt, perm.Err)
+			x.log.Info("job failed permanently", "err", herr)
+			x.fail(storeCtx, perm.Err)
 			return
 		}
-		r.retryOrFail(storeCtx, log, msg, w, policy, attempt, toJobError(herr))
+		x.reportError(storeCtx, toJobError(herr))
 	}
 }
 
@@ -163,61 +185,62 @@ func isHandBack(ev jobs.Event) bool {
 // handBack gives a running job back for another runner when this one shuts
 // down: it records that (so the attempt is run again, not used up) and
 // hands the message back for immediate redelivery.
-func (r *Runner) handBack(ctx context.Context, log *slog.Logger, msg jetstream.Msg, w *writer) {
-	log.Info("runner shutting down, handing the job back")
+func (x *execution) handBack(ctx context.Context) {
+	x.log.Info("runner shutting down, handing the job back")
 	now := time.Now()
-	if err := w.emit(ctx, jobs.KindRetrying, func(e *jobs.Event) {
+	if err := x.w.emit(ctx, jobs.KindRetrying, func(e *jobs.Event) {
 		e.Status, e.Error, e.NextAttemptAt = jobs.StatusQueued, nil, &now
 		e.Message = "handed back: its runner shut down"
 	}); err != nil && !errors.Is(err, errJobEnded) && !errors.Is(err, errSuperseded) {
-		log.Warn("cannot record the hand-back", "err", err)
+		x.log.Warn("cannot record the hand-back", "err", err)
 	}
-	_ = msg.Nak()
+	_ = x.msg.Nak()
 }
 
-// retryOrFail schedules another attempt if the policy allows one, and
-// otherwise fails the job with the last error.
-func (r *Runner) retryOrFail(ctx context.Context, log *slog.Logger, msg jetstream.Msg, w *writer, p RetryPolicy, attempt int, jerr *jobs.Error) {
-	if attempt >= p.MaxAttempts {
-		log.Info("job failed on its last attempt", "err", jerr)
-		r.fail(ctx, log, msg, w, attempt, jerr)
+// reportError ends a failed attempt: another attempt is scheduled if the
+// policy allows one; otherwise the job fails with jerr.
+func (x *execution) reportError(ctx context.Context, jerr *jobs.Error) {
+	if x.attempt >= x.policy.MaxAttempts {
+		x.log.Info("job failed on its last attempt", "err", jerr)
+		x.fail(ctx, jerr)
 		return
 	}
-	delay := p.Delay(attempt)
+	delay := x.policy.Delay(x.attempt)
 	next := time.Now().Add(delay)
-	log.Info("job attempt failed, retrying", "err", jerr, "in", delay)
-	if err := w.emit(ctx, jobs.KindRetrying, func(e *jobs.Event) {
+	x.log.Info("job attempt failed, retrying", "err", jerr, "in", delay)
+	if err := x.w.emit(ctx, jobs.KindRetrying, func(e *jobs.Event) {
 		e.Status, e.Error, e.NextAttemptAt = jobs.StatusQueued, jerr, &next
 	}); err != nil {
-		r.settleStoreError(ctx, log, msg, err)
+		x.settleStoreError(ctx, err)
 		return
 	}
-	_ = msg.NakWithDelay(delay)
+	_ = x.msg.NakWithDelay(delay)
 }
 
-func (r *Runner) succeed(ctx context.Context, log *slog.Logger, msg jetstream.Msg, w *writer, attempt int, result any) {
+// reportResult ends a successful attempt with the handler's result.
+func (x *execution) reportResult(ctx context.Context, result any) {
 	var raw json.RawMessage
 	if result != nil {
 		b, err := json.Marshal(result)
 		if err != nil {
-			r.fail(ctx, log, msg, w, attempt, &jobs.Error{Code: "bad_result", Message: "the result does not encode to JSON: " + err.Error()})
+			x.fail(ctx, &jobs.Error{Code: "bad_result", Message: "the result does not encode to JSON: " + err.Error()})
 			return
 		}
 		raw = b
 	}
-	r.end(ctx, log, msg, w, jobs.KindSucceeded, jobs.StatusSucceeded, attempt, raw, nil)
+	x.end(ctx, jobs.KindSucceeded, jobs.StatusSucceeded, raw, nil)
 }
 
-func (r *Runner) fail(ctx context.Context, log *slog.Logger, msg jetstream.Msg, w *writer, attempt int, jerr *jobs.Error) {
-	r.end(ctx, log, msg, w, jobs.KindFailed, jobs.StatusFailed, attempt, nil, jerr)
+func (x *execution) fail(ctx context.Context, jerr *jobs.Error) {
+	x.end(ctx, jobs.KindFailed, jobs.StatusFailed, nil, jerr)
 }
 
 // end stores the job's final event and records the job's end (so nothing
 // stored after it counts), and only then acks the job message.
-func (r *Runner) end(ctx context.Context, log *slog.Logger, msg jetstream.Msg, w *writer, kind jobs.Kind, status jobs.Status, attempt int, result json.RawMessage, jerr *jobs.Error) {
+func (x *execution) end(ctx context.Context, kind jobs.Kind, status jobs.Status, result json.RawMessage, jerr *jobs.Error) {
 	now := time.Now()
-	err := w.emit(ctx, kind, func(e *jobs.Event) {
-		e.Status, e.Attempt, e.EndedAt, e.NextAttemptAt, e.Result, e.Error = status, max(e.Attempt, attempt), &now, nil, result, jerr
+	err := x.w.emit(ctx, kind, func(e *jobs.Event) {
+		e.Status, e.Attempt, e.EndedAt, e.NextAttemptAt, e.Result, e.Error = status, max(e.Attempt, x.attempt), &now, nil, result, jerr
 		if status == jobs.StatusSucceeded {
 			e.Percent = jobs.Percentage(100)
 			if e.Total > 0 {
@@ -226,38 +249,38 @@ func (r *Runner) end(ctx context.Context, log *slog.Logger, msg jetstream.Msg, w
 		}
 	})
 	if err != nil {
-		r.settleStoreError(ctx, log, msg, err)
+		x.settleStoreError(ctx, err)
 		return
 	}
-	r.recordEnd(ctx, log, w)
+	x.recordEnd(ctx)
 	// No need to wait for the ack's confirmation: the final state is
 	// stored, so a redelivery after a lost ack only acks.
-	if err := msg.Ack(); err != nil {
-		log.Warn("ack failed after the final state was stored", "err", err)
+	if err := x.msg.Ack(); err != nil {
+		x.log.Warn("ack failed after the final state was stored", "err", err)
 	}
 }
 
-// recordEnd records that the job ended with w's last (final) event. A
-// record that exists already is fine: the first one wins.
-func (r *Runner) recordEnd(ctx context.Context, log *slog.Logger, w *writer) {
+// recordEnd records that the job ended with the writer's last (final)
+// event. A record that exists already is fine: the first one wins.
+func (x *execution) recordEnd(ctx context.Context) {
 	rctx, cancel := context.WithTimeout(ctx, storeTimeout)
 	defer cancel()
-	if err := jobs.RecordEnd(rctx, r.js, w.ev, w.lastSeq); err != nil && !errors.Is(err, jobs.ErrRecorded) {
-		log.Warn("cannot record the job's end", "err", err)
+	if err := jobs.RecordEnd(rctx, x.r.js, x.w.ev, x.w.lastSeq); err != nil && !errors.Is(err, jobs.ErrRecorded) {
+		x.log.Warn("cannot record the job's end", "err", err)
 	}
 }
 
 // settleStoreError settles a delivery whose events could not be stored.
-func (r *Runner) settleStoreError(ctx context.Context, log *slog.Logger, msg jetstream.Msg, err error) {
+func (x *execution) settleStoreError(ctx context.Context, err error) {
 	switch {
 	case errors.Is(err, errJobEnded):
-		log.Info("job ended elsewhere (canceled?), stopping this attempt")
-		_ = msg.DoubleAck(ctx)
+		x.log.Info("job ended elsewhere (canceled?), stopping this attempt")
+		_ = x.msg.DoubleAck(ctx)
 	case errors.Is(err, errSuperseded):
-		log.Warn("a newer attempt owns the job, stopping this one", "err", err)
+		x.log.Warn("a newer attempt owns the job, stopping this one", "err", err)
 	default:
-		log.Warn("cannot store job events, handing the job back", "err", err)
-		_ = msg.NakWithDelay(time.Second)
+		x.log.Warn("cannot store job events, handing the job back", "err", err)
+		_ = x.msg.NakWithDelay(time.Second)
 	}
 }
 

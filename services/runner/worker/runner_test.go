@@ -332,7 +332,7 @@ func TestHandlerFailuresEndTheJob(t *testing.T) {
 	panics := counted("panics", jobType("panics", func(context.Context, *Job) (any, error) {
 		panic("kaboom")
 	}))
-	panics.Retry = RetryPolicy{MaxAttempts: 1}
+	panics.Retry = RetryPolicy{MaxAttempts: 2, BaseDelay: 10 * time.Millisecond} // a panic is an error like any other: retried
 	badResult := counted("bad-result", jobType("bad-result", func(context.Context, *Job) (any, error) {
 		return make(chan int), nil
 	}))
@@ -354,7 +354,7 @@ func TestHandlerFailuresEndTheJob(t *testing.T) {
 	}{
 		{"permanent", "bad_thing", "msg", 1}, // not retried, although the default policy allows 5 attempts
 		{"plain", "handler_error", "boom", 2},
-		{"panics", "panic", "kaboom", 1},
+		{"panics", "panic", "kaboom", 2},
 		{"bad-result", "bad_result", "JSON", 1},
 		{"slow", "timeout", "longer than", 1},
 	} {
@@ -363,6 +363,9 @@ func TestHandlerFailuresEndTheJob(t *testing.T) {
 			end := e.waitEnded(id)
 			if end.Status != jobs.StatusFailed || end.Kind != jobs.KindFailed || end.Error == nil || end.Error.Code != tc.code || !strings.Contains(end.Error.Message, tc.message) {
 				t.Fatalf("job ended %s, want failed with code %s and a message with %q", describe(end), tc.code, tc.message)
+			}
+			if strings.Contains(end.Error.Message, "goroutine") {
+				t.Errorf("the error shows the stack (it belongs in the log): %s", end.Error.Message)
 			}
 			if end.Attempt != tc.attempts {
 				t.Errorf("failed on attempt %d, want %d", end.Attempt, tc.attempts)
@@ -413,19 +416,20 @@ func TestPoisonMessagesAreTerminated(t *testing.T) {
 
 	e.publishRequest("known", []byte("this is not JSON {"))
 	e.publishRequest("known", []byte(`{"id":"a.b","type":"known","created_at":"2025-03-14T09:39:26Z"}`))
+	e.publishRequest("known", []byte(`{"type":"known"}`)) // no id
 
 	e.waitQueueSettled()
-	e.eventually("two terminations on the wire", func() (bool, string) {
+	e.eventually("three terminations on the wire", func() (bool, string) {
 		got := w.entries()
-		return count(got, "ack +TERM") == 2, strings.Join(got, ", ")
+		return count(got, "ack +TERM") == 3, strings.Join(got, ", ")
 	})
 	// Nothing comes back, even after the ack wait has passed.
 	e.holdsFor(1500*time.Millisecond, "no redelivery of poison messages", func() (bool, string) {
 		q := e.queueState()
-		return q.err == nil && q.msgs == 0 && q.ackPending == 0 && q.redelivered == 0 && q.delivered == 2, q.String()
+		return q.err == nil && q.msgs == 0 && q.ackPending == 0 && q.redelivered == 0 && q.delivered == 3, q.String()
 	})
-	if got := w.entries(); count(got, "ack +TERM") != 2 || count(got, "ack -NAK")+count(got, "ack +ACK") != 0 {
-		t.Errorf("settlements on the wire: %s, want exactly two +TERM", strings.Join(got, ", "))
+	if got := w.entries(); count(got, "ack +TERM") != 3 || count(got, "ack -NAK")+count(got, "ack +ACK") != 0 {
+		t.Errorf("settlements on the wire: %s, want exactly three +TERM", strings.Join(got, ", "))
 	}
 	info, err := e.events.Info(e.ctx)
 	if err != nil {

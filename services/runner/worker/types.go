@@ -137,26 +137,3 @@ func (r registry) names() []string {
 	slices.Sort(out)
 	return out
 }
-
-// Select keeps the types named in only (all of them when only is empty);
-// naming a type that does not exist is an error.
-func Select(types []JobType, only []string) ([]JobType, error) {
-	if len(only) == 0 {
-		return types, nil
-	}
-	byName := map[string]JobType{}
-	for _, t := range types {
-		byName[t.Name] = t
-	}
-	var out []JobType
-	var errs []error
-	for _, n := range only {
-		t, ok := byName[n]
-		if !ok {
-			errs = append(errs, fmt.Errorf("job type %q is not known to this runner", n))
-			continue
-		}
-		out = append(out, t)
-	}
-	return out, errors.Join(errs...)
-}

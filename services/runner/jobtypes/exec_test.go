@@ -1,6 +1,7 @@
-package main
+package jobtypes_test
 
 import (
+	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
@@ -10,7 +11,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jobwire/jobwire/services/runner/jobtypes"
 	"github.com/jobwire/jobwire/services/runner/worker"
+	"github.com/jobwire/jobwire/services/runner/worker/workertest"
+	"github.com/jobwire/jobwire/shared/jobclient"
 	"github.com/jobwire/jobwire/shared/jobs"
 )
 
@@ -29,27 +33,38 @@ func execTypes(t *testing.T, config string, scripts map[string]string) ([]worker
 	if err := os.WriteFile(path, []byte(config), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	types, err := worker.LoadExecTypes(path, os.Getenv)
+	types, err := jobtypes.LoadExec(path, os.Getenv)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return types, dir
 }
 
+// wantEnd waits for job id to end, fails the test unless it ended with
+// status want, and returns its events and final state.
+func wantEnd(t *testing.T, h *workertest.Harness, id string, want jobs.Status) ([]jobs.Event, jobs.Event) {
+	t.Helper()
+	events, final := h.Wait(id)
+	if final.Status != want {
+		t.Fatalf("job ended %s, want %s:%s", final.Status, want, workertest.Describe(events))
+	}
+	return events, final
+}
+
 func TestExecExampleRunsWithProgressLogsAndResult(t *testing.T) {
 	t.Parallel()
-	types, err := worker.LoadExecTypes("../../examples/exec/jobwire-exec.json", os.Getenv)
+	types, err := jobtypes.LoadExec("../../../examples/exec/jobwire-exec.json", os.Getenv)
 	if err != nil {
 		t.Fatal(err)
 	}
-	sys := startSystem(t, withTypes(types...))
-	snap := sys.submit(t, "count", `{"steps":5,"pause_ms":10,"label":"goat"}`)
-	done := sys.waitStatus(t, snap.ID, jobs.StatusSucceeded, 30*time.Second)
+	h := workertest.New(t, workertest.Config{}, types...)
+	id := h.Submit("count", json.RawMessage(`{"steps":5,"pause_ms":10,"label":"goat"}`))
+	events, done := wantEnd(t, h, id, jobs.StatusSucceeded)
 	if string(done.Result) != `{"counted":5,"label":"goat"}` || done.Current != 5 || done.Total != 5 || *done.Percent != 100 || done.Stage != "counting" {
 		t.Fatalf("final = %+v result %s", done, done.Result)
 	}
 	var logs []string
-	for _, e := range sys.history(t, snap.ID) {
+	for _, e := range events {
 		if e.Kind == jobs.KindLog {
 			logs = append(logs, e.Log)
 		}
@@ -57,11 +72,11 @@ func TestExecExampleRunsWithProgressLogsAndResult(t *testing.T) {
 	if len(logs) != 5 || logs[0] != "counted goat 1" || logs[4] != "counted goat 5" {
 		t.Fatalf("log lines = %q", logs)
 	}
-	// The declared input is enforced at submit time.
+	// The declared input is enforced at submit time (the gateway and
+	// jobclient check it against the registered schema alike).
 	for _, bad := range []string{`{"steps":0}`, `{"label":"a;b"}`, `{"extra":1}`, `{"steps":"5"}`} {
-		var e struct{ Error jobs.Error }
-		if r := sys.do(t, "POST", "/api/jobs", "application/json", `{"type":"count","input":`+bad+`}`, nil, &e); r.StatusCode != 422 || e.Error.Code != "invalid_input" {
-			t.Errorf("input %s: %d %+v", bad, r.StatusCode, e)
+		if _, err := h.TrySubmit("count", json.RawMessage(bad)); !errors.Is(err, jobclient.ErrInvalidInput) {
+			t.Errorf("input %s: %v, want invalid input", bad, err)
 		}
 	}
 }
@@ -73,10 +88,9 @@ func TestExecPassesInputAsOneArgumentNeverThroughAShell(t *testing.T) {
 		"args": ["{text}"], "env": {"TEXT": "{text}", "OUT": "$DIR"},
 		"input": {"text": {"type": "string", "required": true}}}}}`,
 		map[string]string{"echo.sh": "#!/bin/sh\nprintf '%s' \"$1\" > \"$OUT/arg\"\nprintf '%s' \"$TEXT\" > \"$OUT/env\"\nprintf '%s' \"$#\" > \"$OUT/argc\"\n"})
-	sys := startSystem(t, withTypes(types...))
+	h := workertest.New(t, workertest.Config{}, types...)
 	hostile := `; touch pwned $(touch pwned2) "q" 'q' | & * \n`
-	snap := sys.submit(t, "echo", `{"text":`+mustJSON(hostile)+`}`)
-	sys.waitStatus(t, snap.ID, jobs.StatusSucceeded, 30*time.Second)
+	wantEnd(t, h, h.Submit("echo", map[string]string{"text": hostile}), jobs.StatusSucceeded)
 	for file, want := range map[string]string{"arg": hostile, "env": hostile, "argc": "1"} {
 		b, err := os.ReadFile(filepath.Join(dir, file))
 		if err != nil || string(b) != want {
@@ -94,9 +108,8 @@ func TestExecNonZeroExitFailsWithStderrTail(t *testing.T) {
 	t.Parallel()
 	types, _ := execTypes(t, `{"types": {"fails": {"description": "exits 3", "program": "fail.sh", "max_attempts": 2}}}`,
 		map[string]string{"fail.sh": "#!/bin/sh\necho working\necho 'disk full' >&2\nexit 3\n"})
-	sys := startSystem(t, withTypes(types...))
-	snap := sys.submit(t, "fails", `{}`)
-	done := sys.waitStatus(t, snap.ID, jobs.StatusFailed, 30*time.Second)
+	h := workertest.New(t, workertest.Config{}, types...)
+	_, done := wantEnd(t, h, h.Submit("fails", json.RawMessage(`{}`)), jobs.StatusFailed)
 	if done.Error.Code != "exit_status" || !strings.Contains(done.Error.Message, "exit status 3") ||
 		!strings.Contains(done.Error.Message, "disk full") || done.Attempt != 2 {
 		t.Fatalf("final = %+v", done)
@@ -150,13 +163,11 @@ func TestExecCancelStopsTheWholeProcessGroup(t *testing.T) {
 	types, dir := execTypes(t, `{"types": {"sleepy": {"description": "sleeps with a child",
 		"program": "sleepy.sh", "env": {"OUT": "$DIR"}, "env_allow": ["PATH"], "kill_grace": "2s"}}}`,
 		map[string]string{"sleepy.sh": "#!/bin/sh\nsleep 300 &\necho $! > \"$OUT/child.tmp\" && mv \"$OUT/child.tmp\" \"$OUT/child\"\nwait\n"})
-	sys := startSystem(t, withTypes(types...))
-	snap := sys.submit(t, "sleepy", `{}`)
+	h := workertest.New(t, workertest.Config{}, types...)
+	id := h.Submit("sleepy", json.RawMessage(`{}`))
 	child := waitPIDFile(t, filepath.Join(dir, "child"))
-	if code, _ := sys.cancel(t, snap.ID, `{"reason":"enough"}`); code != 202 {
-		t.Fatalf("cancel: %d", code)
-	}
-	done := sys.waitStatus(t, snap.ID, jobs.StatusCanceled, 20*time.Second)
+	h.Cancel(id, "enough")
+	_, done := wantEnd(t, h, id, jobs.StatusCanceled)
 	if !strings.Contains(done.Error.Message, "enough") {
 		t.Errorf("final = %+v", done)
 	}
@@ -168,10 +179,10 @@ func TestExecTimeoutKillsAProcessThatIgnoresSIGTERM(t *testing.T) {
 	types, dir := execTypes(t, `{"types": {"stubborn": {"description": "ignores SIGTERM",
 		"program": "stubborn.sh", "env": {"OUT": "$DIR"}, "env_allow": ["PATH"], "timeout": "300ms", "kill_grace": "200ms"}}}`,
 		map[string]string{"stubborn.sh": "#!/bin/sh\ntrap '' TERM\necho $$ > \"$OUT/pid.tmp\" && mv \"$OUT/pid.tmp\" \"$OUT/pid\"\nwhile :; do sleep 0.05; done\n"})
-	sys := startSystem(t, withTypes(types...))
-	snap := sys.submit(t, "stubborn", `{}`)
+	h := workertest.New(t, workertest.Config{}, types...)
+	id := h.Submit("stubborn", json.RawMessage(`{}`))
 	pid := waitPIDFile(t, filepath.Join(dir, "pid"))
-	done := sys.waitStatus(t, snap.ID, jobs.StatusFailed, 20*time.Second)
+	_, done := wantEnd(t, h, id, jobs.StatusFailed)
 	if done.Error.Code != "timeout" {
 		t.Fatalf("final = %+v", done)
 	}
@@ -190,7 +201,7 @@ func TestExecConfigErrorsAreReportedTogether(t *testing.T) {
 	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	_, err := worker.LoadExecTypes(path, os.Getenv)
+	_, err := jobtypes.LoadExec(path, os.Getenv)
 	if err == nil {
 		t.Fatal("a bad exec config loaded")
 	}
@@ -202,7 +213,7 @@ func TestExecConfigErrorsAreReportedTogether(t *testing.T) {
 	if err := os.WriteFile(path, []byte(`{"types": `), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := worker.LoadExecTypes(path, os.Getenv); err == nil {
+	if _, err := jobtypes.LoadExec(path, os.Getenv); err == nil {
 		t.Fatal("truncated config loaded")
 	}
 }

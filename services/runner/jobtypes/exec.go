@@ -1,4 +1,4 @@
-package worker
+package jobtypes
 
 import (
 	"bufio"
@@ -21,6 +21,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/jobwire/jobwire/services/runner/worker"
 	"github.com/jobwire/jobwire/shared/jobs"
 )
 
@@ -84,9 +85,9 @@ const (
 
 var templateRef = regexp.MustCompile(`\{([A-Za-z_][A-Za-z0-9_]*)\}`)
 
-// LoadExecTypes reads an exec configuration file and returns its job types.
+// LoadExec reads an exec configuration file and returns its job types.
 // Every problem in the file is reported.
-func LoadExecTypes(path string, getenv func(string) string) ([]JobType, error) {
+func LoadExec(path string, getenv func(string) string) ([]worker.JobType, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("exec config: %w", err)
@@ -97,7 +98,7 @@ func LoadExecTypes(path string, getenv func(string) string) ([]JobType, error) {
 	if err := dec.Decode(&cfg); err != nil {
 		return nil, fmt.Errorf("exec config %s: %w", path, err)
 	}
-	var types []JobType
+	var types []worker.JobType
 	var errs []error
 	for name, et := range cfg.Types {
 		jt, err := et.jobType(name, filepath.Dir(path), getenv)
@@ -122,7 +123,7 @@ type execSpec struct {
 	getenv    func(string) string
 }
 
-func (et ExecType) jobType(name, dir string, getenv func(string) string) (JobType, error) {
+func (et ExecType) jobType(name, dir string, getenv func(string) string) (worker.JobType, error) {
 	var errs []error
 	spec := &execSpec{ExecType: et, killGrace: defaultKillGrace, patterns: map[string]*regexp.Regexp{}, getenv: getenv}
 	if err := jobs.ValidateType(name); err != nil {
@@ -176,15 +177,15 @@ func (et ExecType) jobType(name, dir string, getenv func(string) string) (JobTyp
 		}
 	}
 	if err := errors.Join(errs...); err != nil {
-		return JobType{}, err
+		return worker.JobType{}, err
 	}
-	return JobType{
+	return worker.JobType{
 		Name:         name,
 		Description:  et.Description,
 		InputSchema:  et.schema(),
 		ExampleInput: et.example(),
 		Timeout:      timeout,
-		Retry:        RetryPolicy{MaxAttempts: max(et.MaxAttempts, 1)},
+		Retry:        worker.RetryPolicy{MaxAttempts: max(et.MaxAttempts, 1)},
 		Handler:      spec.run,
 	}, nil
 }
@@ -241,13 +242,13 @@ func (s *execSpec) values(input json.RawMessage) (map[string]string, error) {
 	raw := map[string]json.RawMessage{}
 	if len(input) > 0 && string(input) != "null" {
 		if err := json.Unmarshal(input, &raw); err != nil {
-			return nil, Permanent("invalid_input", "input must be a JSON object")
+			return nil, worker.Permanent("invalid_input", "input must be a JSON object")
 		}
 	}
 	out := map[string]string{}
 	for name := range raw {
 		if _, ok := s.Input[name]; !ok {
-			return nil, Permanent("invalid_input", fmt.Sprintf("input field %q is not accepted", name))
+			return nil, worker.Permanent("invalid_input", fmt.Sprintf("input field %q is not accepted", name))
 		}
 	}
 	for name, f := range s.Input {
@@ -258,7 +259,7 @@ func (s *execSpec) values(input json.RawMessage) (map[string]string, error) {
 		}
 		if !ok {
 			if f.Required {
-				return nil, Permanent("invalid_input", fmt.Sprintf("input field %q is required", name))
+				return nil, worker.Permanent("invalid_input", fmt.Sprintf("input field %q is required", name))
 			}
 			continue
 		}
@@ -267,7 +268,7 @@ func (s *execSpec) values(input json.RawMessage) (map[string]string, error) {
 			err = errors.New("does not match the allowed pattern")
 		}
 		if err != nil {
-			return nil, Permanent("invalid_input", fmt.Sprintf("input field %q: %v", name, err))
+			return nil, worker.Permanent("invalid_input", fmt.Sprintf("input field %q: %v", name, err))
 		}
 		out[name] = text
 	}
@@ -324,7 +325,7 @@ func expand(tmpl string, vals map[string]string) string {
 }
 
 // run is the handler of an exec type.
-func (s *execSpec) run(ctx context.Context, job *Job) (any, error) {
+func (s *execSpec) run(ctx context.Context, job *worker.Job) (any, error) {
 	vals, err := s.values(job.Input)
 	if err != nil {
 		return nil, err
@@ -369,7 +370,7 @@ func (s *execSpec) run(ctx context.Context, job *Job) (any, error) {
 		return nil, err
 	}
 	if err := cmd.Start(); err != nil {
-		return nil, Permanent("exec_failed", fmt.Sprintf("cannot start %s: %v", filepath.Base(s.program), err))
+		return nil, worker.Permanent("exec_failed", fmt.Sprintf("cannot start %s: %v", filepath.Base(s.program), err))
 	}
 	stopKiller := s.killOnDone(ctx, cmd.Process.Pid)
 
@@ -399,7 +400,7 @@ func (s *execSpec) run(ctx context.Context, job *Job) (any, error) {
 	}
 	if b, err := os.ReadFile(resultFile); err == nil && len(bytes.TrimSpace(b)) > 0 {
 		if !json.Valid(b) {
-			return nil, Permanent("bad_result", "the result file is not valid JSON")
+			return nil, worker.Permanent("bad_result", "the result file is not valid JSON")
 		}
 		result = bytes.TrimSpace(b)
 	}
@@ -443,7 +444,7 @@ func (s *execSpec) killOnDone(ctx context.Context, pid int) (stop func()) {
 //	::stage <text>
 //	::message <text>
 //	::result <json>
-func readProtocol(r io.Reader, p *Progress) (result json.RawMessage) {
+func readProtocol(r io.Reader, p *worker.Progress) (result json.RawMessage) {
 	scanLines(r, func(line string) {
 		cmd, ok := strings.CutPrefix(line, execProtocolPrefix)
 		if !ok {

@@ -1,10 +1,12 @@
-package worker
+package jobtypes
 
 import (
 	"context"
 	"encoding/json"
 	"fmt"
 	"time"
+
+	"github.com/jobwire/jobwire/services/runner/worker"
 )
 
 // DemoInput is the input of the demo job type.
@@ -27,8 +29,8 @@ const demoSchema = `{
 
 // Demo is the classic sample's loop: it sleeps step_ms per step and reports
 // the percentage after each step. fail_at_step > 0 fails at that step.
-func Demo() JobType {
-	return JobType{
+func Demo() worker.JobType {
+	return worker.JobType{
 		Name:         "demo",
 		Description:  "Counts through steps, sleeping step_ms each, reporting progress; fail_at_step > 0 fails there.",
 		ExampleInput: DemoInput{Steps: 20, StepMS: 100},
@@ -37,15 +39,15 @@ func Demo() JobType {
 	}
 }
 
-func runDemo(ctx context.Context, job *Job) (any, error) {
+func runDemo(ctx context.Context, job *worker.Job) (any, error) {
 	in := DemoInput{Steps: 20, StepMS: 100}
 	if len(job.Input) > 0 {
 		if err := json.Unmarshal(job.Input, &in); err != nil {
-			return nil, Permanent("invalid_input", err.Error())
+			return nil, worker.Permanent("invalid_input", err.Error())
 		}
 	}
 	if in.Steps < 1 || in.Steps > 10000 || in.StepMS < 0 || in.StepMS > 60000 || in.FailAtStep < 0 {
-		return nil, Permanent("invalid_input", "steps must be 1-10000, step_ms 0-60000, fail_at_step >= 0")
+		return nil, worker.Permanent("invalid_input", "steps must be 1-10000, step_ms 0-60000, fail_at_step >= 0")
 	}
 	job.Progress.Stage("counting")
 	for i := 1; i <= in.Steps; i++ {
@@ -59,7 +61,7 @@ func runDemo(ctx context.Context, job *Job) (any, error) {
 			}
 		}
 		if i == in.FailAtStep {
-			return nil, Permanent("demo_failure", fmt.Sprintf("failed at step %d of %d, as asked", i, in.Steps))
+			return nil, worker.Permanent("demo_failure", fmt.Sprintf("failed at step %d of %d, as asked", i, in.Steps))
 		}
 		job.Progress.Count(int64(i), int64(in.Steps))
 		job.Progress.Message(fmt.Sprintf("step %d of %d", i, in.Steps))
