@@ -18,6 +18,7 @@ import (
 	"github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
 	"github.com/jobwire/jobwire/internal/natstest"
+	"github.com/jobwire/jobwire/services/runner/jobtypes"
 	"github.com/jobwire/jobwire/services/runner/worker"
 	"github.com/jobwire/jobwire/shared/jobs"
 	"github.com/nats-io/nats-server/v2/server"
@@ -212,7 +213,7 @@ func startRunner(t testing.TB, ctx context.Context, wg *sync.WaitGroup, ns *serv
 func startRunnerWith(t testing.TB, ctx context.Context, wg *sync.WaitGroup, ns *server.Server, log *slog.Logger, topo jobs.Topology, extra ...worker.JobType) {
 	t.Helper()
 	rnc := natstest.Connect(t, ns)
-	types := append(worker.BuiltinTypes(), extra...)
+	types := append(jobtypes.Builtin(), extra...)
 	r, err := worker.New(ctx, rnc, worker.Config{Concurrency: 4, AckWait: 5 * time.Second, ShutdownGrace: time.Second, Logger: log, Topology: topo}, types...)
 	if err != nil {
 		t.Fatal(err)
@@ -318,7 +319,7 @@ func registerBuiltinTypes(t testing.TB, gw *gateway) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	for _, jt := range worker.BuiltinTypes() {
+	for _, jt := range jobtypes.Builtin() {
 		info, err := jt.Info()
 		if err != nil {
 			t.Fatal(err)
