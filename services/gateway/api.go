@@ -3,7 +3,6 @@ package main
 import (
 	"encoding/json"
 	"errors"
-	"fmt"
 	"mime"
 	"net/http"
 	"os"
@@ -18,41 +17,6 @@ func encode(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(v)
-}
-
-// apiError is the body of every error response:
-// {"error": {"code": "...", "message": "..."}}.
-type apiError struct {
-	Status  int    `json:"-"`
-	Code    string `json:"code"`
-	Message string `json:"message"`
-}
-
-func (e *apiError) Error() string { return e.Code + ": " + e.Message }
-
-func errorf(status int, code, format string, args ...any) *apiError {
-	return &apiError{Status: status, Code: code, Message: fmt.Sprintf(format, args...)}
-}
-
-// writeError answers with err; errors that are not *apiError become 500.
-func writeError(w http.ResponseWriter, err error) {
-	var ae *apiError
-	if !errors.As(err, &ae) {
-		ae = errorf(http.StatusInternalServerError, "internal", "internal error")
-	}
-	switch {
-	case ae.Status == http.StatusServiceUnavailable:
-		w.Header().Set("Retry-After", "1")
-	case ae.Status == http.StatusTooManyRequests && w.Header().Get("Retry-After") == "":
-		w.Header().Set("Retry-After", "5") // a connection limit: one may close any moment
-	}
-	encode(w, ae.Status, struct {
-		Error *apiError `json:"error"`
-	}{ae})
-}
-
-func errUnavailable(err error) *apiError {
-	return errorf(http.StatusServiceUnavailable, "unavailable", "the job store is unreachable, try again shortly (%v)", err)
 }
 
 // decode reads a JSON request body of at most maxBytes into v, rejecting
@@ -105,29 +69,6 @@ func handleMethodNotAllowed(routes chi.Routes) http.HandlerFunc {
 			w.Header().Set("Allow", strings.Join(allow, ", "))
 		}
 		writeError(w, errorf(http.StatusMethodNotAllowed, "method_not_allowed", "%s is not allowed on %s", r.Method, r.URL.Path))
-	}
-}
-
-func handleHealthz() http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		encode(w, http.StatusOK, map[string]string{"status": "ok"})
-	}
-}
-
-func handleReadyz(g *gateway) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		switch {
-		case !g.ready.Load():
-			writeError(w, errorf(http.StatusServiceUnavailable, "shutting_down", "the gateway is shutting down"))
-		case !g.nc.IsConnected():
-			writeError(w, errorf(http.StatusServiceUnavailable, "unavailable", "not connected to NATS"))
-		default:
-			if _, err := g.streams.Events.Info(r.Context()); err != nil {
-				writeError(w, errUnavailable(err))
-				return
-			}
-			encode(w, http.StatusOK, map[string]string{"status": "ready"})
-		}
 	}
 }
 

@@ -21,6 +21,7 @@ import (
 	"github.com/go-chi/httprate"
 	"github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
+	"github.com/jobwire/jobwire/services/gateway/jobops"
 )
 
 // principal is who makes a request: the owner of the jobs they submit, and
@@ -33,10 +34,8 @@ type principal struct {
 	Addr string
 }
 
-// canSee reports whether p may see (get, list, watch, cancel) a job.
-func (p principal) canSee(owner string) bool {
-	return p.Admin || (owner != "" && owner == p.Owner)
-}
+// caller is p as the job rules know it.
+func (p principal) caller() jobops.Caller { return jobops.Caller{Owner: p.Owner, Admin: p.Admin} }
 
 type principalKey struct{}
 
@@ -222,8 +221,6 @@ func (a *authenticator) refetchJWKS(now time.Time) bool {
 	a.verified.clear() // a key that was withdrawn no longer vouches for its tokens
 	return true
 }
-
-var errUnauthenticated = errorf(http.StatusUnauthorized, "unauthenticated", "sign in: send a bearer token")
 
 // identify works out who sent r; it may set a new session cookie on w.
 func (a *authenticator) identify(w http.ResponseWriter, r *http.Request) (principal, error) {

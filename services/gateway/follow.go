@@ -142,7 +142,7 @@ func (g *gateway) withRepairSlot(ctx context.Context, f func() error) error {
 // catchUp queues what the watcher must see before the live events.
 func (g *gateway) catchUp(ctx context.Context, p principal, box *outbox, id string, afterSeq *uint64) error {
 	rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	job, err := g.readJob(rctx, p, id)
+	job, err := g.ops.ReadJob(rctx, p.caller(), id)
 	cancel()
 	if err != nil {
 		return err

@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 
 	"github.com/jobwire/jobwire/internal/natsconn"
+	"github.com/jobwire/jobwire/services/gateway/jobops"
 	"github.com/jobwire/jobwire/shared/jobs"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -24,7 +25,7 @@ type gateway struct {
 	nc      *nats.Conn
 	js      jetstream.JetStream
 	streams *jobs.Streams
-	catalog *catalog
+	ops     *jobops.Service
 	auth    *authenticator
 	// crossOrigin refuses cross-site state changes; submitLimit rate-limits
 	// submissions per owner (and per address for anonymous sessions);
@@ -65,13 +66,13 @@ func newGateway(ctx context.Context, nc *nats.Conn, cfg Config, log *slog.Logger
 		stop()
 		return nil, err
 	}
-	cat, err := newCatalog(bg, streams.Types, log)
+	ops, err := jobops.New(bg, nc, js, streams, jobops.Config{MaxJSONDepth: int(cfg.MaxJSONDepth), CursorKey: auth.sessionKey}, log)
 	if err != nil {
 		stop()
 		return nil, err
 	}
 	gw := &gateway{
-		cfg: cfg, log: log, nc: nc, js: js, streams: streams, catalog: cat,
+		cfg: cfg, log: log, nc: nc, js: js, streams: streams, ops: ops,
 		hub: newHub(nc, log), repairSlots: make(chan struct{}, maxConcurrentRepairs), stop: stop, auth: auth, crossOrigin: cop,
 		submitLimit: newSubmitLimit(int(cfg.SubmitRate), int(cfg.AddrSubmitRate)),
 		slots:       newWatchSlots(int(cfg.MaxConnsPerOwner), int(cfg.AddrMaxConns), int(cfg.MaxConns)),
@@ -87,7 +88,7 @@ func (g *gateway) Handler() http.Handler { return NewServer(g) }
 func (g *gateway) Close() {
 	g.closed.Do(func() {
 		g.stop()
-		g.catalog.Wait()
+		g.ops.Close()
 		g.hub.CloseAll()
 		g.hub.Wait()
 	})

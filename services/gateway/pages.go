@@ -2,12 +2,12 @@ package main
 
 import (
 	"embed"
-	"errors"
 	"io/fs"
 	"net/http"
 	"strings"
 
 	"github.com/go-chi/chi/v5"
+	"github.com/jobwire/jobwire/services/gateway/jobops"
 )
 
 //go:embed web
@@ -58,9 +58,8 @@ func servePage(w http.ResponseWriter, name string, status int) {
 func handleJobPage(g *gateway) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		status := http.StatusOK
-		if _, err := g.lookupJob(r.Context(), principalFrom(r.Context()), chi.URLParam(r, "id")); err != nil {
-			var ae *apiError
-			if errors.As(err, &ae) && ae.Status != http.StatusServiceUnavailable {
+		if _, err := g.ops.Get(r.Context(), principalFrom(r.Context()).caller(), chi.URLParam(r, "id")); err != nil {
+			if ae := apiErrorOf(err); ae.Status != http.StatusServiceUnavailable {
 				status = ae.Status
 			}
 		}
@@ -77,11 +76,11 @@ func handleSubmitForm(g *gateway) http.HandlerFunc {
 			writeError(w, decodeError(err, g.cfg.MaxBodyBytes))
 			return
 		}
-		req := submitRequest{Type: r.PostForm.Get("type")}
+		req := jobops.SubmitRequest{Type: r.PostForm.Get("type")}
 		if in := r.PostForm.Get("input"); in != "" {
 			req.Input = []byte(in)
 		}
-		snap, _, err := g.submit(r.Context(), principalFrom(r.Context()), req, "")
+		snap, _, err := g.ops.Submit(r.Context(), principalFrom(r.Context()).caller(), req, "")
 		if err != nil {
 			writeError(w, err)
 			return

@@ -73,32 +73,6 @@ func newSubmitLimit(perOwner, perAddr int) func(http.Handler) http.Handler {
 	}
 }
 
-// jsonDepth is how deeply b's arrays and objects nest.
-func jsonDepth(b []byte) int {
-	depth, deepest, inString, escaped := 0, 0, false, false
-	for _, c := range b {
-		switch {
-		case escaped:
-			escaped = false
-		case inString:
-			switch c {
-			case '\\':
-				escaped = true
-			case '"':
-				inString = false
-			}
-		case c == '"':
-			inString = true
-		case c == '{' || c == '[':
-			depth++
-			deepest = max(deepest, depth)
-		case c == '}' || c == ']':
-			depth--
-		}
-	}
-	return deepest
-}
-
 // watchSlots bounds the open watch connections (WebSockets and SSE
 // streams): per owner, per client address for anonymous sessions, and for
 // the whole gateway.
@@ -112,12 +86,6 @@ type watchSlots struct {
 func newWatchSlots(perOwner, perAddr, most int) *watchSlots {
 	return &watchSlots{perOwner: perOwner, perAddr: perAddr, most: most, owners: map[string]int{}, addrs: map[string]int{}}
 }
-
-var (
-	errTooManyConns         = errorf(http.StatusTooManyRequests, "too_many_connections", "this owner has too many open watch connections")
-	errTooManyConnsFromAddr = errorf(http.StatusTooManyRequests, "too_many_connections", "your address has too many open watch connections without a token")
-	errGatewayFull          = errorf(http.StatusTooManyRequests, "too_many_connections", "the gateway has as many watch connections open as it may; try again shortly")
-)
 
 // acquire takes a connection for p, or tells which limit is reached.
 func (s *watchSlots) acquire(p principal) error {

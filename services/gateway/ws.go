@@ -259,8 +259,8 @@ func (g *gateway) watch(ctx context.Context, p principal, box *outbox, watching 
 		return
 	}
 	if err := g.follow(ctx, p, box, id, afterSeq); err != nil {
-		var ae *apiError
-		if !errors.As(err, &ae) {
+		ae := apiErrorOf(err)
+		if ae == errInternal {
 			ae = errUnavailable(err)
 		}
 		delete(watching, id)

@@ -1,0 +1,10 @@
+package main
+
+import "net/http"
+
+// handleJobTypes is GET /api/job-types: every type a runner registered.
+func handleJobTypes(g *gateway) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		encode(w, http.StatusOK, map[string]any{"job_types": g.ops.Types()})
+	}
+}
