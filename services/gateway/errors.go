@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"net/http"
 
+	"github.com/coder/websocket"
 	"github.com/jobwire/jobwire/services/gateway/jobops"
+	"github.com/jobwire/jobwire/services/gateway/live"
 	"github.com/jobwire/jobwire/shared/jobs"
 )
 
@@ -31,11 +33,19 @@ var (
 	errTooManyConnsFromAddr = errorf(http.StatusTooManyRequests, "too_many_connections", "your address has too many open watch connections without a token")
 	errGatewayFull          = errorf(http.StatusTooManyRequests, "too_many_connections", "the gateway has as many watch connections open as it may; try again shortly")
 	errInternal             = errorf(http.StatusInternalServerError, "internal", "internal error")
+	errShuttingDown         = errorf(http.StatusServiceUnavailable, "shutting_down", "the gateway is shutting down")
+
+	// Requests on a WebSocket that are not understood.
+	errNotJSON   = errorf(http.StatusBadRequest, "bad_request", `send JSON text messages like {"op":"watch","job_id":"..."}`)
+	errUnknownOp = errorf(http.StatusBadRequest, "bad_request", `"op" must be "watch", "unwatch", "watch_all" or "unwatch_all"`)
+	// errNotUTF8 closes a WebSocket that sent a text message that is not
+	// UTF-8 (see closeStatus).
+	errNotUTF8 = errors.New("text messages must be UTF-8")
 )
 
 // apiErrorOf is the answer to err: the errors of the job rules (jobops)
-// each have their status, code and message here; an error of unknown kind
-// is an internal one.
+// and of live each have their status, code and message here; an error of
+// unknown kind is an internal one.
 func apiErrorOf(err error) *apiError {
 	var (
 		ae       *apiError
@@ -73,10 +83,52 @@ func apiErrorOf(err error) *apiError {
 		return errorf(http.StatusInternalServerError, "internal", "stored idempotency record is damaged")
 	case errors.Is(err, jobops.ErrBusy):
 		return errorf(http.StatusConflict, "busy", "the job keeps changing; try again")
+	case errors.Is(err, live.ErrShuttingDown):
+		return errShuttingDown
+	case errors.Is(err, live.ErrTooManyWatches):
+		return errorf(http.StatusTooManyRequests, "too_many_watches", "this connection already watches the most jobs it may")
+	case errors.Is(err, live.ErrForbidden):
+		return errorf(http.StatusForbidden, "forbidden", "watching every job is for admins")
+	case errors.Is(err, live.ErrFeedUnavailable):
+		return errorf(http.StatusServiceUnavailable, "unavailable", "cannot subscribe right now, try again")
+	case errors.Is(err, live.ErrStateDamaged):
+		return errorf(http.StatusInternalServerError, "internal", "the job's stored state is damaged")
 	case errors.As(err, &down):
 		return errUnavailable(down.Err)
 	}
 	return errInternal
+}
+
+// wsErrorOf is the code and message of a WebSocket request that failed
+// with err: as apiErrorOf, but a failure of unknown kind counts as the job
+// store's.
+func wsErrorOf(err error) *apiError {
+	ae := apiErrorOf(err)
+	if ae == errInternal {
+		ae = errUnavailable(err)
+	}
+	return ae
+}
+
+// Close codes a WebSocket client may see, besides the standard ones.
+const (
+	// closeTooSlow: the client did not read fast enough; it can reconnect
+	// and resume with after_seq.
+	closeTooSlow websocket.StatusCode = 4008
+)
+
+// closeStatus is the close code and reason a WebSocket is closed with
+// when its session ends for reason.
+func closeStatus(reason error) (websocket.StatusCode, string) {
+	switch {
+	case errors.Is(reason, live.ErrShuttingDown):
+		return websocket.StatusGoingAway, "server shutting down, reconnect"
+	case errors.Is(reason, live.ErrTooSlow):
+		return closeTooSlow, "too slow: reconnect and resume with after_seq"
+	case errors.Is(reason, errNotUTF8):
+		return websocket.StatusInvalidFramePayloadData, "text messages must be UTF-8"
+	}
+	return websocket.StatusInternalError, "internal error"
 }
 
 func errUnavailable(err error) *apiError {

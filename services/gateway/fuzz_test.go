@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"net/http/httptest"
@@ -61,11 +60,8 @@ func FuzzClientMessage(f *testing.F) {
 				t.Fatalf("accepted id %q makes subject %q", m.JobID, subj)
 			}
 		}
-		box := newOutbox(func(closeReason) {})
-		sendError(context.Background(), box, m.JobID, "invalid_id", "x")
-		out, ok := box.next()
-		if !ok || !json.Valid(out.frame) {
-			t.Fatalf("error frame for %q is not JSON: %q", m.JobID, out.frame)
+		if frame := errorFrame(m.JobID, errorf(400, "invalid_id", "x")); !json.Valid(frame) {
+			t.Fatalf("error frame for %q is not JSON: %q", m.JobID, frame)
 		}
 	})
 }

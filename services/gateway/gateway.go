@@ -9,14 +9,11 @@ import (
 
 	"github.com/jobwire/jobwire/internal/natsconn"
 	"github.com/jobwire/jobwire/services/gateway/jobops"
+	"github.com/jobwire/jobwire/services/gateway/live"
 	"github.com/jobwire/jobwire/shared/jobs"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
-
-// maxConcurrentRepairs is how many gap repairs may read the events stream
-// at once (after a NATS reconnect every watched job is caught up).
-const maxConcurrentRepairs = 32
 
 // gateway holds what the HTTP handlers depend on.
 type gateway struct {
@@ -33,9 +30,7 @@ type gateway struct {
 	crossOrigin *http.CrossOriginProtection
 	submitLimit func(http.Handler) http.Handler
 	slots       *watchSlots
-	hub         *hub
-	// repairSlots bounds the gap repairs reading the stream at once.
-	repairSlots chan struct{}
+	live        *live.Node
 	ready       atomic.Bool
 	stop        context.CancelFunc
 	closed      sync.Once
@@ -73,7 +68,7 @@ func newGateway(ctx context.Context, nc *nats.Conn, cfg Config, log *slog.Logger
 	}
 	gw := &gateway{
 		cfg: cfg, log: log, nc: nc, js: js, streams: streams, ops: ops,
-		hub: newHub(nc, log), repairSlots: make(chan struct{}, maxConcurrentRepairs), stop: stop, auth: auth, crossOrigin: cop,
+		live: live.NewNode(nc, ops, eventFrame, log), stop: stop, auth: auth, crossOrigin: cop,
 		submitLimit: newSubmitLimit(int(cfg.SubmitRate), int(cfg.AddrSubmitRate)),
 		slots:       newWatchSlots(int(cfg.MaxConnsPerOwner), int(cfg.AddrMaxConns), int(cfg.MaxConns)),
 	}
@@ -89,7 +84,7 @@ func (g *gateway) Close() {
 	g.closed.Do(func() {
 		g.stop()
 		g.ops.Close()
-		g.hub.CloseAll()
-		g.hub.Wait()
+		g.live.CloseAll()
+		g.live.Wait()
 	})
 }

@@ -14,7 +14,7 @@ func handleReadyz(g *gateway) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		switch {
 		case !g.ready.Load():
-			writeError(w, errorf(http.StatusServiceUnavailable, "shutting_down", "the gateway is shutting down"))
+			writeError(w, errShuttingDown)
 		case !g.nc.IsConnected():
 			writeError(w, errorf(http.StatusServiceUnavailable, "unavailable", "not connected to NATS"))
 		default:

@@ -108,35 +108,6 @@ func TestReplaysLeaveNoConsumers(t *testing.T) {
 	}
 }
 
-// A replay resends nothing up to after_seq: tested on the replay alone,
-// without the outbox's per-job dedup (which would hide a replay that
-// starts one too early).
-func TestReplayStartsAfterAfterSeq(t *testing.T) {
-	t.Parallel()
-	sys := startSystem(t, withoutRunner())
-	id := sys.submit(t, "demo", `{}`).ID
-	appendEvent(t, sys.nc, id, jobs.KindStarted, jobs.StatusRunning)
-	appendEvent(t, sys.nc, id, jobs.KindProgress, jobs.StatusRunning)
-	appendEvent(t, sys.nc, id, jobs.KindSucceeded, jobs.StatusSucceeded)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	for after := range uint64(4) {
-		box := newOutbox(func(closeReason) {})
-		box.startReplay(id) // the job's queue, with nothing seen yet
-		if err := sys.GW.replay(ctx, box, id, after, 0); err != nil {
-			t.Fatal(err)
-		}
-		box.endReplay(id)
-		var seqs []uint64
-		for m, ok := box.next(); ok; m, ok = box.next() {
-			seqs = append(seqs, m.seq)
-		}
-		if len(seqs) != int(4-after) || seqs[0] != after+1 {
-			t.Fatalf("replay after seq %d sent seqs %v, want %d..4", after, seqs, after+1)
-		}
-	}
-}
-
 // One connection that receives a job's events by two routes (the feed of
 // every job and a watch of that job, as an admin) shows each event once:
 // the outbox's per-job dedup, tested without any replay.
@@ -146,10 +117,10 @@ func TestTwoRoutesShowEachEventOnce(t *testing.T) {
 	admin := sys.as(token(t, "root", true, time.Hour))
 	id := admin.submit(t, "demo", `{}`).ID
 	ws := dialWS(t, admin)
-	subs := sys.GW.hub.subscriptions()
+	subs := sys.GW.live.Stats().Subscriptions
 	ws.send(`{"op":"watch_all"}`)
 	ws.send(`{"op":"watch","job_id":"` + id + `"}`)
-	waitUntil(t, 10*time.Second, "watch_all and the watch subscribe", func() bool { return sys.GW.hub.subscriptions() == subs+2 })
+	waitUntil(t, 10*time.Second, "watch_all and the watch subscribe", func() bool { return sys.GW.live.Stats().Subscriptions == subs+2 })
 	if m := ws.read(); m.Op != "event" || m.Event.Seq != 1 {
 		t.Fatalf("first message %+v, want the snapshot, seq 1", m)
 	}

@@ -67,7 +67,7 @@ func TestWatchersCatchUpAfterNATSRestarts(t *testing.T) {
 		seen[i] = map[string][]uint64{}
 		readWS(t, ws, seen[i], func() bool { return countSeq(seen[i], 2) == jobCount/sockets })
 	}
-	waitUntil(t, 10*time.Second, "every SSE stream opens", func() bool { return sys.GW.hub.sessionCount() == sockets+sseCount })
+	waitUntil(t, 10*time.Second, "every SSE stream opens", func() bool { return sys.GW.live.Stats().Sessions == sockets+sseCount })
 
 	// Each restart ends half of the jobs, before the gateway is back.
 	for half, part := range [][]string{ids[:jobCount/2], ids[jobCount/2:]} {

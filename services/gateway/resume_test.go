@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/jobwire/jobwire/services/gateway/live"
 	"github.com/jobwire/jobwire/services/runner/worker"
 	"github.com/jobwire/jobwire/shared/jobs"
 )
@@ -155,9 +156,9 @@ func TestStalledClientDoesNotSlowOthers(t *testing.T) {
 
 	// The stalled client is dropped by the gateway...
 	deadline := time.Now().Add(30 * time.Second)
-	for sys.GW.hub.sessionCount() > 1 {
+	for sys.GW.live.Stats().Sessions > 1 {
 		if time.Now().After(deadline) {
-			t.Fatalf("the stalled client was never closed (%d sessions)", sys.GW.hub.sessionCount())
+			t.Fatalf("the stalled client was never closed (%d sessions)", sys.GW.live.Stats().Sessions)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -230,23 +231,11 @@ func floodRequests(w *wsClient, n int) <-chan error {
 	return done
 }
 
-// answersWaitingAtLeast reports whether some watcher of h has at least n
-// answers waiting to be written, or h has no watcher left.
-func answersWaitingAtLeast(h *hub, n int) bool {
-	h.mu.RLock()
-	defer h.mu.RUnlock()
-	if len(h.watchers) == 0 {
-		return true
-	}
-	for b := range h.watchers {
-		b.mu.Lock()
-		waiting := len(b.ctrl)
-		b.mu.Unlock()
-		if waiting >= n {
-			return true
-		}
-	}
-	return false
+// answersWaitingAtLeast reports whether some session of n has at least
+// max answers waiting to be written, or n has no session left.
+func answersWaitingAtLeast(n *live.Node, max int) bool {
+	st := n.Stats()
+	return st.Sessions == 0 || st.MostControlWaiting >= max
 }
 
 // A client that sends many requests before reading any answer is slowed
@@ -258,9 +247,9 @@ func TestRequestsFasterThanAnswersAreAllAnswered(t *testing.T) {
 	const n = 1500 // the 1,000 watches and more
 	sent := floodRequests(ws, n)
 	deadline := time.Now().Add(30 * time.Second)
-	for !answersWaitingAtLeast(sys.GW.hub, maxControl) {
+	for !answersWaitingAtLeast(sys.GW.live, live.MaxControl) {
 		if time.Now().After(deadline) {
-			t.Fatalf("the answers never filled the queue (%d wait at most)", maxControl)
+			t.Fatalf("the answers never filled the queue (%d wait at most)", live.MaxControl)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
@@ -286,7 +275,7 @@ func TestRequestsWithoutReadingAreClosedAsTooSlow(t *testing.T) {
 	ws := dialTinyWS(t, sys)
 	sent := floodRequests(ws, 100000)
 	deadline := time.Now().Add(30 * time.Second)
-	for sys.GW.hub.sessionCount() > 0 {
+	for sys.GW.live.Stats().Sessions > 0 {
 		if time.Now().After(deadline) {
 			t.Fatal("a client that never reads was never closed")
 		}

@@ -101,7 +101,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 	srv := newHTTPServer(cfg, gw.Handler())
-	srv.RegisterOnShutdown(gw.hub.CloseAll)
+	srv.RegisterOnShutdown(gw.live.CloseAll)
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 	fmt.Fprintf(stdout, "jobwire is running: http://%s/\n", ln.Addr())

@@ -681,9 +681,9 @@ func TestContractWebSocketMessages(t *testing.T) {
 
 	// The feed of every job: live events of a job submitted after it
 	// started, from its first to its final one.
-	subs := sys.GW.hub.subscriptions()
+	subs := sys.GW.live.Stats().Subscriptions
 	ws.send(`{"op":"watch_all"}`, true)
-	for deadline := time.Now().Add(10 * time.Second); sys.GW.hub.subscriptions() == subs; {
+	for deadline := time.Now().Add(10 * time.Second); sys.GW.live.Stats().Subscriptions == subs; {
 		if time.Now().After(deadline) {
 			t.Fatal("watch_all did not subscribe")
 		}

@@ -255,7 +255,7 @@ func TestSecretsStayOutOfLogs(t *testing.T) {
 	if len(cookieValues(r)) == 0 {
 		t.Fatal("no session cookie was set")
 	}
-	sys.GW.hub.CloseAll()
+	sys.GW.live.CloseAll()
 	for _, secret := range append([]string{tok, testJWTSecret, "test-session-secret"}, cookieValues(r)...) {
 		if strings.Contains(logs.String(), secret) {
 			t.Errorf("the logs contain a secret (%.12s…)", secret)

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/go-chi/chi/v5"
+	"github.com/jobwire/jobwire/services/gateway/live"
 	"github.com/jobwire/jobwire/shared/jobs"
 )
 
@@ -22,7 +23,7 @@ func handleEvents(g *gateway) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		id := chi.URLParam(r, "id")
 		if err := jobs.ValidateID(id); err != nil {
-			writeError(w, errorf(http.StatusBadRequest, "invalid_id", "%v", err))
+			writeError(w, err)
 			return
 		}
 		afterSeq, err := resumePoint(r)
@@ -36,16 +37,13 @@ func handleEvents(g *gateway) http.HandlerFunc {
 			return
 		}
 		defer g.slots.release(p)
-		wr, ok := g.startWatcher(r.Context())
-		if !ok {
-			writeError(w, errorf(http.StatusServiceUnavailable, "shutting_down", "the gateway is shutting down"))
+		s, err := g.live.NewSession(r.Context(), p.caller())
+		if err != nil {
+			writeError(w, err)
 			return
 		}
-		ctx, c, box := wr.ctx, wr.c, wr.box
-		watching := map[string]bool{id: true}
-		defer g.endWatcher(wr, watching)
-		if err := g.follow(ctx, p, box, id, afterSeq); err != nil {
-			delete(watching, id)
+		defer s.End()
+		if err := s.Watch(id, afterSeq); err != nil {
 			writeError(w, err)
 			return
 		}
@@ -59,21 +57,21 @@ func handleEvents(g *gateway) http.HandlerFunc {
 		w.WriteHeader(http.StatusOK)
 		_ = rc.Flush()
 		buf := make([]byte, 0, 1024)
-		writeLoop(ctx, box, g.cfg.WriteTimeout, c, func(m outMsg) error {
+		s.WriteLoop(g.cfg.WriteTimeout, func(m live.Msg) error {
 			_ = rc.SetWriteDeadline(time.Now().Add(g.cfg.WriteTimeout))
 			buf = buf[:0]
-			if m.truncated {
+			if m.Truncated() {
 				buf = append(buf, "event: truncated\ndata: {}\n\n"...)
 			}
 			buf = append(buf, "id: "...)
-			buf = strconv.AppendUint(buf, m.seq, 10)
+			buf = strconv.AppendUint(buf, m.Seq(), 10)
 			buf = append(buf, "\ndata: "...)
-			buf = append(buf, m.raw...)
+			buf = append(buf, m.Event()...)
 			buf = append(buf, "\n\n"...)
 			if _, err := w.Write(buf); err != nil {
 				return err
 			}
-			if m.terminal {
+			if m.Terminal() {
 				_ = rc.Flush()
 				return errStreamDone
 			}

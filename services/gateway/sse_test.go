@@ -139,7 +139,7 @@ func TestSSEErrors(t *testing.T) {
 			t.Errorf("%s (Last-Event-ID %q): %d %+v, want %d %s", c.path, c.lastID, r.StatusCode, body, c.code, c.want)
 		}
 	}
-	if n := sys.GW.hub.subscriptions(); n != 0 {
+	if n := sys.GW.live.Stats().Subscriptions; n != 0 {
 		t.Errorf("failed streams left %d subscriptions", n)
 	}
 }

@@ -194,7 +194,7 @@ func startOn(t testing.TB, ns *server.Server, o systemOptions) *testSystem {
 	hs.Start()
 	t.Cleanup(func() {
 		cancel()
-		gw.hub.CloseAll()
+		gw.live.CloseAll()
 		hs.Close()
 		gw.Close()
 		wg.Wait()

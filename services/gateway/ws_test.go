@@ -220,9 +220,9 @@ func TestSubscriptionsFollowWatchers(t *testing.T) {
 	waitSubs := func(want int) {
 		t.Helper()
 		deadline := time.Now().Add(10 * time.Second)
-		for sys.GW.hub.subscriptions() != want {
+		for sys.GW.live.Stats().Subscriptions != want {
 			if time.Now().After(deadline) {
-				t.Fatalf("gateway holds %d job subscriptions, want %d", sys.GW.hub.subscriptions(), want)
+				t.Fatalf("gateway holds %d job subscriptions, want %d", sys.GW.live.Stats().Subscriptions, want)
 			}
 			time.Sleep(10 * time.Millisecond)
 		}
@@ -252,7 +252,7 @@ func TestShutdownClosesWebSocketsGoingAway(t *testing.T) {
 	snap := sys.submit(t, "demo", `{"steps":1,"step_ms":0}`)
 	ws.send(`{"op":"watch","job_id":"` + snap.ID + `"}`)
 	ws.read()
-	sys.GW.hub.CloseAll()
+	sys.GW.live.CloseAll()
 	for {
 		_, _, err := ws.next()
 		if err != nil {
@@ -276,7 +276,7 @@ func TestWatchAllFeedsEveryJob(t *testing.T) {
 	ws.send(`{"op":"watch_all"}`)
 	// The feed is live only: make sure it is subscribed before jobs start.
 	deadline := time.Now().Add(10 * time.Second)
-	for sys.GW.hub.subscriptions() != 1 {
+	for sys.GW.live.Stats().Subscriptions != 1 {
 		if time.Now().After(deadline) {
 			t.Fatal("watch_all did not subscribe")
 		}
@@ -300,7 +300,7 @@ func TestWatchAllFeedsEveryJob(t *testing.T) {
 		}
 	}
 	ws.send(`{"op":"unwatch_all"}`)
-	for deadline := time.Now().Add(10 * time.Second); sys.GW.hub.subscriptions() != 0; {
+	for deadline := time.Now().Add(10 * time.Second); sys.GW.live.Stats().Subscriptions != 0; {
 		if time.Now().After(deadline) {
 			t.Fatal("unwatch_all left the subscription")
 		}
@@ -317,7 +317,7 @@ func TestGatewayRestartUnderWatchers(t *testing.T) {
 	ws := dialWS(t, sys)
 	ws.send(`{"op":"watch","job_id":"` + snap.ID + `","after_seq":0}`)
 	seqs := readSeqs(t, ws, snap.ID, func(m serverMsg) bool { return m.Event.Seq >= 30 })
-	sys.GW.hub.CloseAll()
+	sys.GW.live.CloseAll()
 	for {
 		_, b, err := ws.next()
 		if err != nil {

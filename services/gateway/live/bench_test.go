@@ -1,4 +1,4 @@
-package main
+package live
 
 import (
 	"encoding/json"
@@ -19,7 +19,7 @@ func BenchmarkFanOut(b *testing.B) {
 			subject := jobs.ProgressSubject(id)
 			boxes := make([]*outbox, watchers)
 			for i := range boxes {
-				boxes[i] = newOutbox(func(closeReason) {})
+				boxes[i] = newOutbox(func(error) {})
 				boxes[i].startReplay(id)
 				boxes[i].endReplay(id)
 			}
@@ -31,7 +31,7 @@ func BenchmarkFanOut(b *testing.B) {
 				seq++
 				ev.Seq = seq
 				data, _ := json.Marshal(ev) // made by the runner, not the gateway
-				m, ok := eventMsg(subject, data)
+				m, ok := eventMsg(subject, data, benchFrame)
 				if !ok {
 					b.Fatal("bad event")
 				}
@@ -44,4 +44,14 @@ func BenchmarkFanOut(b *testing.B) {
 			}
 		})
 	}
+}
+
+// benchFrame makes a frame as the WebSocket's does: the event wrapped once.
+func benchFrame(id string, event []byte, _ bool) []byte {
+	b := make([]byte, 0, len(event)+len(id)+40)
+	b = append(b, `{"op":"event","job_id":"`...)
+	b = append(b, id...)
+	b = append(b, `","event":`...)
+	b = append(b, event...)
+	return append(b, '}')
 }

@@ -1,14 +1,15 @@
-package main
+package live
 
 import (
 	"context"
 	"sync"
 )
 
-// outMsg is one message for a watcher. Events carry their job, seq and the
-// stored event (raw, for SSE) and its WebSocket frame, both made once per
-// event and shared by every watcher.
-type outMsg struct {
+// Msg is one message for a watcher. Events carry their job, seq and the
+// stored event (raw, for SSE) and its frame (see FrameFunc), both made once
+// per event and shared by every watcher. A control message (a reply to the
+// client's own request) has only a frame.
+type Msg struct {
 	jobID     string
 	seq       uint64 // 0: a control message (an error), always sent
 	streamSeq uint64 // its sequence in the events stream, 0 if unknown
@@ -18,15 +19,32 @@ type outMsg struct {
 	truncated bool // the history asked for has aged out; this is the snapshot
 }
 
+// Frame is the message as the node's FrameFunc made it (or the reply
+// given to Session.Reply).
+func (m Msg) Frame() []byte { return m.frame }
+
+// Event is the stored event, as JSON; nil for a reply.
+func (m Msg) Event() []byte { return m.raw }
+
+// Seq is the event's seq; 0 for a reply.
+func (m Msg) Seq() uint64 { return m.seq }
+
+// Terminal reports whether the event is its job's final one.
+func (m Msg) Terminal() bool { return m.terminal }
+
+// Truncated reports whether the event is a snapshot sent in place of
+// history that has aged out.
+func (m Msg) Truncated() bool { return m.truncated }
+
 // Outbox limits.
 const (
 	// coalesceAt: with this many events waiting, each job's waiting events
 	// are coalesced to its latest (every event is a full snapshot).
 	coalesceAt = 1024
-	// maxControl bounds waiting control messages (answers to the client's
+	// MaxControl bounds waiting control messages (answers to the client's
 	// own requests); while that many wait, the client's next request waits
 	// for room (see control).
-	maxControl = 64
+	MaxControl = 64
 )
 
 // outbox is what one watcher (a WebSocket or an SSE stream) has waiting to
@@ -39,14 +57,14 @@ const (
 // to the latest event per job; final events are never dropped.
 type outbox struct {
 	mu      sync.Mutex
-	ctrl    []outMsg
+	ctrl    []Msg
 	jobs    map[string]*jobQueue
 	order   []string // jobs with waiting events, oldest first
 	waiting int      // events waiting, all jobs
 	ready   chan struct{}
 	drained chan struct{} // signalled when events are taken
 	ctrlOut chan struct{} // signalled when a control message is taken
-	onClose func(closeReason)
+	onClose func(error)
 	// onGap is called (with the outbox unlocked) when a live event skips
 	// seqs after the ones queued, or NATS reconnected: it must queue the
 	// job's events stored after seq after (from stream sequence
@@ -57,19 +75,19 @@ type outbox struct {
 }
 
 type jobQueue struct {
-	events     []outMsg // waiting: events[head:]
+	events     []Msg // waiting: events[head:]
 	head       int
 	last       uint64 // highest seq queued (or sent)
 	lastStream uint64 // its stream sequence, 0 if unknown
 	ended      bool   // the job's final event is queued (or sent)
 	replaying  bool
 	stale      bool // NATS reconnected during the replay: catch up again after it
-	held       []outMsg
+	held       []Msg
 }
 
 func (q *jobQueue) pending() int { return len(q.events) - q.head }
 
-func newOutbox(onClose func(closeReason)) *outbox {
+func newOutbox(onClose func(error)) *outbox {
 	return &outbox{
 		jobs: map[string]*jobQueue{}, ready: make(chan struct{}, 1),
 		drained: make(chan struct{}, 1), ctrlOut: make(chan struct{}, 1), onClose: onClose,
@@ -84,18 +102,18 @@ func notify(ch chan struct{}) {
 }
 
 // close ends the watcher (the hub calls it on shutdown).
-func (b *outbox) close(r closeReason) { b.onClose(r) }
+func (b *outbox) close(r error) { b.onClose(r) }
 
 // control queues a control message: an answer to the client's own
-// request, which it must get. While maxControl of them wait, control waits
+// request, which it must get. While MaxControl of them wait, control waits
 // for the writer to take one, so a client that sends requests faster than
 // it reads answers is slowed down (its next request is not read), never
 // refused. A client that reads nothing at all is closed by the writer's
 // timeout, which ends ctx; then the message is dropped with the session.
-func (b *outbox) control(ctx context.Context, m outMsg) {
+func (b *outbox) control(ctx context.Context, m Msg) {
 	for {
 		b.mu.Lock()
-		if len(b.ctrl) < maxControl {
+		if len(b.ctrl) < MaxControl {
 			b.ctrl = append(b.ctrl, m)
 			b.mu.Unlock()
 			notify(b.ready)
@@ -111,7 +129,7 @@ func (b *outbox) control(ctx context.Context, m outMsg) {
 }
 
 // live is an event that arrived from NATS.
-func (b *outbox) live(m outMsg) {
+func (b *outbox) live(m Msg) {
 	b.mu.Lock()
 	q := b.jobs[m.jobID]
 	if q == nil && b.all && !m.terminal {
@@ -153,7 +171,7 @@ func (b *outbox) live(m outMsg) {
 }
 
 // add is an event read from the stream for this watcher (snapshot or replay).
-func (b *outbox) add(m outMsg) {
+func (b *outbox) add(m Msg) {
 	b.mu.Lock()
 	if q := b.jobs[m.jobID]; q != nil {
 		b.pushLocked(q, m)
@@ -162,7 +180,7 @@ func (b *outbox) add(m outMsg) {
 	notify(b.ready)
 }
 
-func (b *outbox) pushLocked(q *jobQueue, m outMsg) {
+func (b *outbox) pushLocked(q *jobQueue, m Msg) {
 	if m.seq <= q.last || q.ended {
 		return // already queued or sent, or after the job's end
 	}
@@ -323,7 +341,7 @@ func (b *outbox) waitRoom(ctx context.Context, n int) error {
 
 // next takes the next message to write: control messages first, then the
 // jobs' events in turn. ok is false when nothing waits.
-func (b *outbox) next() (m outMsg, ok bool) {
+func (b *outbox) next() (m Msg, ok bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if len(b.ctrl) > 0 {
@@ -338,7 +356,7 @@ func (b *outbox) next() (m outMsg, ok bool) {
 	id := b.order[0]
 	q := b.jobs[id]
 	m = q.events[q.head]
-	q.events[q.head] = outMsg{}
+	q.events[q.head] = Msg{}
 	if q.head++; q.head == len(q.events) {
 		q.events, q.head = q.events[:0], 0 // reuse the array: no allocation per event
 	}

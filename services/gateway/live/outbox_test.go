@@ -1,4 +1,4 @@
-package main
+package live
 
 import (
 	"fmt"
@@ -13,7 +13,7 @@ import (
 func TestOutboxCoalescesToTheLatestEvent(t *testing.T) {
 	t.Parallel()
 	const jobCount, shortRun, longRun = 100, 50, 120
-	box := newOutbox(func(closeReason) { t.Error("the outbox closed the watcher") })
+	box := newOutbox(func(error) { t.Error("the outbox closed the watcher") })
 	ids := make([]string, jobCount)
 	lastSeq := map[string]uint64{}
 	for i := range ids {
@@ -29,7 +29,7 @@ func TestOutboxCoalescesToTheLatestEvent(t *testing.T) {
 	for seq := uint64(1); seq <= longRun; seq++ {
 		for _, id := range ids {
 			if seq <= lastSeq[id] {
-				box.live(outMsg{jobID: id, seq: seq, terminal: seq == lastSeq[id]})
+				box.live(Msg{jobID: id, seq: seq, terminal: seq == lastSeq[id]})
 				queued++
 			}
 		}
