@@ -171,18 +171,14 @@ func errorFrame(id string, ae *apiError) []byte {
 // out. The live node makes it once per event for every watcher. The id is
 // a validated subject token, so it needs no JSON escaping.
 func eventFrame(id string, event []byte, truncated bool) []byte {
-	if truncated {
-		b := make([]byte, 0, len(event)+len(id)+60)
-		b = append(b, `{"op":"event","job_id":"`...)
-		b = append(b, id...)
-		b = append(b, `","truncated":true,"event":`...)
-		b = append(b, event...)
-		return append(b, '}')
-	}
-	b := make([]byte, 0, len(event)+len(id)+40)
+	b := make([]byte, 0, len(event)+len(id)+60)
 	b = append(b, `{"op":"event","job_id":"`...)
 	b = append(b, id...)
-	b = append(b, `","event":`...)
+	b = append(b, '"')
+	if truncated {
+		b = append(b, `,"truncated":true`...)
+	}
+	b = append(b, `,"event":`...)
 	b = append(b, event...)
 	return append(b, '}')
 }

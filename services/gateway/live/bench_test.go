@@ -48,10 +48,7 @@ func BenchmarkFanOut(b *testing.B) {
 
 // benchFrame makes a frame as the WebSocket's does: the event wrapped once.
 func benchFrame(id string, event []byte, _ bool) []byte {
-	b := make([]byte, 0, len(event)+len(id)+40)
-	b = append(b, `{"op":"event","job_id":"`...)
-	b = append(b, id...)
-	b = append(b, `","event":`...)
-	b = append(b, event...)
-	return append(b, '}')
+	b := append(make([]byte, 0, len(event)+len(id)+40), `{"op":"event","job_id":"`...)
+	b = append(append(b, id...), `","event":`...)
+	return append(append(b, event...), '}')
 }
