@@ -174,7 +174,7 @@ func eventMsg(subject string, data []byte, frame FrameFunc) (Msg, bool) {
 	return m, true
 }
 
-// join registers a watcher; it returns false when the hub is closing.
+// join registers a watcher; it returns false when the node is closing.
 func (n *Node) join(b *outbox) bool {
 	n.mu.Lock()
 	defer n.mu.Unlock()

@@ -48,7 +48,7 @@ const (
 )
 
 // outbox is what one watcher (a WebSocket or an SSE stream) has waiting to
-// be written. The hub puts events in without ever blocking; per job it
+// be written. The node puts events in without ever blocking; per job it
 // keeps them in seq order and drops any seq already queued, so snapshot,
 // replay and live events can cross without duplicates; the job's first
 // final event is its last: anything after it is dropped. While a job's
@@ -101,7 +101,7 @@ func notify(ch chan struct{}) {
 	}
 }
 
-// close ends the watcher (the hub calls it on shutdown).
+// close ends the watcher (the node calls it on shutdown).
 func (b *outbox) close(r error) { b.onClose(r) }
 
 // control queues a control message: an answer to the client's own
