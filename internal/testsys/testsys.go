@@ -406,6 +406,22 @@ func (s *System) History(t testing.TB, id string) []jobs.Event {
 	return evs
 }
 
+// StreamCounts returns how many messages the queue and events streams hold.
+func (s *System) StreamCounts(t testing.TB) (queue, events uint64) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	qi, err := s.Streams.Queue.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ei, err := s.Streams.Events.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return qi.State.Msgs, ei.State.Msgs
+}
+
 // CheckSeqs fails unless evs have seq 1, 2, 3, … with no gap or repeat.
 func CheckSeqs(t testing.TB, evs []jobs.Event) {
 	t.Helper()

@@ -83,22 +83,6 @@ func TestGetUnknownAndInvalidIDs(t *testing.T) {
 	}
 }
 
-// streamCounts returns how many messages the queue and events streams hold.
-func streamCounts(t testing.TB, sys *testsys.System) (queue, events uint64) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	qi, err := sys.Streams.Queue.Info(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ei, err := sys.Streams.Events.Info(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return qi.State.Msgs, ei.State.Msgs
-}
-
 func TestBadSubmissionsChangeNothing(t *testing.T) {
 	t.Parallel()
 	sys := testsys.Start(t, testsys.WithoutRunner(), testsys.WithConfig(func(c *httpapi.Config) { c.MaxBodyBytes = 2048 }))
@@ -137,7 +121,7 @@ func TestBadSubmissionsChangeNothing(t *testing.T) {
 			t.Errorf("%s: Content-Type %q", c.name, ct)
 		}
 	}
-	if q, e := streamCounts(t, sys); q != 0 || e != 0 {
+	if q, e := sys.StreamCounts(t); q != 0 || e != 0 {
 		t.Errorf("bad submissions stored %d requests and %d events, want none", q, e)
 	}
 	// A good submission after all that is stored: the check above can fail.
@@ -145,7 +129,7 @@ func TestBadSubmissionsChangeNothing(t *testing.T) {
 	if resp := sys.Do(t, "POST", "/api/jobs", json+"; charset=UTF-8", `{"type":"demo","input":{"steps":1}}`, nil, nil); resp.StatusCode != 202 {
 		t.Fatalf("charset=UTF-8: %d, want 202", resp.StatusCode)
 	}
-	if q, e := streamCounts(t, sys); q != 1 || e != 1 {
+	if q, e := sys.StreamCounts(t); q != 1 || e != 1 {
 		t.Errorf("after one good submission: %d requests, %d events, want 1 and 1", q, e)
 	}
 }
@@ -163,7 +147,7 @@ func TestIdempotencyKey(t *testing.T) {
 	if r.StatusCode != 202 || second.ID != first.ID || r.Header.Get("Idempotent-Replayed") != "true" {
 		t.Fatalf("retry: %d id %s (first %s) replayed=%q", r.StatusCode, second.ID, first.ID, r.Header.Get("Idempotent-Replayed"))
 	}
-	if q, _ := streamCounts(t, sys); q != 1 {
+	if q, _ := sys.StreamCounts(t); q != 1 {
 		t.Errorf("queue holds %d requests, want 1", q)
 	}
 	var e struct{ Error jobs.Error }

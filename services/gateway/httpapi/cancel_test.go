@@ -27,7 +27,7 @@ func TestCancelQueuedJobNeverRuns(t *testing.T) {
 	testsys.StartRunner(t, ctx, &wg, sys.NATS, testsys.Logger(t))
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		if q, _ := streamCounts(t, sys); q == 0 {
+		if q, _ := sys.StreamCounts(t); q == 0 {
 			break
 		}
 		if time.Now().After(deadline) {

@@ -1014,7 +1014,7 @@ func TestContractCrossOrigin(t *testing.T) {
 	if posts < 2 {
 		t.Fatalf("only %d POST operations", posts)
 	}
-	if q, e := streamCounts(t, sys); q != 0 || e != 0 {
+	if q, e := sys.StreamCounts(t); q != 0 || e != 0 {
 		t.Errorf("refused requests stored %d requests, %d events", q, e)
 	}
 }

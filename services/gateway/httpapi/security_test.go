@@ -170,7 +170,7 @@ func TestCrossOriginStateChangesRefused(t *testing.T) {
 			t.Errorf("form POST with %v: %d", h, r.StatusCode)
 		}
 	}
-	if q, e := streamCounts(t, sys); q != 0 || e != 0 {
+	if q, e := sys.StreamCounts(t); q != 0 || e != 0 {
 		t.Fatalf("refused requests stored %d requests, %d events", q, e)
 	}
 	same := map[string]string{"Sec-Fetch-Site": "same-origin", "Origin": sys.URL}

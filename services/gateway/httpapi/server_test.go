@@ -64,7 +64,7 @@ func TestSlowBodyIsRefusedWith408(t *testing.T) {
 	if resp := rc.response(nil, 10*time.Second); resp.StatusCode != http.StatusRequestTimeout {
 		t.Fatalf("slow body: %s, want 408", resp.Status)
 	}
-	if q, e := streamCounts(t, sys); q != 0 || e != 0 {
+	if q, e := sys.StreamCounts(t); q != 0 || e != 0 {
 		t.Fatalf("a refused body stored %d requests and %d events", q, e)
 	}
 }
