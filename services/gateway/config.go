@@ -3,73 +3,34 @@ package main
 import (
 	"io"
 	"net"
-	"net/netip"
 	"strings"
 	"time"
 
 	"github.com/jobwire/jobwire/internal/envflag"
 	"github.com/jobwire/jobwire/internal/natsconn"
+	"github.com/jobwire/jobwire/services/gateway/httpapi"
 	"github.com/jobwire/jobwire/shared/jobs"
 )
 
-// Config is everything the gateway can be told. Each flag's default comes
-// from an environment variable; the README lists them all.
+// Config is everything the gateway can be told: what its HTTP API
+// depends on (httpapi.Config), and how the process starts. Each flag's
+// default comes from an environment variable; the README lists them all.
 type Config struct {
+	httpapi.Config
+
 	Dev               bool
 	HTTPAddr          string
 	NATSURL           string
 	DataDir           string
 	DevNATSAddr       string
-	MaxBodyBytes      int64
 	RunnerConcurrency int64
 	ShutdownGrace     time.Duration
 	AckWait           time.Duration
-	EventsMaxAge      time.Duration
-	EventsMaxPerJob   int64
-	TombstoneTTL      time.Duration
-	AllowedOrigins    []string
 	ExecConfig        string
-	WriteTimeout      time.Duration
 	DebugAddr         string
-
-	// Slow or huge requests (run.go's newHTTPServer).
-	ReadHeaderTimeout time.Duration
-	BodyReadTimeout   time.Duration
-	IdleTimeout       time.Duration
-	MaxHeaderBytes    int64
-
-	// Who may do what (docs/security.md).
-	AnonymousSessions bool
-	SessionSecret     string
-	SessionSecretFile string
-	JWTSecret         string
-	JWTSecretFile     string
-	JWKSFile          string
-	JWKSURL           string
-	JWTIssuer         string
-	JWTAudience       string
-	AdminScope        string
 
 	// NATS credentials and TLS (deploy/nats).
 	NATS natsconn.Auth
-
-	// Limits.
-	SubmitRate       int64 // submissions per owner per minute
-	MaxConnsPerOwner int64 // WebSocket and SSE connections per owner
-	MaxJSONDepth     int64
-
-	// Limits on anonymous sessions per client address (an IPv4 address or
-	// an IPv6 /64), and on the whole gateway (docs/security.md).
-	TrustedProxies []netip.Prefix // whose Forwarded / X-Forwarded-For is believed
-	AddrSubmitRate int64          // submissions per minute by the anonymous sessions of one address
-	AddrMaxConns   int64          // WebSocket and SSE connections of the anonymous sessions of one address
-	NewSessionRate int64          // new anonymous sessions per address per minute
-	MaxConns       int64          // WebSocket and SSE connections, whole gateway
-}
-
-// Topology is the stream settings this configuration asks for.
-func (c Config) Topology() jobs.Topology {
-	return jobs.Topology{EventsMaxAge: c.EventsMaxAge, EventsMaxPerJob: c.EventsMaxPerJob, TombstoneTTL: c.TombstoneTTL}
 }
 
 // parseConfig reads flags, with defaults from getenv, and reports every
@@ -122,7 +83,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	}
 	c.AllowedOrigins = splitList(origins)
 	var err error
-	if c.TrustedProxies, err = parseProxies(splitList(proxies)); err != nil {
+	if c.TrustedProxies, err = httpapi.ParseProxies(splitList(proxies)); err != nil {
 		s.Errorf("TRUSTED_PROXIES %q: %v", proxies, err)
 	}
 

@@ -17,6 +17,7 @@ import (
 	"github.com/jobwire/jobwire/internal/envflag"
 	"github.com/jobwire/jobwire/internal/natsconn"
 	"github.com/jobwire/jobwire/internal/natsembed"
+	"github.com/jobwire/jobwire/services/gateway/httpapi"
 	"github.com/jobwire/jobwire/services/runner/jobtypes"
 	"github.com/jobwire/jobwire/services/runner/worker"
 )
@@ -66,7 +67,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 	defer nc.Close()
-	gw, err := newGateway(ctx, nc, cfg, log)
+	gw, err := httpapi.New(ctx, nc, cfg.Config, log)
 	if err != nil {
 		return err
 	}
@@ -101,8 +102,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
-	srv := newHTTPServer(cfg, gw.Handler())
-	srv.RegisterOnShutdown(gw.hub.CloseAll)
+	srv := httpapi.NewHTTPServer(cfg.Config, gw.Handler())
+	srv.RegisterOnShutdown(gw.Live().CloseAll)
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 	fmt.Fprintf(stdout, "jobwire is running: http://%s/\n", ln.Addr())
@@ -114,7 +115,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 	log.Info("shutting down")
-	gw.ready.Store(false)
+	gw.SetReady(false)
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
 	if err := srv.Shutdown(sctx); err != nil {
@@ -129,37 +130,4 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		log.Warn("nats drain", "err", err)
 	}
 	return nil
-}
-
-// newHTTPServer is the gateway's HTTP server: slow or huge requests cannot
-// hold it. Headers must arrive within ReadHeaderTimeout and fit in
-// MaxHeaderBytes (else net/http answers 431 and closes); a body must
-// arrive within BodyReadTimeout after them (408); an idle kept-alive
-// connection is closed after IdleTimeout. Long-lived responses (WebSocket,
-// SSE) lift the body deadline (see liftBodyDeadline).
-func newHTTPServer(cfg Config, h http.Handler) *http.Server {
-	return &http.Server{
-		Handler:           withBodyDeadline(h, cfg.BodyReadTimeout),
-		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
-		IdleTimeout:       cfg.IdleTimeout,
-		MaxHeaderBytes:    int(cfg.MaxHeaderBytes),
-	}
-}
-
-// withBodyDeadline gives each request's body d to arrive, counted from
-// the end of its headers. Reading past it fails (decode answers 408); a
-// body the handler leaves unread fails the same way, and the connection is
-// closed.
-func withBodyDeadline(h http.Handler, d time.Duration) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(d))
-		h.ServeHTTP(w, r)
-	})
-}
-
-// liftBodyDeadline removes the body deadline of a long-lived response
-// (WebSocket, SSE): its connection stays open as long as the client wants,
-// and net/http would otherwise end the request when the deadline passes.
-func liftBodyDeadline(w http.ResponseWriter) {
-	_ = http.NewResponseController(w).SetReadDeadline(time.Time{})
 }

@@ -1,37 +1,18 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"io"
 	"maps"
 	"net/http"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/jobwire/jobwire/internal/testsys"
 	"github.com/jobwire/jobwire/shared/jobs"
 )
-
-// lockedBuffer is a bytes.Buffer safe for the process and the test.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 var urlLine = regexp.MustCompile(`jobwire is running: (http://\S+)/`)
 
@@ -44,10 +25,10 @@ func startDev(t *testing.T, dataDir string) (string, func()) {
 
 // startDevWith is startDev with more environment; it also returns what
 // the process logged.
-func startDevWith(t *testing.T, dataDir string, extra map[string]string) (string, *lockedBuffer, func()) {
+func startDevWith(t *testing.T, dataDir string, extra map[string]string) (string, *testsys.LockedBuffer, func()) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	var stdout, stderr lockedBuffer
+	var stdout, stderr testsys.LockedBuffer
 	env := map[string]string{"DATA_DIR": dataDir, "DEV_NATS_ADDR": "127.0.0.1:0", "HTTP_ADDR": "127.0.0.1:0", "SHUTDOWN_GRACE": "200ms", "ACK_WAIT": "2s", "SESSION_SECRET": "dev-test-secret"}
 	maps.Copy(env, extra)
 	done := make(chan error, 1)
@@ -81,24 +62,24 @@ func TestDevModeStateSurvivesRestartOfEverything(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	url, stop := startDev(t, dir)
-	sys := &testSystem{URL: url}
-	done := sys.submit(t, "demo", `{"steps":3,"step_ms":1}`)
-	final := sys.waitStatus(t, done.ID, jobs.StatusSucceeded, 20*time.Second)
+	sys := &testsys.System{URL: url}
+	done := sys.Submit(t, "demo", `{"steps":3,"step_ms":1}`)
+	final := sys.WaitStatus(t, done.ID, jobs.StatusSucceeded, 20*time.Second)
 	// A job still running when everything stops must finish after the restart.
-	pending := sys.submit(t, "demo", `{"steps":100,"step_ms":20}`)
-	sys.waitStatus(t, pending.ID, jobs.StatusRunning, 20*time.Second)
+	pending := sys.Submit(t, "demo", `{"steps":100,"step_ms":20}`)
+	sys.WaitStatus(t, pending.ID, jobs.StatusRunning, 20*time.Second)
 	stop()
 	url, stop = startDev(t, dir)
 	defer stop()
-	sys = (&testSystem{URL: url}).sameCaller(sys)
-	again, code := sys.get(t, done.ID)
+	sys = (&testsys.System{URL: url}).SameCaller(sys)
+	again, code := sys.Get(t, done.ID)
 	if code != 200 || again.Status != jobs.StatusSucceeded || again.Seq != final.Seq {
 		t.Fatalf("after restart: %d %+v, want the final state seq %d", code, again, final.Seq)
 	}
-	if s, code := sys.get(t, pending.ID); code != 200 || s.Status.Terminal() {
+	if s, code := sys.Get(t, pending.ID); code != 200 || s.Status.Terminal() {
 		t.Fatalf("pending job after restart: %d %+v", code, s)
 	}
-	end := sys.waitStatus(t, pending.ID, jobs.StatusSucceeded, 60*time.Second)
+	end := sys.WaitStatus(t, pending.ID, jobs.StatusSucceeded, 60*time.Second)
 	if end.Attempt < 2 {
 		t.Errorf("pending job finished at attempt %d; it should have been handed back and run again", end.Attempt)
 	}
@@ -107,7 +88,7 @@ func TestDevModeStateSurvivesRestartOfEverything(t *testing.T) {
 func TestConfigErrorsReportedTogether(t *testing.T) {
 	t.Parallel()
 	env := map[string]string{"MAX_BODY_BYTES": "10", "RUNNER_CONCURRENCY": "x", "HTTP_ADDR": "nope", "DEBUG_ADDR": "nope"}
-	var stderr lockedBuffer
+	var stderr testsys.LockedBuffer
 	err := run(context.Background(), nil, func(k string) string { return env[k] }, &stderr, &stderr)
 	if err == nil {
 		t.Fatal("run accepted a bad configuration")
@@ -122,7 +103,7 @@ func TestConfigErrorsReportedTogether(t *testing.T) {
 // --help prints the flags and is no failure (main exits 0).
 func TestHelpIsNoFailure(t *testing.T) {
 	t.Parallel()
-	var stderr lockedBuffer
+	var stderr testsys.LockedBuffer
 	if err := run(context.Background(), []string{"--help"}, func(string) string { return "" }, io.Discard, &stderr); err != nil {
 		t.Fatalf("run --help: %v", err)
 	}

@@ -1,0 +1,165 @@
+package jobops
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/jobwire/jobwire/shared/jobs"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// SubmitRequest is a job to submit: the body of POST /api/jobs.
+type SubmitRequest struct {
+	Type  string          `json:"type"`
+	Input json.RawMessage `json:"input,omitempty"`
+}
+
+// submitTimeout bounds the stores of one submission.
+const submitTimeout = 10 * time.Second
+
+// Submit checks a job request, stores it in the queue stream and records
+// the job's "queued" state; both are acknowledged by JetStream before it
+// returns. With an idempotency key, a repeated submit returns the first
+// job, and replayed is true.
+func (s *Service) Submit(ctx context.Context, who Caller, req SubmitRequest, idemKey string) (snap jobs.Snapshot, replayed bool, err error) {
+	if req.Type == "" {
+		return jobs.Snapshot{}, false, &InvalidArgumentError{`"type" is required`}
+	}
+	if len(req.Input) > 0 && !json.Valid(req.Input) {
+		return jobs.Snapshot{}, false, &InvalidArgumentError{`"input" is not valid JSON`}
+	}
+	if d := jsonDepth(req.Input); d > s.cfg.MaxJSONDepth {
+		return jobs.Snapshot{}, false, &InvalidArgumentError{fmt.Sprintf(`"input" nests %d deep; at most %d is accepted`, d, s.cfg.MaxJSONDepth)}
+	}
+	t, err := s.catalog.lookup(ctx, req.Type)
+	if errors.Is(err, errUnknownType) {
+		return jobs.Snapshot{}, false, &UnknownTypeError{Type: req.Type}
+	}
+	if err != nil {
+		return jobs.Snapshot{}, false, unavailable(err)
+	}
+	if err := t.validate(req.Input); err != nil {
+		return jobs.Snapshot{}, false, &InvalidInputError{Type: req.Type, Err: err}
+	}
+	if !s.nc.IsConnected() {
+		return jobs.Snapshot{}, false, unavailable(nats.ErrConnectionClosed)
+	}
+
+	// One deadline for every store of this submission (JetStream would
+	// otherwise make one per publish), and no cancellation: a client that
+	// goes away half-way must not leave a queued event without its request.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), submitTimeout)
+	defer cancel()
+	now := time.Now().UTC()
+	id := jobs.NewID(now)
+	var idemRecord string
+	if idemKey != "" {
+		existing, key, err := s.claimIdempotencyKey(ctx, who.Owner+"\x00"+idemKey, req, id)
+		if err != nil {
+			return jobs.Snapshot{}, false, err
+		}
+		idemRecord = key
+		if existing != "" {
+			ev, _, err := jobs.State(ctx, s.streams.Events, s.streams.Records, existing)
+			if errors.Is(err, jobs.ErrNotFound) {
+				// The first request with this key is still being stored.
+				return jobs.Snapshot{}, false, ErrInProgress
+			}
+			if err != nil {
+				return jobs.Snapshot{}, false, unavailable(err)
+			}
+			return jobs.SnapshotOf(ev), true, nil
+		}
+	}
+
+	queued, err := jobs.Enqueue(ctx, s.js, jobs.Request{ID: id, Type: req.Type, Input: req.Input, CreatedAt: now, Owner: who.Owner})
+	if err != nil {
+		s.forgetIdempotencyKey(idemRecord)
+		return jobs.Snapshot{}, false, unavailable(err)
+	}
+	return jobs.SnapshotOf(queued), false, nil
+}
+
+// idempotencyRecord is stored per key: the job it made and a hash of the
+// request, so a key reused for a different request is refused.
+type idempotencyRecord struct {
+	JobID       string `json:"job_id"`
+	RequestHash string `json:"request_hash"`
+}
+
+// claimIdempotencyKey records key → id. If the key was used before it
+// returns the job id stored then. It also returns the bucket key used.
+func (s *Service) claimIdempotencyKey(ctx context.Context, key string, req SubmitRequest, id string) (existing, bucketKey string, err error) {
+	if _, k, _ := strings.Cut(key, "\x00"); len(k) > 255 || strings.ContainsFunc(k, func(r rune) bool { return r < 0x20 || r > 0x7e }) {
+		return "", "", ErrInvalidIdempotencyKey
+	}
+	sum := sha256.Sum256([]byte(key))
+	k := hex.EncodeToString(sum[:])
+	canon, _ := json.Marshal(req)
+	reqSum := sha256.Sum256(canon)
+	rec := idempotencyRecord{JobID: id, RequestHash: hex.EncodeToString(reqSum[:])}
+	b, _ := json.Marshal(rec)
+	_, err = s.streams.Idempotency.Create(ctx, k, b)
+	if err == nil {
+		return "", k, nil
+	}
+	if !errors.Is(err, jetstream.ErrKeyExists) {
+		return "", "", unavailable(err)
+	}
+	e, err := s.streams.Idempotency.Get(ctx, k)
+	if err != nil {
+		return "", "", unavailable(err)
+	}
+	var prev idempotencyRecord
+	if err := json.Unmarshal(e.Value(), &prev); err != nil || jobs.ValidateID(prev.JobID) != nil {
+		return "", "", ErrIdempotencyRecordDamaged
+	}
+	if prev.RequestHash != rec.RequestHash {
+		return "", "", ErrIdempotencyKeyReused
+	}
+	return prev.JobID, k, nil
+}
+
+// forgetIdempotencyKey drops a claimed key of a submission that failed, so
+// that the client's retry can succeed.
+func (s *Service) forgetIdempotencyKey(bucketKey string) {
+	if bucketKey == "" {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	_ = s.streams.Idempotency.Delete(ctx, bucketKey)
+}
+
+// jsonDepth is how deeply b's arrays and objects nest.
+func jsonDepth(b []byte) int {
+	depth, deepest, inString, escaped := 0, 0, false, false
+	for _, c := range b {
+		switch {
+		case escaped:
+			escaped = false
+		case inString:
+			switch c {
+			case '\\':
+				escaped = true
+			case '"':
+				inString = false
+			}
+		case c == '"':
+			inString = true
+		case c == '{' || c == '[':
+			depth++
+			deepest = max(deepest, depth)
+		case c == '}' || c == ']':
+			depth--
+		}
+	}
+	return deepest
+}
