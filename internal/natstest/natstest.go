@@ -33,9 +33,9 @@ func ServerIn(t testing.TB, dir string) *server.Server {
 }
 
 // Connect opens a client connection to s, closed when the test ends.
-func Connect(t testing.TB, s *server.Server) *nats.Conn {
+func Connect(t testing.TB, s *server.Server, opts ...nats.Option) *nats.Conn {
 	t.Helper()
-	nc, err := nats.Connect(s.ClientURL())
+	nc, err := nats.Connect(s.ClientURL(), opts...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -114,6 +114,12 @@ type options struct {
 	types    []worker.JobType
 	cfg      func(*httpapi.Config)
 	sndbuf   int // socket send buffer of the gateway's connections; 0: the system's
+	natsOpts []nats.Option
+}
+
+// WithNATSOptions sets options of the gateway's NATS connection.
+func WithNATSOptions(opts ...nats.Option) Option {
+	return func(o *options) { o.natsOpts = append(o.natsOpts, opts...) }
 }
 
 // WithoutRunner starts no runner; the built-in types are registered as a
@@ -199,7 +205,7 @@ func StartOn(t testing.TB, ns *server.Server, opts ...Option) *System {
 		log = Logger(t)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	nc := natstest.Connect(t, ns)
+	nc := natstest.Connect(t, ns, o.natsOpts...)
 	gw, err := httpapi.New(ctx, nc, cfg, log)
 	if err != nil {
 		cancel()

@@ -26,9 +26,10 @@ func TestWatchersCatchUpAfterNATSRestarts(t *testing.T) {
 	t.Parallel()
 	const jobCount, sockets, sseCount = 100, 4, 10
 	ns := natstest.NewRestartable(t)
-	sys := testsys.StartOn(t, ns.Server(), testsys.WithoutRunner())
 	// The test's writer (the runners' part) reconnects at once; the
-	// gateway's connection waits its default 2 s.
+	// gateway's connection tries again only after 6 s, so the jobs surely
+	// end while it is away, also on a slow machine.
+	sys := testsys.StartOn(t, ns.Server(), testsys.WithoutRunner(), testsys.WithNATSOptions(nats.ReconnectWait(6*time.Second)))
 	writer, err := nats.Connect(ns.URL(), nats.MaxReconnects(-1), nats.ReconnectWait(10*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)

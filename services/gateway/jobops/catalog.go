@@ -2,8 +2,6 @@ package jobops
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -14,26 +12,19 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// catalog follows the job types runners register in the types bucket and
-// checks submitted inputs against each type's JSON Schema.
+// catalog follows the job types runners register in the types bucket,
+// read through the contract's one reader (jobs.TypeReader), and checks
+// submitted inputs against each type's JSON Schema.
 type catalog struct {
-	kv    jetstream.KeyValue
-	log   *slog.Logger
-	mu    sync.RWMutex
-	types map[string]*jobType
-	done  chan struct{}
+	reader *jobs.TypeReader
+	log    *slog.Logger
+	mu     sync.RWMutex
+	types  map[string]jobs.RegisteredType
+	done   chan struct{}
 }
-
-type jobType struct {
-	info   jobs.TypeInfo
-	schema *jobs.InputSchema // nil: any input
-}
-
-// errUnknownType is returned by check for a type no runner registered.
-var errUnknownType = errors.New("unknown job type")
 
 func newCatalog(ctx context.Context, kv jetstream.KeyValue, log *slog.Logger) (*catalog, error) {
-	c := &catalog{kv: kv, log: log, types: map[string]*jobType{}, done: make(chan struct{})}
+	c := &catalog{reader: jobs.NewTypeReader(kv), log: log, types: map[string]jobs.RegisteredType{}, done: make(chan struct{})}
 	w, err := kv.WatchAll(ctx)
 	if err != nil {
 		close(c.done)
@@ -76,61 +67,41 @@ func (c *catalog) apply(e jetstream.KeyValueEntry) {
 		c.mu.Unlock()
 		return
 	}
-	t, err := compileType(e.Value())
+	t, err := c.reader.Decode(e)
+	if err == nil {
+		err = jobs.ValidateType(t.Info.Type)
+	}
 	if err != nil {
 		c.log.Warn("ignoring a badly registered job type", "type", e.Key(), "err", err)
 		return
 	}
 	c.mu.Lock()
-	c.types[t.info.Type] = t
+	c.types[t.Info.Type] = t
 	c.mu.Unlock()
-}
-
-func compileType(b []byte) (*jobType, error) {
-	var info jobs.TypeInfo
-	if err := json.Unmarshal(b, &info); err != nil {
-		return nil, err
-	}
-	if err := jobs.ValidateType(info.Type); err != nil {
-		return nil, err
-	}
-	schema, err := jobs.CompileInputSchema(info.Type, info.InputSchema)
-	if err != nil {
-		return nil, err
-	}
-	return &jobType{info: info, schema: schema}, nil
 }
 
 // lookup finds a type, asking the bucket directly when the watcher has not
 // seen it yet (a runner that registered a moment ago).
-func (c *catalog) lookup(ctx context.Context, typ string) (*jobType, error) {
+// The error wraps jobs.ErrUnknownType for a type no runner registered.
+func (c *catalog) lookup(ctx context.Context, typ string) (jobs.RegisteredType, error) {
 	if err := jobs.ValidateType(typ); err != nil {
-		return nil, errUnknownType
+		return jobs.RegisteredType{}, fmt.Errorf("%w: %v", jobs.ErrUnknownType, err)
 	}
 	c.mu.RLock()
-	t := c.types[typ]
+	t, ok := c.types[typ]
 	c.mu.RUnlock()
-	if t != nil {
+	if ok {
 		return t, nil
 	}
-	e, err := c.kv.Get(ctx, typ)
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return nil, errUnknownType
-	}
+	t, err := c.reader.Get(ctx, typ)
 	if err != nil {
-		return nil, err
+		return jobs.RegisteredType{}, err
 	}
-	c.apply(e)
-	c.mu.RLock()
-	defer c.mu.RUnlock()
-	if t = c.types[typ]; t == nil {
-		return nil, errUnknownType
-	}
+	c.mu.Lock()
+	c.types[typ] = t
+	c.mu.Unlock()
 	return t, nil
 }
-
-// validate checks input against the type's schema; the error says why not.
-func (t *jobType) validate(input json.RawMessage) error { return t.schema.Validate(input) }
 
 // list returns every registered type, sorted by name.
 func (c *catalog) list() []jobs.TypeInfo {
@@ -138,7 +109,7 @@ func (c *catalog) list() []jobs.TypeInfo {
 	defer c.mu.RUnlock()
 	out := make([]jobs.TypeInfo, 0, len(c.types))
 	for _, t := range c.types {
-		out = append(out, t.info)
+		out = append(out, t.Info)
 	}
 	slices.SortFunc(out, func(a, b jobs.TypeInfo) int { return strings.Compare(a.Type, b.Type) })
 	return out

@@ -39,13 +39,13 @@ func (s *Service) Submit(ctx context.Context, who Caller, req SubmitRequest, ide
 		return jobs.Snapshot{}, false, &InvalidArgumentError{fmt.Sprintf(`"input" nests %d deep; at most %d is accepted`, d, s.cfg.MaxJSONDepth)}
 	}
 	t, err := s.catalog.lookup(ctx, req.Type)
-	if errors.Is(err, errUnknownType) {
+	if errors.Is(err, jobs.ErrUnknownType) {
 		return jobs.Snapshot{}, false, &UnknownTypeError{Type: req.Type}
 	}
 	if err != nil {
 		return jobs.Snapshot{}, false, unavailable(err)
 	}
-	if err := t.validate(req.Input); err != nil {
+	if err := t.Validate(req.Input); err != nil {
 		return jobs.Snapshot{}, false, &InvalidInputError{Type: req.Type, Err: err}
 	}
 	if !s.nc.IsConnected() {
