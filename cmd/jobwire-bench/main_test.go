@@ -13,7 +13,7 @@ import (
 	// The gateway's heaviest dependencies, imported so that `go test ./...`
 	// compiles them (in this test's mode, -race or not) before TestSmoke
 	// builds the gateway: its build then finds them in the build cache.
-	_ "github.com/jobwire/jobwire/internal/natsembed"
+	_ "github.com/jobwire/jobwire/internal/devstack"
 	_ "github.com/jobwire/jobwire/services/runner/jobtypes"
 )
 

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jobwire/jobwire/internal/natsembed"
+	"github.com/jobwire/jobwire/internal/devstack"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -24,11 +24,11 @@ func Server(t testing.TB) *server.Server {
 // ServerIn is Server with a given storage directory, for restart tests.
 func ServerIn(t testing.TB, dir string) *server.Server {
 	t.Helper()
-	s, err := natsembed.Start("127.0.0.1:-1", dir)
+	s, err := devstack.StartNATS("127.0.0.1:-1", dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { natsembed.Stop(s) })
+	t.Cleanup(func() { devstack.StopNATS(s) })
 	return s
 }
 
@@ -88,7 +88,7 @@ func NewRestartable(t testing.TB) *Restartable {
 	_ = ln.Close()
 	r := &Restartable{t: t, addr: addr, dir: t.TempDir()}
 	r.start()
-	t.Cleanup(func() { natsembed.Stop(r.srv) })
+	t.Cleanup(func() { devstack.StopNATS(r.srv) })
 	return r
 }
 
@@ -101,13 +101,13 @@ func (r *Restartable) URL() string { return "nats://" + r.addr }
 // Restart shuts the server down and starts it again on its storage.
 func (r *Restartable) Restart() {
 	r.t.Helper()
-	natsembed.Stop(r.srv)
+	devstack.StopNATS(r.srv)
 	r.start()
 }
 
 func (r *Restartable) start() {
 	r.t.Helper()
-	srv, err := natsembed.Start(r.addr, r.dir)
+	srv, err := devstack.StartNATS(r.addr, r.dir)
 	if err != nil {
 		r.t.Fatal(err)
 	}

@@ -11,6 +11,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/jobwire/jobwire/internal/settings"
 	"io"
 	"log/slog"
 	"net"
@@ -166,7 +167,7 @@ func Config() httpapi.Config {
 		AddrSubmitRate: 100000, AddrMaxConns: 100000, NewSessionRate: 100000, MaxConns: 100000,
 		ReadHeaderTimeout: 10 * time.Second, BodyReadTimeout: 30 * time.Second, IdleTimeout: time.Minute, MaxHeaderBytes: 64 << 10,
 		MaxBodyBytes: 1 << 20, WriteTimeout: 10 * time.Second,
-		EventsMaxAge: time.Hour, EventsMaxPerJob: 1000,
+		Retention: settings.Retention{EventsMaxAge: time.Hour, EventsMaxPerJob: 1000},
 	}
 }
 

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"github.com/jobwire/jobwire/internal/settings"
 	"io"
 	"net"
 	"strings"
@@ -9,7 +10,6 @@ import (
 	"github.com/jobwire/jobwire/internal/envflag"
 	"github.com/jobwire/jobwire/internal/natsconn"
 	"github.com/jobwire/jobwire/services/gateway/httpapi"
-	"github.com/jobwire/jobwire/shared/jobs"
 )
 
 // Config is everything the gateway can be told: what its HTTP API
@@ -18,16 +18,14 @@ import (
 type Config struct {
 	httpapi.Config
 
-	Dev               bool
-	HTTPAddr          string
-	NATSURL           string
-	DataDir           string
-	DevNATSAddr       string
-	RunnerConcurrency int64
-	ShutdownGrace     time.Duration
-	AckWait           time.Duration
-	ExecConfig        string
-	DebugAddr         string
+	Dev         bool
+	HTTPAddr    string
+	NATSURL     string
+	DataDir     string
+	DevNATSAddr string
+	DebugAddr   string
+	// Runner is the --dev runner's settings.
+	Runner settings.Runner
 
 	// NATS credentials and TLS (deploy/nats).
 	NATS natsconn.Auth
@@ -45,13 +43,8 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	s.String(&c.DataDir, "data-dir", "DATA_DIR", "./data", "--dev: where the embedded NATS server keeps its JetStream data")
 	s.String(&c.DevNATSAddr, "nats-addr", "DEV_NATS_ADDR", "127.0.0.1:4222", "--dev: listen address of the embedded NATS server")
 	s.Int(&c.MaxBodyBytes, "max-body-bytes", "MAX_BODY_BYTES", 1<<20, "largest accepted request body in bytes")
-	s.Int(&c.RunnerConcurrency, "runner-concurrency", "RUNNER_CONCURRENCY", 4, "--dev: jobs the in-process runner runs at once")
-	s.Duration(&c.ShutdownGrace, "shutdown-grace", "SHUTDOWN_GRACE", 10*time.Second, "--dev: on SIGTERM, how long running jobs may finish before they are handed back")
-	s.Duration(&c.AckWait, "ack-wait", "ACK_WAIT", 30*time.Second, "--dev: a job whose runner is silent this long goes to another runner")
-	s.Duration(&c.EventsMaxAge, "events-max-age", "EVENTS_MAX_AGE", jobs.DefaultEventsMaxAge, "how long job events and states are kept")
-	s.Int(&c.EventsMaxPerJob, "events-max-per-job", "EVENTS_MAX_PER_JOB", jobs.DefaultEventsMaxPerJob, "how many events are kept per job")
-	s.Duration(&c.TombstoneTTL, "tombstone-ttl", "TOMBSTONE_TTL", jobs.DefaultTombstoneTTL, "how long an ended job is remembered after its events expire (it then answers 410, not 404)")
-	s.String(&c.ExecConfig, "exec-config", "EXEC_CONFIG", "", "--dev: JSON file of commands the in-process runner runs as job types (see examples/exec)")
+	c.Runner.Register(s, "runner-concurrency", "--dev: ")
+	c.Retention.Register(s)
 	s.Duration(&c.WriteTimeout, "write-timeout", "WRITE_TIMEOUT", 10*time.Second, "a WebSocket or SSE client that takes longer to accept one message is closed as too slow")
 	s.Duration(&c.ReadHeaderTimeout, "read-header-timeout", "READ_HEADER_TIMEOUT", 10*time.Second, "a request whose headers take longer to arrive gets no answer and its connection is closed")
 	s.Duration(&c.BodyReadTimeout, "body-read-timeout", "BODY_READ_TIMEOUT", 30*time.Second, "a request body that takes longer (after the headers) to arrive is refused with 408; WebSockets and SSE streams are not cut")
@@ -99,9 +92,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 		s.Errorf("DEV_NATS_ADDR %q: %v", c.DevNATSAddr, err)
 	}
 	s.Check(c.MaxBodyBytes >= 1024, "MAX_BODY_BYTES must be at least 1024")
-	s.Check(c.RunnerConcurrency >= 1 && c.RunnerConcurrency <= 10000, "RUNNER_CONCURRENCY must be 1-10000")
-	s.Check(c.ShutdownGrace >= 0, "SHUTDOWN_GRACE must not be negative")
-	s.Check(c.AckWait >= time.Second, "ACK_WAIT must be at least 1s")
+	c.Runner.Check(s)
 	s.Check(c.SessionSecret == "" || c.SessionSecretFile == "", "set SESSION_SECRET or SESSION_SECRET_FILE, not both")
 	s.Check(c.JWTSecret == "" || c.JWTSecretFile == "", "set JWT_HS256_SECRET or JWT_HS256_SECRET_FILE, not both")
 	s.Check(c.JWKSFile == "" || c.JWKSURL == "", "set JWT_JWKS_FILE or JWT_JWKS_URL, not both")
@@ -122,8 +113,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	s.Check(c.BodyReadTimeout >= 100*time.Millisecond, "BODY_READ_TIMEOUT must be at least 100ms")
 	s.Check(c.IdleTimeout >= 100*time.Millisecond, "IDLE_TIMEOUT must be at least 100ms")
 	s.Check(c.MaxHeaderBytes >= 4096 && c.MaxHeaderBytes <= 16<<20, "MAX_HEADER_BYTES must be 4096 to 16777216")
-	s.Check(c.EventsMaxAge >= time.Minute, "EVENTS_MAX_AGE must be at least 1m")
-	s.Check(c.EventsMaxPerJob >= 10, "EVENTS_MAX_PER_JOB must be at least 10")
+	c.Retention.Check(s)
 	return c, s.Err()
 }
 

@@ -4,22 +4,21 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/jobwire/jobwire/services/runner/worker"
+	"github.com/nats-io/nats.go"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"path/filepath"
-	"sync"
 	"time"
 
 	"github.com/jobwire/jobwire/internal/debugserver"
+	"github.com/jobwire/jobwire/internal/devstack"
 	"github.com/jobwire/jobwire/internal/envflag"
 	"github.com/jobwire/jobwire/internal/natsconn"
-	"github.com/jobwire/jobwire/internal/natsembed"
 	"github.com/jobwire/jobwire/services/gateway/httpapi"
 	"github.com/jobwire/jobwire/services/runner/jobtypes"
-	"github.com/jobwire/jobwire/services/runner/worker"
 )
 
 // run is the whole gateway process; main only adds signals. It returns
@@ -43,15 +42,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 
 	natsURL := cfg.NATSURL
 	if cfg.Dev {
-		dir := filepath.Join(cfg.DataDir, "nats")
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			return err
-		}
-		ns, err := natsembed.Start(cfg.DevNATSAddr, dir)
+		ns, err := devstack.StartNATS(cfg.DevNATSAddr, filepath.Join(cfg.DataDir, "nats"))
 		if err != nil {
 			return fmt.Errorf("embedded nats server: %w", err)
 		}
-		defer natsembed.Stop(ns)
+		defer devstack.StopNATS(ns)
 		natsURL = ns.ClientURL()
 	}
 
@@ -73,29 +68,21 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	defer gw.Close()
 
-	var wg sync.WaitGroup
-	defer wg.Wait()
+	stopRunner := func() {}
 	if cfg.Dev {
 		rnc, err := natsconn.Connect(ctx, natsURL, "jobwire-runner", log)
 		if err != nil {
 			return err
 		}
 		defer rnc.Close()
-		types, err := jobtypes.All(cfg.ExecConfig, getenv)
+		types, err := jobtypes.All(cfg.Runner.ExecConfig, getenv)
 		if err != nil {
 			return err
 		}
-		r, err := worker.New(ctx, rnc, worker.Config{
-			Concurrency: int(cfg.RunnerConcurrency), ShutdownGrace: cfg.ShutdownGrace, AckWait: cfg.AckWait,
-			Topology: cfg.Topology(), Logger: log.With("component", "runner"),
-		}, types...)
-		if err != nil {
+		if stopRunner, err = startDevRunner(ctx, rnc, log, cfg.Runner.Worker(log.With("component", "runner"), cfg.Retention), types); err != nil {
 			return err
 		}
-		wg.Go(func() {
-			_ = r.Run(ctx)
-			_ = rnc.FlushTimeout(2 * time.Second) // delivers the last acks and naks
-		})
+		defer stopRunner()
 	}
 
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
@@ -124,10 +111,31 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err := <-serveErr; !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}
-	wg.Wait()
+	stopRunner()
 	gw.Close()
 	if err := nc.Drain(); err != nil {
 		log.Warn("nats drain", "err", err)
 	}
 	return nil
+}
+
+// startDevRunner creates the --dev mode's runner of types on nc, trying
+// again while JetStream is not ready (as long as ctx allows), and runs it
+// until ctx ends. wait returns once it has stopped and its last acks and
+// naks have reached NATS.
+func startDevRunner(ctx context.Context, nc *nats.Conn, log *slog.Logger, cfg worker.Config, types []worker.JobType) (wait func(), err error) {
+	var r *worker.Runner
+	if err := natsconn.Retry(ctx, log, "start runner", func(ctx context.Context) (err error) {
+		r, err = worker.New(ctx, nc, cfg, types...)
+		return err
+	}); err != nil {
+		return nil, err
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = r.Run(ctx)
+		_ = nc.FlushTimeout(2 * time.Second)
+	}()
+	return func() { <-done }, nil
 }

@@ -62,7 +62,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	var r *worker.Runner
 	if err := natsconn.Retry(ctx, log, "start runner", func(ctx context.Context) (err error) {
-		r, err = worker.New(ctx, nc, cfg.Worker(log), types...)
+		r, err = worker.New(ctx, nc, cfg.Runner.Worker(log, cfg.Retention), types...)
 		return err
 	}); err != nil {
 		return err

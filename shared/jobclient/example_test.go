@@ -8,7 +8,7 @@ import (
 	"os"
 	"time"
 
-	"github.com/jobwire/jobwire/internal/natsembed"
+	"github.com/jobwire/jobwire/internal/devstack"
 	"github.com/jobwire/jobwire/services/runner/jobtypes"
 	"github.com/jobwire/jobwire/services/runner/worker"
 	"github.com/jobwire/jobwire/shared/jobclient"
@@ -29,11 +29,11 @@ func Example() {
 		log.Fatal(err)
 	}
 	defer os.RemoveAll(dir)
-	srv, err := natsembed.Start("127.0.0.1:-1", dir)
+	srv, err := devstack.StartNATS("127.0.0.1:-1", dir)
 	if err != nil {
 		log.Fatal(err)
 	}
-	defer natsembed.Stop(srv)
+	defer devstack.StopNATS(srv)
 	nc, err := nats.Connect(srv.ClientURL())
 	if err != nil {
 		log.Fatal(err)
@@ -159,7 +159,7 @@ func startJobwire() (*jobclient.Client, func()) {
 	if err != nil {
 		log.Fatal(err)
 	}
-	srv, err := natsembed.Start("127.0.0.1:-1", dir)
+	srv, err := devstack.StartNATS("127.0.0.1:-1", dir)
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -184,7 +184,7 @@ func startJobwire() (*jobclient.Client, func()) {
 		stopRunner()
 		<-ran
 		nc.Close()
-		natsembed.Stop(srv)
+		devstack.StopNATS(srv)
 		os.RemoveAll(dir)
 	}
 }

@@ -4,18 +4,17 @@ import (
 	"net/netip"
 	"time"
 
-	"github.com/jobwire/jobwire/shared/jobs"
+	"github.com/jobwire/jobwire/internal/settings"
 )
 
 // Config is what the gateway's HTTP API can be told (the gateway's
 // config.go reads it from flags and the environment).
 type Config struct {
-	MaxBodyBytes    int64
-	EventsMaxAge    time.Duration
-	EventsMaxPerJob int64
-	TombstoneTTL    time.Duration
-	AllowedOrigins  []string
-	WriteTimeout    time.Duration
+	settings.Retention // of the streams: the gateway creates them too
+
+	MaxBodyBytes   int64
+	AllowedOrigins []string
+	WriteTimeout   time.Duration
 
 	// Slow or huge requests (NewHTTPServer).
 	ReadHeaderTimeout time.Duration
@@ -47,9 +46,4 @@ type Config struct {
 	AddrMaxConns   int64          // WebSocket and SSE connections of the anonymous sessions of one address
 	NewSessionRate int64          // new anonymous sessions per address per minute
 	MaxConns       int64          // WebSocket and SSE connections, whole gateway
-}
-
-// Topology is the stream settings this configuration asks for.
-func (c Config) Topology() jobs.Topology {
-	return jobs.Topology{EventsMaxAge: c.EventsMaxAge, EventsMaxPerJob: c.EventsMaxPerJob, TombstoneTTL: c.TombstoneTTL}
 }

@@ -9,7 +9,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/jobwire/jobwire/internal/natsembed"
+	"github.com/jobwire/jobwire/internal/devstack"
 	"github.com/jobwire/jobwire/services/runner/worker"
 	"github.com/jobwire/jobwire/shared/jobs"
 	"github.com/nats-io/nats.go"
@@ -30,11 +30,11 @@ func Example() {
 		log.Fatal(err)
 	}
 	defer os.RemoveAll(dir)
-	srv, err := natsembed.Start("127.0.0.1:-1", dir)
+	srv, err := devstack.StartNATS("127.0.0.1:-1", dir)
 	if err != nil {
 		log.Fatal(err)
 	}
-	defer natsembed.Stop(srv)
+	defer devstack.StopNATS(srv)
 	nc, err := nats.Connect(srv.ClientURL())
 	if err != nil {
 		log.Fatal(err)

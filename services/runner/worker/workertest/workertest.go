@@ -23,7 +23,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jobwire/jobwire/internal/natsembed"
+	"github.com/jobwire/jobwire/internal/devstack"
 	"github.com/jobwire/jobwire/internal/natstest"
 	"github.com/jobwire/jobwire/services/runner/worker"
 	"github.com/jobwire/jobwire/shared/jobclient"
@@ -85,7 +85,7 @@ func (h *Harness) start(types []worker.JobType) error {
 	if h.dir, err = os.MkdirTemp("", "workertest-"); err != nil {
 		return err
 	}
-	if h.srv, err = natsembed.Start("127.0.0.1:-1", h.dir); err != nil {
+	if h.srv, err = devstack.StartNATS("127.0.0.1:-1", h.dir); err != nil {
 		return err
 	}
 	if h.nc, err = nats.Connect(h.srv.ClientURL()); err != nil {
@@ -152,7 +152,7 @@ func (h *Harness) Close() {
 			}
 		}
 		if h.srv != nil {
-			natsembed.Stop(h.srv)
+			devstack.StopNATS(h.srv)
 		}
 		if h.dir != "" {
 			_ = os.RemoveAll(h.dir)

@@ -1,20 +1,24 @@
-// Package natsembed starts an in-process NATS server with JetStream, for
-// the one-command dev mode and for tests.
-package natsembed
+// Package devstack starts jobwire's embedded NATS server with JetStream:
+// the server of the gateway's --dev mode, and the one place that starts
+// NATS servers for tests (internal/natstest, workertest). (The --dev
+// mode's in-process runner is wired in the gateway's run.go: the runner's
+// own tests start their servers here, so this package cannot import it.)
+package devstack
 
 import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"strconv"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
 )
 
-// Start runs a NATS server with JetStream storing in dir, listening on
+// StartNATS runs a NATS server with JetStream storing in dir, listening on
 // addr ("host:port"; port 0 or -1 picks a free one).
-func Start(addr, dir string) (*server.Server, error) {
+func StartNATS(addr, dir string) (*server.Server, error) {
 	host, portStr, err := net.SplitHostPort(addr)
 	if err != nil {
 		return nil, fmt.Errorf("nats address %q: %w", addr, err)
@@ -25,6 +29,9 @@ func Start(addr, dir string) (*server.Server, error) {
 	}
 	if port == 0 {
 		port = -1
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
 	}
 	s, err := server.NewServer(&server.Options{
 		ServerName: "jobwire-embedded",
@@ -46,8 +53,8 @@ func Start(addr, dir string) (*server.Server, error) {
 	return s, nil
 }
 
-// Stop shuts s down and waits until it is gone.
-func Stop(s *server.Server) {
+// StopNATS shuts s down and waits until it is gone.
+func StopNATS(s *server.Server) {
 	s.Shutdown()
 	s.WaitForShutdown()
 }

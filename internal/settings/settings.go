@@ -1,0 +1,75 @@
+// Package settings defines, once, the settings that both commands take:
+// the streams' retention (the gateway and the runner both create the
+// topology, so they must agree on it) and the runner's own settings (for
+// the runner, and for the gateway's --dev runner).
+package settings
+
+import (
+	"log/slog"
+	"time"
+
+	"github.com/jobwire/jobwire/internal/envflag"
+	"github.com/jobwire/jobwire/services/runner/worker"
+	"github.com/jobwire/jobwire/shared/jobs"
+)
+
+// Retention is how long and how much of a job's history is kept.
+type Retention struct {
+	EventsMaxAge    time.Duration
+	EventsMaxPerJob int64
+	// TombstoneTTL is how long an ended job is remembered after its events
+	// have aged out (it then answers 410, not 404).
+	TombstoneTTL time.Duration
+}
+
+// Register defines EVENTS_MAX_AGE, EVENTS_MAX_PER_JOB and TOMBSTONE_TTL.
+func (r *Retention) Register(s *envflag.Set) {
+	s.Duration(&r.EventsMaxAge, "events-max-age", "EVENTS_MAX_AGE", jobs.DefaultEventsMaxAge, "how long job events and states are kept")
+	s.Int(&r.EventsMaxPerJob, "events-max-per-job", "EVENTS_MAX_PER_JOB", jobs.DefaultEventsMaxPerJob, "how many events are kept per job")
+	s.Duration(&r.TombstoneTTL, "tombstone-ttl", "TOMBSTONE_TTL", jobs.DefaultTombstoneTTL, "how long an ended job is remembered after its events expire (it then answers 410, not 404)")
+}
+
+// Check records what is wrong with r in s.
+func (r Retention) Check(s *envflag.Set) {
+	s.Check(r.EventsMaxAge >= time.Minute, "EVENTS_MAX_AGE must be at least 1m")
+	s.Check(r.EventsMaxPerJob >= 10, "EVENTS_MAX_PER_JOB must be at least 10")
+	s.Check(r.TombstoneTTL >= 0, "TOMBSTONE_TTL must not be negative")
+}
+
+// Topology is the stream settings r asks for.
+func (r Retention) Topology() jobs.Topology {
+	return jobs.Topology{EventsMaxAge: r.EventsMaxAge, EventsMaxPerJob: r.EventsMaxPerJob, TombstoneTTL: r.TombstoneTTL}
+}
+
+// Runner is how a runner runs jobs.
+type Runner struct {
+	Concurrency   int64
+	AckWait       time.Duration
+	ShutdownGrace time.Duration
+	ExecConfig    string // file of commands that run as job types
+}
+
+// Register defines RUNNER_CONCURRENCY (as the flag concurrencyFlag),
+// ACK_WAIT, SHUTDOWN_GRACE and EXEC_CONFIG; scope starts each flag's help
+// ("--dev: " in the gateway).
+func (r *Runner) Register(s *envflag.Set, concurrencyFlag, scope string) {
+	s.Int(&r.Concurrency, concurrencyFlag, "RUNNER_CONCURRENCY", 4, scope+"jobs the runner runs at once")
+	s.Duration(&r.AckWait, "ack-wait", "ACK_WAIT", 30*time.Second, scope+"a job whose runner is silent this long goes to another runner; running jobs heartbeat")
+	s.Duration(&r.ShutdownGrace, "shutdown-grace", "SHUTDOWN_GRACE", 10*time.Second, scope+"on SIGTERM, how long running jobs may finish before they are handed back")
+	s.String(&r.ExecConfig, "exec-config", "EXEC_CONFIG", "", scope+"JSON file of commands that run as job types (see examples/exec)")
+}
+
+// Check records what is wrong with r in s.
+func (r Runner) Check(s *envflag.Set) {
+	s.Check(r.Concurrency >= 1 && r.Concurrency <= 10000, "RUNNER_CONCURRENCY must be 1-10000")
+	s.Check(r.AckWait >= time.Second, "ACK_WAIT must be at least 1s")
+	s.Check(r.ShutdownGrace >= 0, "SHUTDOWN_GRACE must not be negative")
+}
+
+// Worker is the runner configuration r asks for, on streams kept as ret says.
+func (r Runner) Worker(log *slog.Logger, ret Retention) worker.Config {
+	return worker.Config{
+		Concurrency: int(r.Concurrency), AckWait: r.AckWait, ShutdownGrace: r.ShutdownGrace,
+		Topology: ret.Topology(), Logger: log,
+	}
+}
