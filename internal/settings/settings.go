@@ -5,9 +5,12 @@
 package settings
 
 import (
+	"fmt"
 	"log/slog"
+	"net"
 	"time"
 
+	"github.com/jobwire/jobwire/internal/debugserver"
 	"github.com/jobwire/jobwire/internal/envflag"
 	"github.com/jobwire/jobwire/services/runner/worker"
 	"github.com/jobwire/jobwire/shared/jobs"
@@ -72,4 +75,33 @@ func (r Runner) Worker(log *slog.Logger, ret Retention) worker.Config {
 		Concurrency: int(r.Concurrency), AckWait: r.AckWait, ShutdownGrace: r.ShutdownGrace,
 		Topology: ret.Topology(), Logger: log,
 	}
+}
+
+// Debug is where Go's profiles are served (internal/debugserver).
+type Debug struct {
+	Addr string // empty: off
+}
+
+// Register defines DEBUG_ADDR.
+func (d *Debug) Register(s *envflag.Set) {
+	s.String(&d.Addr, "debug-addr", "DEBUG_ADDR", "", "listen address of Go's profiles (/debug/pprof/); off when empty; never expose it publicly")
+}
+
+// Check records what is wrong with d in s.
+func (d Debug) Check(s *envflag.Set) {
+	if _, _, err := net.SplitHostPort(d.Addr); d.Addr != "" && err != nil {
+		s.Errorf("DEBUG_ADDR %q: %v", d.Addr, err)
+	}
+}
+
+// Start serves the profiles when an address is set; stop ends that.
+func (d Debug) Start(log *slog.Logger) (stop func(), err error) {
+	if d.Addr == "" {
+		return func() {}, nil
+	}
+	_, stop, err = debugserver.Start(d.Addr, log)
+	if err != nil {
+		return nil, fmt.Errorf("debug server: %w", err)
+	}
+	return stop, nil
 }

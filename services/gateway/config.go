@@ -23,7 +23,7 @@ type Config struct {
 	NATSURL     string
 	DataDir     string
 	DevNATSAddr string
-	DebugAddr   string
+	Debug       settings.Debug // where /debug/pprof/ listens
 	// Runner is the --dev runner's settings.
 	Runner settings.Runner
 
@@ -69,7 +69,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	s.Int(&c.NewSessionRate, "new-session-rate", "NEW_SESSION_RATE", 60, "new anonymous sessions per client address per minute")
 	s.Int(&c.MaxConns, "max-conns", "MAX_CONNS", 10000, "open WebSocket and SSE connections of the whole gateway")
 	s.Int(&c.MaxJSONDepth, "max-json-depth", "MAX_JSON_DEPTH", 32, "deepest nesting accepted in a job's input")
-	s.String(&c.DebugAddr, "debug-addr", "DEBUG_ADDR", "", "listen address of Go's profiles (/debug/pprof/); off when empty; never expose it publicly")
+	c.Debug.Register(s)
 	c.NATS.RegisterFlags(s)
 	if err := s.Parse(args); err != nil {
 		return c, err
@@ -85,9 +85,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	if _, _, err := net.SplitHostPort(c.HTTPAddr); err != nil {
 		s.Errorf("HTTP_ADDR %q: %v", c.HTTPAddr, err)
 	}
-	if _, _, err := net.SplitHostPort(c.DebugAddr); c.DebugAddr != "" && err != nil {
-		s.Errorf("DEBUG_ADDR %q: %v", c.DebugAddr, err)
-	}
+	c.Debug.Check(s)
 	if _, _, err := net.SplitHostPort(c.DevNATSAddr); c.Dev && err != nil {
 		s.Errorf("DEV_NATS_ADDR %q: %v", c.DevNATSAddr, err)
 	}

@@ -13,7 +13,6 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/jobwire/jobwire/internal/debugserver"
 	"github.com/jobwire/jobwire/internal/devstack"
 	"github.com/jobwire/jobwire/internal/envflag"
 	"github.com/jobwire/jobwire/internal/natsconn"
@@ -32,13 +31,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 	log := slog.New(slog.NewTextHandler(stderr, nil))
-	if cfg.DebugAddr != "" {
-		_, stop, err := debugserver.Start(cfg.DebugAddr, log)
-		if err != nil {
-			return fmt.Errorf("debug server: %w", err)
-		}
-		defer stop()
+	stopDebug, err := cfg.Debug.Start(log)
+	if err != nil {
+		return err
 	}
+	defer stopDebug()
 
 	natsURL := cfg.NATSURL
 	if cfg.Dev {

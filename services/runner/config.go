@@ -3,7 +3,6 @@ package main
 import (
 	"github.com/jobwire/jobwire/internal/settings"
 	"io"
-	"net"
 	"strings"
 
 	"github.com/jobwire/jobwire/internal/envflag"
@@ -14,10 +13,10 @@ import (
 type Config struct {
 	settings.Runner
 	settings.Retention
-	NATSURL   string
-	JobTypes  []string // serve only these types (empty: all)
-	DebugAddr string   // where /debug/pprof/ listens (empty: off)
-	NATS      natsconn.Auth
+	NATSURL  string
+	JobTypes []string       // serve only these types (empty: all)
+	Debug    settings.Debug // where /debug/pprof/ listens
+	NATS     natsconn.Auth
 }
 
 func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (Config, error) {
@@ -28,7 +27,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	c.Retention.Register(s)
 	var types string
 	s.String(&types, "job-types", "JOB_TYPES", "", "serve only these job types, comma separated (default: all this runner knows)")
-	s.String(&c.DebugAddr, "debug-addr", "DEBUG_ADDR", "", "listen address of Go's profiles (/debug/pprof/); off when empty; never expose it publicly")
+	c.Debug.Register(s)
 	c.NATS.RegisterFlags(s)
 	if err := s.Parse(args); err != nil {
 		return c, err
@@ -38,9 +37,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 		s.Errorf("%v", err)
 	}
 	s.Check(c.NATSURL != "", "NATS_URL (--nats-url) is required")
-	if _, _, err := net.SplitHostPort(c.DebugAddr); c.DebugAddr != "" && err != nil {
-		s.Errorf("DEBUG_ADDR %q: %v", c.DebugAddr, err)
-	}
+	c.Debug.Check(s)
 	c.Runner.Check(s)
 	c.Retention.Check(s)
 	return c, s.Err()

@@ -12,7 +12,6 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/jobwire/jobwire/internal/debugserver"
 	"github.com/jobwire/jobwire/internal/envflag"
 	"github.com/jobwire/jobwire/internal/natsconn"
 	"github.com/jobwire/jobwire/services/runner/jobtypes"
@@ -37,13 +36,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 	log := slog.New(slog.NewTextHandler(stderr, nil))
-	if cfg.DebugAddr != "" {
-		_, stop, err := debugserver.Start(cfg.DebugAddr, log)
-		if err != nil {
-			return fmt.Errorf("debug server: %w", err)
-		}
-		defer stop()
+	stopDebug, err := cfg.Debug.Start(log)
+	if err != nil {
+		return err
 	}
+	defer stopDebug()
 	natsOpts, err := cfg.NATS.Options()
 	if err != nil {
 		return err
