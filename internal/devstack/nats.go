@@ -58,3 +58,18 @@ func StopNATS(s *server.Server) {
 	s.Shutdown()
 	s.WaitForShutdown()
 }
+
+// StartTempNATS runs a NATS server with JetStream on a free loopback port,
+// storing in a new temporary directory. stop shuts it down and removes the
+// directory. For examples and test helpers that have no testing.T.
+func StartTempNATS() (s *server.Server, stop func(), err error) {
+	dir, err := os.MkdirTemp("", "jobwire-nats-")
+	if err != nil {
+		return nil, nil, err
+	}
+	if s, err = StartNATS("127.0.0.1:-1", dir); err != nil {
+		_ = os.RemoveAll(dir)
+		return nil, nil, err
+	}
+	return s, func() { StopNATS(s); _ = os.RemoveAll(dir) }, nil
+}

@@ -11,6 +11,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"github.com/jobwire/jobwire/internal/natstest"
 	"log/slog"
 	"math/big"
 	"net"
@@ -89,7 +90,7 @@ func TestAuthentication(t *testing.T) {
 func TestConnectKeepsSecretsAndReportsViolations(t *testing.T) {
 	t.Parallel()
 	s := startServer(t)
-	var logs syncBuffer
+	var logs natstest.LockedBuffer
 	log := slog.New(slog.NewTextHandler(&logs, nil))
 	const secret = "Wr0ngButSecret"
 	url := strings.Replace(s.ClientURL(), "nats://", "nats://gateway:"+secret+"@", 1)

@@ -1,7 +1,6 @@
 package natsperm_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -308,28 +307,3 @@ func streamState(t testing.TB, s *server.Server, stream string) server.StreamSta
 }
 
 func contains(s, sub string) bool { return strings.Contains(s, sub) }
-
-// syncBuffer is a bytes.Buffer safe for a log handler writing from
-// several goroutines while the test reads it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-func (s *syncBuffer) Reset() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.b.Reset()
-}

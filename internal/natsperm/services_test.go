@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"github.com/jobwire/jobwire/internal/natstest"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
@@ -177,7 +178,7 @@ func buildServices(t *testing.T) string {
 // program is a running service process.
 type program struct {
 	cmd    *exec.Cmd
-	stderr *syncBuffer
+	stderr *natstest.LockedBuffer
 	match  []string // the start-up line's submatches
 	done   chan error
 	once   sync.Once
@@ -187,7 +188,7 @@ type program struct {
 // stdout that matches ready. It is stopped when the test ends.
 func startProgram(t *testing.T, path string, env []string, ready *regexp.Regexp) *program {
 	t.Helper()
-	p := &program{cmd: exec.Command(path), stderr: &syncBuffer{}, done: make(chan error, 1)}
+	p := &program{cmd: exec.Command(path), stderr: &natstest.LockedBuffer{}, done: make(chan error, 1)}
 	p.cmd.Env = env
 	p.cmd.Stderr = p.stderr
 	stdout, err := p.cmd.StdoutPipe()

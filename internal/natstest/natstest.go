@@ -2,8 +2,11 @@
 package natstest
 
 import (
+	"bytes"
 	"context"
 	"net"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -125,3 +128,32 @@ func Consumers(t testing.TB, stream jetstream.Stream) int {
 	}
 	return info.State.Consumers
 }
+
+// LockedBuffer is a bytes.Buffer that a system under test (its logs, a
+// process's output) and the test may use at once.
+type LockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *LockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *LockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// Reset empties the buffer.
+func (l *LockedBuffer) Reset() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.b.Reset()
+}
+
+// Lines counts the lines written so far.
+func (l *LockedBuffer) Lines() int { return strings.Count(l.String(), "\n") }

@@ -7,7 +7,6 @@
 package testsys
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -449,21 +448,5 @@ func Kinds(evs []jobs.Event) []string {
 	return out
 }
 
-// LockedBuffer is a bytes.Buffer that a system (its logs) and the test
-// may use at once.
-type LockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *LockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *LockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
+// LockedBuffer is natstest.LockedBuffer, for the tests that use testsys.
+type LockedBuffer = natstest.LockedBuffer

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log"
-	"os"
 	"time"
 
 	"github.com/jobwire/jobwire/internal/devstack"
@@ -24,16 +23,11 @@ func Example() {
 	defer cancel()
 
 	// A NATS server with JetStream, in process (use a real one in production).
-	dir, err := os.MkdirTemp("", "jobclient-example-")
+	srv, stopNATS, err := devstack.StartTempNATS()
 	if err != nil {
 		log.Fatal(err)
 	}
-	defer os.RemoveAll(dir)
-	srv, err := devstack.StartNATS("127.0.0.1:-1", dir)
-	if err != nil {
-		log.Fatal(err)
-	}
-	defer devstack.StopNATS(srv)
+	defer stopNATS()
 	nc, err := nats.Connect(srv.ClientURL())
 	if err != nil {
 		log.Fatal(err)
@@ -155,11 +149,7 @@ func ExampleClient_Submit() {
 // server and a runner of the built-in job types. It returns a client and
 // a function that stops it all.
 func startJobwire() (*jobclient.Client, func()) {
-	dir, err := os.MkdirTemp("", "jobclient-example-")
-	if err != nil {
-		log.Fatal(err)
-	}
-	srv, err := devstack.StartNATS("127.0.0.1:-1", dir)
+	srv, stopNATS, err := devstack.StartTempNATS()
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -184,7 +174,6 @@ func startJobwire() (*jobclient.Client, func()) {
 		stopRunner()
 		<-ran
 		nc.Close()
-		devstack.StopNATS(srv)
-		os.RemoveAll(dir)
+		stopNATS()
 	}
 }

@@ -1,6 +1,7 @@
 package worker
 
 import (
+	"github.com/jobwire/jobwire/internal/natstest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -24,12 +25,12 @@ func buildRunner(t *testing.T) string {
 
 type runnerProc struct {
 	cmd    *exec.Cmd
-	stderr *lines
+	stderr *natstest.LockedBuffer
 }
 
 func startRunnerProc(t *testing.T, bin, natsURL string) *runnerProc {
 	t.Helper()
-	p := &runnerProc{cmd: exec.Command(bin), stderr: &lines{}}
+	p := &runnerProc{cmd: exec.Command(bin), stderr: &natstest.LockedBuffer{}}
 	p.cmd.Env = append(os.Environ(), "NATS_URL="+natsURL, "ACK_WAIT=2s", "RUNNER_CONCURRENCY=1", "SHUTDOWN_GRACE=1s")
 	p.cmd.Stderr = p.stderr
 	if err := p.cmd.Start(); err != nil {

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"log"
-	"os"
 	"strings"
 	"time"
 
@@ -25,16 +24,11 @@ func Example() {
 	defer cancel()
 
 	// A NATS server with JetStream, in process (use a real one in production).
-	dir, err := os.MkdirTemp("", "jobwire-example-")
+	srv, stopNATS, err := devstack.StartTempNATS()
 	if err != nil {
 		log.Fatal(err)
 	}
-	defer os.RemoveAll(dir)
-	srv, err := devstack.StartNATS("127.0.0.1:-1", dir)
-	if err != nil {
-		log.Fatal(err)
-	}
-	defer devstack.StopNATS(srv)
+	defer stopNATS()
 	nc, err := nats.Connect(srv.ClientURL())
 	if err != nil {
 		log.Fatal(err)

@@ -1,9 +1,9 @@
 package worker
 
 import (
-	"bytes"
 	"context"
 	"fmt"
+	"github.com/jobwire/jobwire/internal/natstest"
 	"log/slog"
 	"strings"
 	"sync"
@@ -111,38 +111,18 @@ func TestOldPoolConsumerIsReplaced(t *testing.T) {
 	}
 }
 
-// lines is a log destination that counts what is written to it.
-type lines struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *lines) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *lines) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
-
-func (l *lines) count() int { return strings.Count(l.String(), "\n") }
-
 // A runner whose consumer is deleted under it (nats consumer rm) creates
 // it again and takes jobs, without flooding its log.
 func TestRunnerRecoversItsDeletedConsumer(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	var log lines
+	var log natstest.LockedBuffer
 	var r runs
 	e.startRunner(Config{Logger: slog.New(slog.NewTextHandler(&log, nil))}, r.jobType("alpha"))
 	if end := e.waitEnded(e.submit("alpha", "")); end.Status != jobs.StatusSucceeded {
 		t.Fatalf("first job ended %s", describe(end))
 	}
-	before := log.count()
+	before := log.Lines()
 	// Wait for the runner's fetch to be waiting, so the deletion ends it.
 	e.eventually("the runner to wait for jobs", func() (bool, string) {
 		ci, err := e.consumer()
@@ -160,7 +140,7 @@ func TestRunnerRecoversItsDeletedConsumer(t *testing.T) {
 	}
 	// A warning and a note that the consumer was created again; allow a
 	// few more, but nothing like a line per retry.
-	if n := log.count() - before; n > 6 {
+	if n := log.Lines() - before; n > 6 {
 		t.Errorf("the runner logged %d lines while its consumer was gone:\n%.3000s", n, log.String())
 	}
 }

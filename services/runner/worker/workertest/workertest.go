@@ -18,7 +18,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
 	"sync"
 	"testing"
 	"time"
@@ -50,13 +49,13 @@ type Config struct {
 // Harness is one NATS server with a runner serving some job types, and a
 // client of the test's own. Close (called when the test ends) stops them.
 type Harness struct {
-	t      testing.TB
-	cfg    Config
-	dir    string
-	srv    *server.Server
-	nc     *nats.Conn // the test's
-	rnc    *nats.Conn // the runner's
-	client *jobclient.Client
+	t        testing.TB
+	cfg      Config
+	srv      *server.Server
+	stopNATS func()     // shuts srv down and removes its storage
+	nc       *nats.Conn // the test's
+	rnc      *nats.Conn // the runner's
+	client   *jobclient.Client
 
 	closeOnce sync.Once
 	stopOnce  sync.Once
@@ -82,10 +81,7 @@ func New(t testing.TB, cfg Config, types ...worker.JobType) *Harness {
 
 func (h *Harness) start(types []worker.JobType) error {
 	var err error
-	if h.dir, err = os.MkdirTemp("", "workertest-"); err != nil {
-		return err
-	}
-	if h.srv, err = devstack.StartNATS("127.0.0.1:-1", h.dir); err != nil {
+	if h.srv, h.stopNATS, err = devstack.StartTempNATS(); err != nil {
 		return err
 	}
 	if h.nc, err = nats.Connect(h.srv.ClientURL()); err != nil {
@@ -151,11 +147,8 @@ func (h *Harness) Close() {
 				nc.Close()
 			}
 		}
-		if h.srv != nil {
-			devstack.StopNATS(h.srv)
-		}
-		if h.dir != "" {
-			_ = os.RemoveAll(h.dir)
+		if h.stopNATS != nil {
+			h.stopNATS()
 		}
 	})
 }
