@@ -1,7 +1,8 @@
-// Package settings defines, once, the settings that both commands take:
-// the streams' retention (the gateway and the runner both create the
-// topology, so they must agree on it) and the runner's own settings (for
-// the runner, and for the gateway's --dev runner).
+// Package settings defines, once, the settings that several commands take:
+// the streams' retention (the gateway, the runner and jobwire-setup create
+// or check the topology, so they must agree on it), whether a service
+// creates the topology or only checks it, and the runner's own settings
+// (for the runner, and for the gateway's --dev runner).
 package settings
 
 import (
@@ -43,6 +44,34 @@ func (r Retention) Check(s *envflag.Set) {
 func (r Retention) Topology() jobs.Topology {
 	return jobs.Topology{EventsMaxAge: r.EventsMaxAge, EventsMaxPerJob: r.EventsMaxPerJob, TombstoneTTL: r.TombstoneTTL}
 }
+
+// TopologyMode is what a service does with the streams and buckets at
+// start-up (TOPOLOGY).
+type TopologyMode string
+
+const (
+	// TopologyCreate creates or updates them (jobs.Topology.CreateOrUpdate):
+	// the service's NATS user needs the rights to. The default, and --dev.
+	TopologyCreate TopologyMode = "create"
+	// TopologyCheck only checks that they exist and match
+	// (jobs.Topology.Check), waiting while they do not: jobwire-setup
+	// makes them with admin rights. A runner still creates its consumers.
+	TopologyCheck TopologyMode = "check"
+)
+
+// Register defines TOPOLOGY.
+func (m *TopologyMode) Register(s *envflag.Set) {
+	s.String((*string)(m), "topology", "TOPOLOGY", string(TopologyCreate),
+		"create: create or update the streams and buckets at start-up; check: only check that they exist and match (jobwire-setup makes them), waiting while they do not")
+}
+
+// Check records what is wrong with m in s.
+func (m TopologyMode) Check(s *envflag.Set) {
+	s.Check(m == TopologyCreate || m == TopologyCheck, fmt.Sprintf("TOPOLOGY must be create or check, not %q", string(m)))
+}
+
+// CheckOnly reports whether the service may only check the topology.
+func (m TopologyMode) CheckOnly() bool { return m == TopologyCheck }
 
 // Runner is how a runner runs jobs.
 type Runner struct {

@@ -45,6 +45,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	s.Int(&c.MaxBodyBytes, "max-body-bytes", "MAX_BODY_BYTES", 1<<20, "largest accepted request body in bytes")
 	c.Runner.Register(s, "runner-concurrency", "--dev: ")
 	c.Retention.Register(s)
+	c.TopologyMode.Register(s)
 	s.Duration(&c.WriteTimeout, "write-timeout", "WRITE_TIMEOUT", 10*time.Second, "a WebSocket or SSE client that takes longer to accept one message is closed as too slow")
 	s.Duration(&c.ReadHeaderTimeout, "read-header-timeout", "READ_HEADER_TIMEOUT", 10*time.Second, "a request whose headers take longer to arrive gets no answer and its connection is closed")
 	s.Duration(&c.BodyReadTimeout, "body-read-timeout", "BODY_READ_TIMEOUT", 30*time.Second, "a request body that takes longer (after the headers) to arrive is refused with 408; WebSockets and SSE streams are not cut")
@@ -112,6 +113,8 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	s.Check(c.IdleTimeout >= 100*time.Millisecond, "IDLE_TIMEOUT must be at least 100ms")
 	s.Check(c.MaxHeaderBytes >= 4096 && c.MaxHeaderBytes <= 16<<20, "MAX_HEADER_BYTES must be 4096 to 16777216")
 	c.Retention.Check(s)
+	c.TopologyMode.Check(s)
+	s.Check(!c.Dev || !c.TopologyMode.CheckOnly(), "--dev creates the streams itself: drop TOPOLOGY=check (--topology) or --dev")
 	return c, s.Err()
 }
 

@@ -87,16 +87,21 @@ func TestDevModeStateSurvivesRestartOfEverything(t *testing.T) {
 
 func TestConfigErrorsReportedTogether(t *testing.T) {
 	t.Parallel()
-	env := map[string]string{"MAX_BODY_BYTES": "10", "RUNNER_CONCURRENCY": "x", "HTTP_ADDR": "nope", "DEBUG_ADDR": "nope"}
+	env := map[string]string{"MAX_BODY_BYTES": "10", "RUNNER_CONCURRENCY": "x", "HTTP_ADDR": "nope", "DEBUG_ADDR": "nope", "TOPOLOGY": "sometimes"}
 	var stderr testsys.LockedBuffer
 	err := run(context.Background(), nil, func(k string) string { return env[k] }, &stderr, &stderr)
 	if err == nil {
 		t.Fatal("run accepted a bad configuration")
 	}
-	for _, want := range []string{"NATS_URL", "MAX_BODY_BYTES", "RUNNER_CONCURRENCY", "HTTP_ADDR", "DEBUG_ADDR"} {
+	for _, want := range []string{"NATS_URL", "MAX_BODY_BYTES", "RUNNER_CONCURRENCY", "HTTP_ADDR", "DEBUG_ADDR", "TOPOLOGY"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q does not mention %s", err, want)
 		}
+	}
+	// --dev makes its own streams: it cannot only check them.
+	env = map[string]string{"DEV": "true", "TOPOLOGY": "check"}
+	if err := run(context.Background(), nil, func(k string) string { return env[k] }, &stderr, &stderr); err == nil || !strings.Contains(err.Error(), "TOPOLOGY=check") {
+		t.Errorf("--dev with TOPOLOGY=check: %v, want an error naming TOPOLOGY=check", err)
 	}
 }
 

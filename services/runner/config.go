@@ -13,10 +13,11 @@ import (
 type Config struct {
 	settings.Runner
 	settings.Retention
-	NATSURL  string
-	JobTypes []string       // serve only these types (empty: all)
-	Debug    settings.Debug // where /debug/pprof/ listens
-	NATS     natsconn.Auth
+	TopologyMode settings.TopologyMode // create or only check the streams
+	NATSURL      string
+	JobTypes     []string       // serve only these types (empty: all)
+	Debug        settings.Debug // where /debug/pprof/ listens
+	NATS         natsconn.Auth
 }
 
 func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (Config, error) {
@@ -25,6 +26,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	s.String(&c.NATSURL, "nats-url", "NATS_URL", "", "NATS server URL(s), comma separated (required)")
 	c.Runner.Register(s, "concurrency", "")
 	c.Retention.Register(s)
+	c.TopologyMode.Register(s)
 	var types string
 	s.String(&types, "job-types", "JOB_TYPES", "", "serve only these job types, comma separated (default: all this runner knows)")
 	c.Debug.Register(s)
@@ -40,5 +42,6 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	c.Debug.Check(s)
 	c.Runner.Check(s)
 	c.Retention.Check(s)
+	c.TopologyMode.Check(s)
 	return c, s.Err()
 }

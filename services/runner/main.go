@@ -57,9 +57,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if types, err = jobtypes.Select(types, cfg.JobTypes); err != nil {
 		return err
 	}
+	wcfg := cfg.Runner.Worker(log, cfg.Retention)
+	wcfg.CheckTopology = cfg.TopologyMode.CheckOnly() // the consumers it creates either way
 	var r *worker.Runner
 	if err := natsconn.Retry(ctx, log, "start runner", func(ctx context.Context) (err error) {
-		r, err = worker.New(ctx, nc, cfg.Runner.Worker(log, cfg.Retention), types...)
+		r, err = worker.New(ctx, nc, wcfg, types...)
 		return err
 	}); err != nil {
 		return err

@@ -58,14 +58,58 @@ func TestRunRunsJobsFromNATS(t *testing.T) {
 	}
 }
 
+// With TOPOLOGY=check the runner creates no stream: it waits, saying
+// what is missing and that jobwire-setup makes it, and starts running
+// jobs once the streams are there.
+func TestCheckModeWaitsForTheTopology(t *testing.T) {
+	t.Parallel()
+	ns := natstest.Server(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	env := map[string]string{"NATS_URL": ns.ClientURL(), "TOPOLOGY": "check", "SHUTDOWN_GRACE": "1s"}
+	var stdout, stderr natstest.LockedBuffer
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- run(runCtx, nil, func(k string) string { return env[k] }, &stdout, &stderr) }()
+	for !strings.Contains(stderr.String(), "stream JOBS is missing") {
+		if ctx.Err() != nil {
+			t.Fatalf("the runner did not say what is missing:\n%s", stderr.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if log := stderr.String(); !strings.Contains(log, "jobwire-setup") || !strings.Contains(log, "bucket JOBWIRE_TYPES is missing") {
+		t.Errorf("the runner's warning does not list everything missing and name jobwire-setup:\n%s", log)
+	}
+	js, err := jetstream.New(natstest.Connect(t, ns))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.Stream(ctx, jobs.QueueStream); err == nil {
+		t.Fatal("the runner created the JOBS stream in check mode")
+	}
+	if _, err := (jobs.Topology{}).CreateOrUpdate(ctx, js); err != nil { // what jobwire-setup does
+		t.Fatal(err)
+	}
+	for !strings.Contains(stdout.String(), "jobwire runner: running") {
+		if ctx.Err() != nil {
+			t.Fatalf("the runner did not start once the streams were there:\n%s", stderr.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	stop()
+	if err := <-done; err != nil {
+		t.Fatalf("run: %v", err)
+	}
+}
+
 func TestRunRejectsBadConfig(t *testing.T) {
 	t.Parallel()
-	env := map[string]string{"RUNNER_CONCURRENCY": "0", "ACK_WAIT": "soon", "DEBUG_ADDR": "nope"}
+	env := map[string]string{"RUNNER_CONCURRENCY": "0", "ACK_WAIT": "soon", "DEBUG_ADDR": "nope", "TOPOLOGY": "sometimes"}
 	err := run(context.Background(), nil, func(k string) string { return env[k] }, io.Discard, io.Discard)
 	if err == nil {
 		t.Fatal("bad configuration accepted")
 	}
-	for _, want := range []string{"NATS_URL", "RUNNER_CONCURRENCY", "ACK_WAIT", "DEBUG_ADDR"} {
+	for _, want := range []string{"NATS_URL", "RUNNER_CONCURRENCY", "ACK_WAIT", "DEBUG_ADDR", "TOPOLOGY"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("%q does not mention %s", err, want)
 		}

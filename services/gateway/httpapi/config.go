@@ -10,7 +10,10 @@ import (
 // Config is what the gateway's HTTP API can be told (the gateway's
 // config.go reads it from flags and the environment).
 type Config struct {
-	settings.Retention // of the streams: the gateway creates them too
+	settings.Retention // of the streams: the gateway creates or checks them too
+	// TopologyMode says whether New creates the streams and buckets or
+	// only checks them (TOPOLOGY=check: jobwire-setup makes them).
+	TopologyMode settings.TopologyMode
 
 	MaxBodyBytes   int64
 	AllowedOrigins []string

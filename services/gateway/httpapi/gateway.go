@@ -37,7 +37,8 @@ type Gateway struct {
 	closed      sync.Once
 }
 
-// New creates the streams (waiting for NATS as long as ctx allows),
+// New creates the streams, or with TOPOLOGY=check only checks them
+// (waiting for NATS and for them as long as ctx allows),
 // starts following the job types runners register and the jobs watched,
 // and is ready.
 func New(ctx context.Context, nc *nats.Conn, cfg Config, log *slog.Logger) (*Gateway, error) {
@@ -46,8 +47,12 @@ func New(ctx context.Context, nc *nats.Conn, cfg Config, log *slog.Logger) (*Gat
 		return nil, err
 	}
 	var streams *jobs.Streams
-	if err := natsconn.Retry(ctx, log, "create streams", func(ctx context.Context) (err error) {
-		streams, err = cfg.Topology().CreateOrUpdate(ctx, js)
+	open, what := cfg.Topology().CreateOrUpdate, "create streams"
+	if cfg.TopologyMode.CheckOnly() {
+		open, what = cfg.Topology().Check, "check streams"
+	}
+	if err := natsconn.Retry(ctx, log, what, func(ctx context.Context) (err error) {
+		streams, err = open(ctx, js)
 		return err
 	}); err != nil {
 		return nil, err

@@ -30,7 +30,12 @@ type Config struct {
 	ProgressInterval time.Duration
 	MaxLogLines      int // log lines kept per job attempt (default 1000)
 	Topology         jobs.Topology
-	Logger           *slog.Logger
+	// CheckTopology makes New only check the streams and buckets
+	// (jobs.Topology.Check), never create or update them: for a NATS
+	// user without those rights (jobwire-setup makes them). The runner
+	// still creates or updates its consumers (runners_<type>).
+	CheckTopology bool
+	Logger        *slog.Logger
 }
 
 func (c Config) withDefaults() Config {
@@ -77,8 +82,9 @@ type Runner struct {
 }
 
 // New checks the job types (a duplicate is an error), creates the streams
-// and the consumer of each type if they are missing, and registers the
-// types so gateways accept jobs of them.
+// if they are missing (or, with CheckTopology, checks them), creates the
+// consumer of each type if it is missing, and registers the types so
+// gateways accept jobs of them.
 func New(ctx context.Context, nc *nats.Conn, cfg Config, types ...JobType) (*Runner, error) {
 	cfg = cfg.withDefaults()
 	reg, err := newRegistry(types)
@@ -89,7 +95,11 @@ func New(ctx context.Context, nc *nats.Conn, cfg Config, types ...JobType) (*Run
 	if err != nil {
 		return nil, err
 	}
-	streams, err := cfg.Topology.CreateOrUpdate(ctx, js)
+	open := cfg.Topology.CreateOrUpdate
+	if cfg.CheckTopology {
+		open = cfg.Topology.Check
+	}
+	streams, err := open(ctx, js)
 	if err != nil {
 		return nil, err
 	}
