@@ -32,6 +32,7 @@ var passwords = map[string]string{
 	"gateway":  "0123abcdef0123456789abcdef0123456789abcdef01",
 	"runner":   "runner-Secret-7f3a9c",
 	"observer": "observer-Secret-c41d2e",
+	"setup":    "setup-Secret-9b7e15",
 }
 
 func TestMain(m *testing.M) {
@@ -184,15 +185,33 @@ func startRunner(t testing.TB, s *server.Server) (*worker.Runner, conn) {
 // (acks "in progress") several times before its final ack.
 const runnerAckWait = time.Second
 
-// newRunner makes a runner of the built-in job types as user "runner": it
-// creates the streams and its consumer, and registers the types.
+// setUpTopology does what jobwire-setup does, as user "setup": it creates
+// or updates the streams and buckets (idempotent, so any test helper may
+// call it again).
+func setUpTopology(t testing.TB, s *server.Server) {
+	t.Helper()
+	su := connectAs(t, s, "setup")
+	js, err := jetstream.New(su.Conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := (jobs.Topology{}).CreateOrUpdate(testContext(t, 10*time.Second), js); err != nil {
+		t.Fatalf("CreateOrUpdate as setup: %v", err)
+	}
+	su.errs.none(t, "setup")
+}
+
+// newRunner makes a runner of the built-in job types as user "runner",
+// once the topology is set up: it checks the streams (TOPOLOGY=check),
+// creates its consumer, and registers the types.
 func newRunner(t testing.TB, s *server.Server) (*worker.Runner, conn) {
 	t.Helper()
+	setUpTopology(t, s)
 	rn := connectAs(t, s, "runner")
 	log := slog.New(slog.NewTextHandler(logWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	r, err := worker.New(testContext(t, 10*time.Second), rn.Conn, worker.Config{
 		Concurrency: 2, ShutdownGrace: 100 * time.Millisecond, ProgressInterval: 10 * time.Millisecond, Logger: log,
-		AckWait: runnerAckWait,
+		AckWait: runnerAckWait, CheckTopology: true,
 	}, jobtypes.Builtin()...)
 	if err != nil {
 		t.Fatalf("worker.New as runner: %v", err)
@@ -222,16 +241,19 @@ type gatewaySide struct {
 	streams *jobs.Streams
 }
 
+// startGateway connects as user "gateway" once the topology is set up,
+// and checks the streams as the gateway does with TOPOLOGY=check.
 func startGateway(t testing.TB, s *server.Server) *gatewaySide {
 	t.Helper()
+	setUpTopology(t, s)
 	gw := connectAs(t, s, "gateway")
 	js, err := jetstream.New(gw.Conn)
 	if err != nil {
 		t.Fatal(err)
 	}
-	streams, err := jobs.Topology{}.CreateOrUpdate(testContext(t, 10*time.Second), js)
+	streams, err := jobs.Topology{}.Check(testContext(t, 10*time.Second), js)
 	if err != nil {
-		t.Fatalf("CreateOrUpdate as gateway: %v", err)
+		t.Fatalf("Check as gateway: %v", err)
 	}
 	return &gatewaySide{conn: gw, js: js, streams: streams}
 }
