@@ -25,10 +25,13 @@ import (
 
 // TestServicesWithRoles runs the real gateway and runner programs, built
 // from this module, as users "gateway" and "runner" (credentials from
-// NATS_USER, NATS_PASSWORD_FILE and NATS_INBOX_PREFIX), and drives them
-// over HTTP: job types, submit with an Idempotency-Key, state, list, the
-// SSE replay of a job's events, cancel of a running job. An observer
-// watches with jobclient. Neither program may log a permissions violation.
+// NATS_USER, NATS_PASSWORD_FILE and NATS_INBOX_PREFIX) with TOPOLOGY=check,
+// started before the set-up step: they wait, saying what is missing, until
+// jobwire-setup (run as user "setup", twice: the second run changes
+// nothing) has made the streams. Then it drives them over HTTP: job
+// types, submit with an Idempotency-Key, state, list, the SSE replay of a
+// job's events, cancel of a running job. An observer watches with
+// jobclient. No program may log a permissions violation.
 func TestServicesWithRoles(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the gateway and the runner")
@@ -44,9 +47,38 @@ func TestServicesWithRoles(t *testing.T) {
 		}
 		return []string{"NATS_URL=" + s.ClientURL(), "NATS_USER=" + user, "NATS_PASSWORD_FILE=" + file, "NATS_INBOX_PREFIX=_INBOX_" + user}
 	}
-	runner := startProgram(t, filepath.Join(bin, "runner"), env("runner"), regexp.MustCompile(`jobwire runner: running`))
-	gateway := startProgram(t, filepath.Join(bin, "gateway"), append(env("gateway"), "HTTP_ADDR=127.0.0.1:0"),
+	runner := launchProgram(t, filepath.Join(bin, "runner"), append(env("runner"), "TOPOLOGY=check"), regexp.MustCompile(`jobwire runner: running`))
+	gateway := launchProgram(t, filepath.Join(bin, "gateway"), append(env("gateway"), "HTTP_ADDR=127.0.0.1:0", "TOPOLOGY=check"),
 		regexp.MustCompile(`jobwire is running: (http://\S+)/`))
+	for name, p := range map[string]*program{"gateway": gateway, "runner": runner} {
+		waitFor(t, 10*time.Second, name+" says the streams are missing", func() bool {
+			log := p.stderr.String()
+			return strings.Contains(log, "stream JOBS is missing") && strings.Contains(log, "jobwire-setup")
+		})
+	}
+	setup := func() string {
+		t.Helper()
+		cmd := exec.Command(filepath.Join(bin, "jobwire-setup"), "--timeout", "20s")
+		cmd.Env = env("setup")
+		var stderr natstest.LockedBuffer
+		cmd.Stderr = &stderr
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("jobwire-setup: %v\n%s%s", err, out, stderr.String())
+		}
+		if strings.Contains(strings.ToLower(stderr.String()), "permissions violation") {
+			t.Errorf("jobwire-setup logged a permissions violation:\n%s", stderr.String())
+		}
+		return string(out)
+	}
+	if out := setup(); strings.Count(out, ": created\n") != 5 {
+		t.Fatalf("jobwire-setup's first run:\n%s\nwant 5 streams and buckets created", out)
+	}
+	if out := setup(); strings.Count(out, ": unchanged\n") != 5 {
+		t.Fatalf("jobwire-setup's second run:\n%s\nwant all 5 unchanged", out)
+	}
+	runner.waitReady(t, 20*time.Second)
+	gateway.waitReady(t, 20*time.Second)
 	base := gateway.match[1]
 
 	jar, _ := cookiejar.New(nil)
@@ -151,7 +183,8 @@ var (
 	buildErr  error
 )
 
-// buildServices builds the gateway and the runner once per test binary.
+// buildServices builds the gateway, the runner and jobwire-setup once per
+// test binary.
 func buildServices(t *testing.T) string {
 	t.Helper()
 	buildOnce.Do(func() {
@@ -163,7 +196,7 @@ func buildServices(t *testing.T) string {
 		if buildDir, buildErr = os.MkdirTemp("", "jobwire-natsperm-"); buildErr != nil {
 			return
 		}
-		cmd := exec.Command(goTool, "build", "-o", buildDir+string(filepath.Separator), "./services/gateway", "./services/runner")
+		cmd := exec.Command(goTool, "build", "-o", buildDir+string(filepath.Separator), "./services/gateway", "./services/runner", "./cmd/jobwire-setup")
 		cmd.Dir = filepath.Join("..", "..")
 		if out, err := cmd.CombinedOutput(); err != nil {
 			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
@@ -177,18 +210,19 @@ func buildServices(t *testing.T) string {
 
 // program is a running service process.
 type program struct {
-	cmd    *exec.Cmd
-	stderr *natstest.LockedBuffer
-	match  []string // the start-up line's submatches
-	done   chan error
-	once   sync.Once
+	cmd     *exec.Cmd
+	stderr  *natstest.LockedBuffer
+	matched chan []string // the start-up line's submatches, once
+	match   []string      // set by waitReady
+	done    chan error
+	once    sync.Once
 }
 
-// startProgram runs path with exactly env and waits (10s) for a line of its
-// stdout that matches ready. It is stopped when the test ends.
-func startProgram(t *testing.T, path string, env []string, ready *regexp.Regexp) *program {
+// launchProgram runs path with exactly env, watching its stdout for a line
+// that matches ready (see waitReady). It is stopped when the test ends.
+func launchProgram(t *testing.T, path string, env []string, ready *regexp.Regexp) *program {
 	t.Helper()
-	p := &program{cmd: exec.Command(path), stderr: &natstest.LockedBuffer{}, done: make(chan error, 1)}
+	p := &program{cmd: exec.Command(path), stderr: &natstest.LockedBuffer{}, matched: make(chan []string, 1), done: make(chan error, 1)}
 	p.cmd.Env = env
 	p.cmd.Stderr = p.stderr
 	stdout, err := p.cmd.StdoutPipe()
@@ -198,13 +232,12 @@ func startProgram(t *testing.T, path string, env []string, ready *regexp.Regexp)
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	matched := make(chan []string, 1)
 	go func() {
 		sc := bufio.NewScanner(stdout)
 		for sc.Scan() {
 			if m := ready.FindStringSubmatch(sc.Text()); m != nil {
 				select {
-				case matched <- m:
+				case p.matched <- m:
 				default:
 				}
 			}
@@ -212,16 +245,20 @@ func startProgram(t *testing.T, path string, env []string, ready *regexp.Regexp)
 		p.done <- p.cmd.Wait()
 	}()
 	t.Cleanup(func() { p.stop(t) })
+	return p
+}
+
+// waitReady waits up to d for the start-up line.
+func (p *program) waitReady(t *testing.T, d time.Duration) {
+	t.Helper()
 	select {
-	case p.match = <-matched:
-		return p
+	case p.match = <-p.matched:
 	case err := <-p.done:
 		p.done <- err
-		t.Fatalf("%s exited: %v\n%s", path, err, p.stderr)
-	case <-time.After(10 * time.Second):
-		t.Fatalf("%s did not start in 10s:\n%s", path, p.stderr)
+		t.Fatalf("%s exited: %v\n%s", p.cmd.Path, err, p.stderr)
+	case <-time.After(d):
+		t.Fatalf("%s did not start in %v:\n%s", p.cmd.Path, d, p.stderr)
 	}
-	return nil
 }
 
 // stop sends SIGTERM and waits (15s, then SIGKILL) for a clean exit.
