@@ -87,12 +87,7 @@ func TestSetupWaitsForNATS(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	_ = ln.Close()
+	addr := freeAddr(t)
 	env := map[string]string{"NATS_URL": "nats://" + addr}
 	var stdout, stderr natstest.LockedBuffer
 	done := make(chan error, 1)
@@ -116,17 +111,23 @@ func TestSetupWaitsForNATS(t *testing.T) {
 	}
 }
 
-// Without NATS it gives up after --timeout, saying so.
-func TestSetupTimesOut(t *testing.T) {
-	t.Parallel()
+// freeAddr is a loopback address where nothing listens (yet).
+func freeAddr(t *testing.T) string {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := ln.Addr().String()
-	_ = ln.Close()
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// Without NATS it gives up after --timeout, saying so.
+func TestSetupTimesOut(t *testing.T) {
+	t.Parallel()
+	addr := freeAddr(t)
 	start := time.Now()
-	err = run(t.Context(), []string{"--timeout", "1s"}, func(k string) string {
+	err := run(t.Context(), []string{"--timeout", "1s"}, func(k string) string {
 		return map[string]string{"NATS_URL": "nats://" + addr}[k]
 	}, io.Discard, io.Discard)
 	if err == nil || !strings.Contains(err.Error(), "--timeout") {

@@ -185,16 +185,23 @@ func startRunner(t testing.TB, s *server.Server) (*worker.Runner, conn) {
 // (acks "in progress") several times before its final ack.
 const runnerAckWait = time.Second
 
+// jetStreamAs connects as user (connectAs) and opens JetStream on it.
+func jetStreamAs(t testing.TB, s *server.Server, user string) (conn, jetstream.JetStream) {
+	t.Helper()
+	c := connectAs(t, s, user)
+	js, err := jetstream.New(c.Conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c, js
+}
+
 // setUpTopology does what jobwire-setup does, as user "setup": it creates
 // or updates the streams and buckets (idempotent, so any test helper may
 // call it again).
 func setUpTopology(t testing.TB, s *server.Server) {
 	t.Helper()
-	su := connectAs(t, s, "setup")
-	js, err := jetstream.New(su.Conn)
-	if err != nil {
-		t.Fatal(err)
-	}
+	su, js := jetStreamAs(t, s, "setup")
 	if _, err := (jobs.Topology{}).CreateOrUpdate(testContext(t, 10*time.Second), js); err != nil {
 		t.Fatalf("CreateOrUpdate as setup: %v", err)
 	}

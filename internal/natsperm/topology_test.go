@@ -25,11 +25,7 @@ func TestServicesCannotCreateOrChangeStreams(t *testing.T) {
 	loose := jobs.Topology{}.RecordsStreamConfig()
 	loose.DenyPurge, loose.MaxAge = false, time.Minute
 	for _, user := range []string{"gateway", "runner"} {
-		c := connectAs(t, s, user)
-		js, err := jetstream.New(c.Conn)
-		if err != nil {
-			t.Fatal(err)
-		}
+		c, js := jetStreamAs(t, s, user)
 		if _, err := (jobs.Topology{}).Check(testContext(t, 5*time.Second), js); err != nil {
 			t.Fatalf("Check as %s: %v", user, err)
 		}
@@ -55,11 +51,7 @@ func TestServicesCannotCreateOrChangeStreams(t *testing.T) {
 		}
 	}
 	// What the set-up made is still there, unchanged.
-	su := connectAs(t, s, "setup")
-	js, err := jetstream.New(su.Conn)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, js := jetStreamAs(t, s, "setup")
 	if _, err := (jobs.Topology{}).Check(testContext(t, 5*time.Second), js); err != nil {
 		t.Fatalf("after the attempts: %v", err)
 	}
@@ -109,12 +101,8 @@ func TestCheckModeReportsMissingAndDifferentStreams(t *testing.T) {
 	s := startServer(t)
 	check := func(user string, wants ...string) {
 		t.Helper()
-		c := connectAs(t, s, user)
-		js, err := jetstream.New(c.Conn)
-		if err != nil {
-			t.Fatal(err)
-		}
-		_, err = (jobs.Topology{}).Check(testContext(t, 5*time.Second), js)
+		c, js := jetStreamAs(t, s, user)
+		_, err := (jobs.Topology{}).Check(testContext(t, 5*time.Second), js)
 		var te *jobs.TopologyError
 		if !errors.As(err, &te) {
 			t.Fatalf("Check as %s: %v, want a *jobs.TopologyError", user, err)
@@ -142,11 +130,7 @@ func TestCheckModeReportsMissingAndDifferentStreams(t *testing.T) {
 	check("runner", missing...)
 
 	// Set up with other settings (the set-up's EVENTS_MAX_AGE is not the services').
-	su := connectAs(t, s, "setup")
-	js, err := jetstream.New(su.Conn)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, js := jetStreamAs(t, s, "setup")
 	if _, err := (jobs.Topology{EventsMaxAge: time.Hour}).CreateOrUpdate(testContext(t, 5*time.Second), js); err != nil {
 		t.Fatal(err)
 	}
