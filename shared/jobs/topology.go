@@ -12,7 +12,11 @@ import (
 // Topology holds the settings of the streams and buckets jobwire needs.
 // The zero value means the documented defaults.
 type Topology struct {
-	Replicas        int           // 1 (default) or 3 on a cluster
+	// Replicas is how many copies of every stream, bucket and durable
+	// consumer the cluster keeps: 1 (default), or 3 (or 5) on a cluster.
+	// Consumers get it explicitly: one left at R1 on an R3 stream would
+	// stop delivering when its one node dies.
+	Replicas        int
 	EventsMaxAge    time.Duration // how long job events are kept
 	EventsMaxPerJob int64         // how many events are kept per job
 	IdempotencyTTL  time.Duration // how long an Idempotency-Key is remembered
@@ -98,6 +102,22 @@ func (t Topology) RecordsStreamConfig() jetstream.StreamConfig {
 	}
 }
 
+// RunnerConsumerConfig is the durable consumer that every runner serving
+// job type typ shares (ConsumerName), with the given ack wait, at the
+// topology's replica count.
+func (t Topology) RunnerConsumerConfig(typ string, ackWait time.Duration) jetstream.ConsumerConfig {
+	t = t.withDefaults()
+	return jetstream.ConsumerConfig{
+		Durable:        ConsumerName(typ),
+		Description:    "jobwire runners of job type " + typ,
+		AckPolicy:      jetstream.AckExplicitPolicy,
+		AckWait:        ackWait,
+		FilterSubjects: []string{QueueSubject(typ)},
+		MaxAckPending:  10_000,
+		Replicas:       t.Replicas,
+	}
+}
+
 // Streams are the handles to jobwire's streams and buckets.
 type Streams struct {
 	Queue       jetstream.Stream
@@ -109,7 +129,9 @@ type Streams struct {
 
 // CreateOrUpdate makes sure every stream and bucket exists with the given
 // settings. It is idempotent, so gateways and runners all call it at
-// start-up.
+// start-up. A stream or bucket of another replica count is updated in
+// place (the server then moves its data; from R1 to R3 that takes some
+// seconds, during which it keeps working).
 func (t Topology) CreateOrUpdate(ctx context.Context, js jetstream.JetStream) (*Streams, error) {
 	t = t.withDefaults()
 	var s Streams
@@ -139,6 +161,11 @@ func (t Topology) CreateOrUpdate(ctx context.Context, js jetstream.JetStream) (*
 		TTL:         t.IdempotencyTTL,
 	}); err != nil {
 		return nil, fmt.Errorf("bucket %s: %w", IdempotencyBucket, err)
+	}
+	if t.Replicas > 1 {
+		// A job's state and records are read back right after they are
+		// written (GET after the 202): from the leader (see LeaderReads).
+		s.Events, s.Records = LeaderReads(js.Conn(), s.Events), LeaderReads(js.Conn(), s.Records)
 	}
 	return &s, nil
 }
