@@ -22,16 +22,16 @@ import (
 // clusterFault is what one fault did to the jobs submitted while it lasted
 // (from the kill until the node was back and current).
 type clusterFault struct {
-	stream, node   string
-	submitted      int
-	accepted       int
-	oneFinal       int // accepted jobs with exactly one final event
-	lost           int // accepted jobs with no final event
-	duplicated     int // accepted jobs with more than one final event
-	getNotFound    int // GETs right after a 202 that said 404
-	getBehind      int // GETs right after a 202 with a seq below the 202's
-	watchGaps      int // watched jobs whose events had a gap
-	watchDups      int // watched jobs whose events repeated one
+	stream, node    string
+	submitted       int
+	accepted        int
+	oneFinal        int // accepted jobs with exactly one final event
+	lost            int // accepted jobs with no final event
+	duplicated      int // accepted jobs with more than one final event
+	getNotFound     int // GETs right after a 202 that said 404
+	getBehind       int // GETs right after a 202 with a seq below the 202's
+	watchGaps       int // watched jobs whose events had a gap
+	watchDups       int // watched jobs whose events repeated one
 	longestFailing  time.Duration
 	slowestAccepted time.Duration // the longest a 202 took
 	lasted          time.Duration
@@ -106,9 +106,9 @@ func TestClusterLosesNoJobWhenAStreamLeaderDies(t *testing.T) {
 // clusterLoad submits a job every loadEvery over HTTP, GETs it right after
 // its 202, and has it watched on one of its WebSockets.
 type clusterLoad struct {
-	sys    *testsys.System
-	client *http.Client
-	wss    []*websocket.Conn
+	sys         *testsys.System
+	client      *http.Client
+	wss         []*websocket.Conn
 	stopSubmits context.CancelFunc
 	stopReads   context.CancelFunc
 	submits     sync.WaitGroup
@@ -117,11 +117,11 @@ type clusterLoad struct {
 	mu       sync.Mutex
 	cur      *clusterFault
 	subs     []submitResult
-	inFlight map[int]time.Time // submits under way: when they started
-	others   []string          // what the WebSockets got besides events
-	watched map[string][]uint64 // job id → seqs seen by its watcher
-	ended   map[string]bool     // job id → its watcher saw a final event
-	readErr error
+	inFlight map[int]time.Time   // submits under way: when they started
+	others   []string            // what the WebSockets got besides events
+	watched  map[string][]uint64 // job id → seqs seen by its watcher
+	ended    map[string]bool     // job id → its watcher saw a final event
+	readErr  error
 }
 
 type submitResult struct {
