@@ -2,6 +2,7 @@ package live
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/jobwire/jobwire/services/gateway/jobops"
@@ -116,13 +117,15 @@ func (n *Node) catchUp(ctx context.Context, who jobops.Caller, box *outbox, id s
 // the latest events yet; what it lacks is read again, shortly after, for
 // up to replayLagPatience.
 func (n *Node) replayThrough(ctx context.Context, box *outbox, id string, afterSeq, through uint64) error {
-	ctx, cancel := context.WithTimeout(ctx, replayLagPatience)
-	defer cancel()
+	giveUp := time.Now().Add(replayLagPatience)
 	var from uint64
 	for pause := 5 * time.Millisecond; ; pause = min(2*pause, 200*time.Millisecond) {
 		reached, next, err := n.replay(ctx, box, id, afterSeq, from)
 		if err != nil || reached >= through {
 			return err
+		}
+		if time.Now().After(giveUp) {
+			return unavailable(fmt.Errorf("job %s: the stream's replica answers up to seq %d, its state is at %d", id, reached, through))
 		}
 		afterSeq, from = max(afterSeq, reached), max(from, next)
 		select {
