@@ -25,10 +25,8 @@ import (
 type config struct {
 	NATSURL   string
 	NATS      natsconn.Auth
-	Retention settings.Retention
-	// JETSTREAM_REPLICAS: register the replica setting of internal/settings
-	// here too once it is there, and pass it to the topology in run.
-	Timeout time.Duration
+	Retention settings.Retention // with JETSTREAM_REPLICAS
+	Timeout   time.Duration
 }
 
 func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (config, error) {

@@ -19,6 +19,18 @@ import (
 // StartNATS runs a NATS server with JetStream storing in dir, listening on
 // addr ("host:port"; port 0 or -1 picks a free one).
 func StartNATS(addr, dir string) (*server.Server, error) {
+	opts, err := Options(addr, dir)
+	if err != nil {
+		return nil, err
+	}
+	return Start(opts)
+}
+
+// Options are an embedded server's options: JetStream storing in dir,
+// clients on addr ("host:port"; port 0 or -1 picks a free one), no logs,
+// no signal handlers. Callers may add to them (a cluster's routes) before
+// Start.
+func Options(addr, dir string) (*server.Options, error) {
 	host, portStr, err := net.SplitHostPort(addr)
 	if err != nil {
 		return nil, fmt.Errorf("nats address %q: %w", addr, err)
@@ -30,10 +42,7 @@ func StartNATS(addr, dir string) (*server.Server, error) {
 	if port == 0 {
 		port = -1
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, err
-	}
-	s, err := server.NewServer(&server.Options{
+	return &server.Options{
 		ServerName: "jobwire-embedded",
 		Host:       host,
 		Port:       port,
@@ -41,7 +50,16 @@ func StartNATS(addr, dir string) (*server.Server, error) {
 		StoreDir:   dir,
 		NoLog:      true,
 		NoSigs:     true,
-	})
+	}, nil
+}
+
+// Start runs a server with opts (see Options), creating its storage
+// directory, and waits until it accepts clients.
+func Start(opts *server.Options) (*server.Server, error) {
+	if err := os.MkdirAll(opts.StoreDir, 0o755); err != nil {
+		return nil, err
+	}
+	s, err := server.NewServer(opts)
 	if err != nil {
 		return nil, err
 	}

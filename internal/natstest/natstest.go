@@ -38,7 +38,14 @@ func ServerIn(t testing.TB, dir string) *server.Server {
 // Connect opens a client connection to s, closed when the test ends.
 func Connect(t testing.TB, s *server.Server, opts ...nats.Option) *nats.Conn {
 	t.Helper()
-	nc, err := nats.Connect(s.ClientURL(), opts...)
+	return ConnectURL(t, s.ClientURL(), opts...)
+}
+
+// ConnectURL opens a client connection to the servers at urls (comma
+// separated), closed when the test ends.
+func ConnectURL(t testing.TB, urls string, opts ...nats.Option) *nats.Conn {
+	t.Helper()
+	nc, err := nats.Connect(urls, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,8 +17,12 @@ import (
 	"github.com/jobwire/jobwire/shared/jobs"
 )
 
-// Retention is how long and how much of a job's history is kept.
+// Retention is how long, how much and on how many NATS nodes a job's
+// history is kept.
 type Retention struct {
+	// Replicas is how many copies of every stream, bucket and durable
+	// consumer a NATS cluster keeps (JETSTREAM_REPLICAS: 1, 3 or 5).
+	Replicas        int64
 	EventsMaxAge    time.Duration
 	EventsMaxPerJob int64
 	// TombstoneTTL is how long an ended job is remembered after its events
@@ -26,8 +30,10 @@ type Retention struct {
 	TombstoneTTL time.Duration
 }
 
-// Register defines EVENTS_MAX_AGE, EVENTS_MAX_PER_JOB and TOMBSTONE_TTL.
+// Register defines JETSTREAM_REPLICAS, EVENTS_MAX_AGE, EVENTS_MAX_PER_JOB
+// and TOMBSTONE_TTL.
 func (r *Retention) Register(s *envflag.Set) {
+	s.Int(&r.Replicas, "jetstream-replicas", "JETSTREAM_REPLICAS", 1, "copies of every stream, bucket and consumer on a NATS cluster (1, 3 or 5); an existing deployment converges to it at start-up")
 	s.Duration(&r.EventsMaxAge, "events-max-age", "EVENTS_MAX_AGE", jobs.DefaultEventsMaxAge, "how long job events and states are kept")
 	s.Int(&r.EventsMaxPerJob, "events-max-per-job", "EVENTS_MAX_PER_JOB", jobs.DefaultEventsMaxPerJob, "how many events are kept per job")
 	s.Duration(&r.TombstoneTTL, "tombstone-ttl", "TOMBSTONE_TTL", jobs.DefaultTombstoneTTL, "how long an ended job is remembered after its events expire (it then answers 410, not 404)")
@@ -35,6 +41,7 @@ func (r *Retention) Register(s *envflag.Set) {
 
 // Check records what is wrong with r in s.
 func (r Retention) Check(s *envflag.Set) {
+	s.Check(r.Replicas == 1 || r.Replicas == 3 || r.Replicas == 5, "JETSTREAM_REPLICAS must be 1, 3 or 5")
 	s.Check(r.EventsMaxAge >= time.Minute, "EVENTS_MAX_AGE must be at least 1m")
 	s.Check(r.EventsMaxPerJob >= 10, "EVENTS_MAX_PER_JOB must be at least 10")
 	s.Check(r.TombstoneTTL >= 0, "TOMBSTONE_TTL must not be negative")
@@ -42,7 +49,7 @@ func (r Retention) Check(s *envflag.Set) {
 
 // Topology is the stream settings r asks for.
 func (r Retention) Topology() jobs.Topology {
-	return jobs.Topology{EventsMaxAge: r.EventsMaxAge, EventsMaxPerJob: r.EventsMaxPerJob, TombstoneTTL: r.TombstoneTTL}
+	return jobs.Topology{Replicas: int(r.Replicas), EventsMaxAge: r.EventsMaxAge, EventsMaxPerJob: r.EventsMaxPerJob, TombstoneTTL: r.TombstoneTTL}
 }
 
 // TopologyMode is what a service does with the streams and buckets at

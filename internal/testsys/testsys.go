@@ -115,7 +115,17 @@ type options struct {
 	cfg      func(*httpapi.Config)
 	sndbuf   int // socket send buffer of the gateway's connections; 0: the system's
 	natsOpts []nats.Option
+	replicas int // JETSTREAM_REPLICAS; 0: 1
+	runners  int // runners to start; 0: 1
 }
+
+// WithReplicas sets the system's JETSTREAM_REPLICAS (gateway and runners):
+// on a cluster (StartOnURLs), every stream, bucket and consumer gets n
+// copies.
+func WithReplicas(n int) Option { return func(o *options) { o.replicas = n } }
+
+// WithRunners starts n runners, each on a connection of its own.
+func WithRunners(n int) Option { return func(o *options) { o.runners = n } }
 
 // WithNATSOptions sets options of the gateway's NATS connection.
 func WithNATSOptions(opts ...nats.Option) Option {
@@ -192,11 +202,30 @@ func Start(t testing.TB, opts ...Option) *System {
 // same server, or a server that the test restarts).
 func StartOn(t testing.TB, ns *server.Server, opts ...Option) *System {
 	t.Helper()
+	sys := startOn(t, ns.ClientURL(), opts...)
+	sys.NATS = ns
+	return sys
+}
+
+// StartOnURLs starts a system on the NATS servers at urls (comma
+// separated, as NATS_URL): the gateway's and the runners' connections know
+// every one of them and move to another when theirs goes away. System.NATS
+// is nil.
+func StartOnURLs(t testing.TB, urls string, opts ...Option) *System {
+	t.Helper()
+	return startOn(t, urls, opts...)
+}
+
+func startOn(t testing.TB, urls string, opts ...Option) *System {
+	t.Helper()
 	var o options
 	for _, opt := range opts {
 		opt(&o)
 	}
 	cfg := Config()
+	if o.replicas > 0 {
+		cfg.Retention.Replicas = int64(o.replicas)
+	}
 	if o.cfg != nil {
 		o.cfg(&cfg)
 	}
@@ -205,13 +234,13 @@ func StartOn(t testing.TB, ns *server.Server, opts ...Option) *System {
 		log = Logger(t)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	nc := natstest.Connect(t, ns, o.natsOpts...)
+	nc := natstest.ConnectURL(t, urls, o.natsOpts...)
 	gw, err := httpapi.New(ctx, nc, cfg, log)
 	if err != nil {
 		cancel()
 		t.Fatal(err)
 	}
-	sys := &System{NATS: ns, GW: gw, NC: nc}
+	sys := &System{GW: gw, NC: nc}
 	if sys.JS, err = jetstream.New(nc); err != nil {
 		t.Fatal(err)
 	}
@@ -222,7 +251,9 @@ func StartOn(t testing.TB, ns *server.Server, opts ...Option) *System {
 	if o.noRunner {
 		registerBuiltinTypes(t, sys.Streams.Types)
 	} else {
-		startRunner(t, ctx, &wg, ns, log, cfg.Topology(), o.types...)
+		for range max(o.runners, 1) {
+			startRunner(t, ctx, &wg, urls, log, cfg.Topology(), o.types...)
+		}
 	}
 	hs := httptest.NewUnstartedServer(nil)
 	hs.Config = httpapi.NewHTTPServer(cfg, gw.Handler()) // as the gateway's run configures it
@@ -245,13 +276,14 @@ func StartOn(t testing.TB, ns *server.Server, opts ...Option) *System {
 // until ctx ends; wg tracks it.
 func StartRunner(t testing.TB, ctx context.Context, wg *sync.WaitGroup, ns *server.Server, log *slog.Logger, extra ...worker.JobType) {
 	t.Helper()
-	startRunner(t, ctx, wg, ns, log, Config().Topology(), extra...)
+	startRunner(t, ctx, wg, ns.ClientURL(), log, Config().Topology(), extra...)
 }
 
-// startRunner is StartRunner with the stream settings the gateway uses.
-func startRunner(t testing.TB, ctx context.Context, wg *sync.WaitGroup, ns *server.Server, log *slog.Logger, topo jobs.Topology, extra ...worker.JobType) {
+// startRunner is StartRunner on the servers at urls with the stream
+// settings the gateway uses.
+func startRunner(t testing.TB, ctx context.Context, wg *sync.WaitGroup, urls string, log *slog.Logger, topo jobs.Topology, extra ...worker.JobType) {
 	t.Helper()
-	rnc := natstest.Connect(t, ns)
+	rnc := natstest.ConnectURL(t, urls, nats.MaxReconnects(-1))
 	types := append(jobtypes.Builtin(), extra...)
 	r, err := worker.New(ctx, rnc, worker.Config{Concurrency: 4, AckWait: 5 * time.Second, ShutdownGrace: time.Second, Logger: log, Topology: topo}, types...)
 	if err != nil {

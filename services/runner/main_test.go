@@ -104,12 +104,12 @@ func TestCheckModeWaitsForTheTopology(t *testing.T) {
 
 func TestRunRejectsBadConfig(t *testing.T) {
 	t.Parallel()
-	env := map[string]string{"RUNNER_CONCURRENCY": "0", "ACK_WAIT": "soon", "DEBUG_ADDR": "nope", "TOPOLOGY": "sometimes"}
+	env := map[string]string{"RUNNER_CONCURRENCY": "0", "ACK_WAIT": "soon", "DEBUG_ADDR": "nope", "TOPOLOGY": "sometimes", "JETSTREAM_REPLICAS": "2"}
 	err := run(context.Background(), nil, func(k string) string { return env[k] }, io.Discard, io.Discard)
 	if err == nil {
 		t.Fatal("bad configuration accepted")
 	}
-	for _, want := range []string{"NATS_URL", "RUNNER_CONCURRENCY", "ACK_WAIT", "DEBUG_ADDR", "TOPOLOGY"} {
+	for _, want := range []string{"NATS_URL", "RUNNER_CONCURRENCY", "ACK_WAIT", "DEBUG_ADDR", "TOPOLOGY", "JETSTREAM_REPLICAS"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("%q does not mention %s", err, want)
 		}

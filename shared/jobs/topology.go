@@ -12,7 +12,11 @@ import (
 // Topology holds the settings of the streams and buckets jobwire needs.
 // The zero value means the documented defaults.
 type Topology struct {
-	Replicas        int           // 1 (default) or 3 on a cluster
+	// Replicas is how many copies of every stream, bucket and durable
+	// consumer the cluster keeps: 1 (default), or 3 (or 5) on a cluster.
+	// Consumers get it explicitly: one left at R1 on an R3 stream would
+	// stop delivering when its one node dies.
+	Replicas        int
 	EventsMaxAge    time.Duration // how long job events are kept
 	EventsMaxPerJob int64         // how many events are kept per job
 	IdempotencyTTL  time.Duration // how long an Idempotency-Key is remembered
@@ -98,6 +102,22 @@ func (t Topology) RecordsStreamConfig() jetstream.StreamConfig {
 	}
 }
 
+// RunnerConsumerConfig is the durable consumer that every runner serving
+// job type typ shares (ConsumerName), with the given ack wait, at the
+// topology's replica count.
+func (t Topology) RunnerConsumerConfig(typ string, ackWait time.Duration) jetstream.ConsumerConfig {
+	t = t.withDefaults()
+	return jetstream.ConsumerConfig{
+		Durable:        ConsumerName(typ),
+		Description:    "jobwire runners of job type " + typ,
+		AckPolicy:      jetstream.AckExplicitPolicy,
+		AckWait:        ackWait,
+		FilterSubjects: []string{QueueSubject(typ)},
+		MaxAckPending:  10_000,
+		Replicas:       t.Replicas,
+	}
+}
+
 // Streams are the handles to jobwire's streams and buckets.
 type Streams struct {
 	Queue       jetstream.Stream
@@ -108,8 +128,10 @@ type Streams struct {
 }
 
 // CreateOrUpdate makes sure every stream and bucket exists with the given
-// settings. It is idempotent, so gateways and runners all call it at
-// start-up.
+// settings. It is idempotent: jobwire-setup calls it, and so do gateways
+// and runners at start-up unless they only check (TOPOLOGY=check, Check). A stream or bucket of another replica count is updated in
+// place (the server then moves its data; from R1 to R3 that takes some
+// seconds, during which it keeps working).
 func (t Topology) CreateOrUpdate(ctx context.Context, js jetstream.JetStream) (*Streams, error) {
 	t = t.withDefaults()
 	var s Streams
@@ -123,24 +145,38 @@ func (t Topology) CreateOrUpdate(ctx context.Context, js jetstream.JetStream) (*
 	if s.Records, err = js.CreateOrUpdateStream(ctx, t.RecordsStreamConfig()); err != nil {
 		return nil, fmt.Errorf("stream %s: %w", RecordsStream, err)
 	}
-	if s.Types, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket:      TypesBucket,
-		Description: "jobwire job types registered by runners",
-		Storage:     jetstream.FileStorage,
-		Replicas:    t.Replicas,
-	}); err != nil {
+	if s.Types, err = js.CreateOrUpdateKeyValue(ctx, t.typesBucketConfig()); err != nil {
 		return nil, fmt.Errorf("bucket %s: %w", TypesBucket, err)
 	}
-	if s.Idempotency, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket:      IdempotencyBucket,
-		Description: "jobwire Idempotency-Key to job id",
-		Storage:     jetstream.FileStorage,
-		Replicas:    t.Replicas,
-		TTL:         t.IdempotencyTTL,
-	}); err != nil {
+	if s.Idempotency, err = js.CreateOrUpdateKeyValue(ctx, t.idempotencyBucketConfig()); err != nil {
 		return nil, fmt.Errorf("bucket %s: %w", IdempotencyBucket, err)
 	}
-	return &s, nil
+	return t.readers(js, &s), nil
+}
+
+// readers sets how s reads: on a replicated cluster a job's state and
+// records are read back right after they are written (GET after the
+// 202), so from the stream's leader (see LeaderReads).
+func (t Topology) readers(js jetstream.JetStream, s *Streams) *Streams {
+	if t.Replicas > 1 {
+		s.Events, s.Records = LeaderReads(js.Conn(), s.Events), LeaderReads(js.Conn(), s.Records)
+	}
+	return s
+}
+
+// The buckets as CreateOrUpdate makes them (and Check expects them).
+func (t Topology) typesBucketConfig() jetstream.KeyValueConfig {
+	return jetstream.KeyValueConfig{
+		Bucket: TypesBucket, Description: "jobwire job types registered by runners",
+		Storage: jetstream.FileStorage, Replicas: t.Replicas,
+	}
+}
+
+func (t Topology) idempotencyBucketConfig() jetstream.KeyValueConfig {
+	return jetstream.KeyValueConfig{
+		Bucket: IdempotencyBucket, Description: "jobwire Idempotency-Key to job id",
+		Storage: jetstream.FileStorage, Replicas: t.Replicas, TTL: t.IdempotencyTTL,
+	}
 }
 
 // LastEvent reads the last stored event of job id. That is its state

@@ -69,7 +69,7 @@ func (t Topology) Check(ctx context.Context, js jetstream.JetStream) (*Streams, 
 	if len(problems) > 0 {
 		return nil, &TopologyError{Problems: problems}
 	}
-	return &s, nil
+	return t.readers(js, &s), nil
 }
 
 // TopologyError is what Check found: every stream and bucket that is
@@ -104,15 +104,6 @@ func (e *TopologyError) Error() string {
 
 // BucketStream is the name of the stream that holds key-value bucket b.
 func BucketStream(b string) string { return "KV_" + b }
-
-// The buckets as CreateOrUpdate makes them.
-func (t Topology) typesBucketConfig() jetstream.KeyValueConfig {
-	return jetstream.KeyValueConfig{Bucket: TypesBucket, Storage: jetstream.FileStorage, Replicas: t.Replicas}
-}
-
-func (t Topology) idempotencyBucketConfig() jetstream.KeyValueConfig {
-	return jetstream.KeyValueConfig{Bucket: IdempotencyBucket, Storage: jetstream.FileStorage, Replicas: t.Replicas, TTL: t.IdempotencyTTL}
-}
 
 // bucketStreamConfig is what of a bucket's stream configDiffs compares.
 func bucketStreamConfig(b jetstream.KeyValueConfig) jetstream.StreamConfig {

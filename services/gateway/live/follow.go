@@ -2,6 +2,7 @@ package live
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/jobwire/jobwire/services/gateway/jobops"
@@ -59,7 +60,10 @@ func (n *Node) replayPatiently(ctx context.Context, box *outbox, id string, afte
 	defer cancel()
 	pause := 50 * time.Millisecond
 	for {
-		err := n.withRepairSlot(ctx, func() error { return n.replay(ctx, box, id, after, fromStream) })
+		err := n.withRepairSlot(ctx, func() error {
+			_, _, err := n.replay(ctx, box, id, after, fromStream)
+			return err
+		})
 		if err == nil {
 			return nil
 		}
@@ -104,8 +108,37 @@ func (n *Node) catchUp(ctx context.Context, who jobops.Caller, box *outbox, id s
 	if *afterSeq >= last.seq {
 		return nil // nothing new yet
 	}
-	return n.replay(ctx, box, id, *afterSeq, 0)
+	return n.replayThrough(ctx, box, id, *afterSeq, last.seq)
 }
+
+// replayThrough is replay until it has queued the job's event seq through
+// (its state, read from the stream's leader). On a replicated stream the
+// direct gets of a replay may be answered by a replica that does not have
+// the latest events yet; what it lacks is read again, shortly after, for
+// up to replayLagPatience.
+func (n *Node) replayThrough(ctx context.Context, box *outbox, id string, afterSeq, through uint64) error {
+	giveUp := time.Now().Add(replayLagPatience)
+	var from uint64
+	for pause := 5 * time.Millisecond; ; pause = min(2*pause, 200*time.Millisecond) {
+		reached, next, err := n.replay(ctx, box, id, afterSeq, from)
+		if err != nil || reached >= through {
+			return err
+		}
+		if time.Now().After(giveUp) {
+			return unavailable(fmt.Errorf("job %s: the stream's replica answers up to seq %d, its state is at %d", id, reached, through))
+		}
+		afterSeq, from = max(afterSeq, reached), max(from, next)
+		select {
+		case <-ctx.Done():
+			return unavailable(ctx.Err())
+		case <-time.After(pause):
+		}
+	}
+}
+
+// replayLagPatience is how long a replay waits for a lagging replica to
+// have the events the job's state says are stored.
+const replayLagPatience = 5 * time.Second
 
 // replay queues the stored events of job id after seq afterSeq, reading
 // the stream from sequence fromStream (0: from the start) through the
@@ -113,19 +146,24 @@ func (n *Node) catchUp(ctx context.Context, who jobops.Caller, box *outbox, id s
 // It reads with batched direct gets and leaves nothing on the server. If
 // the events after afterSeq have aged out it queues the current state
 // instead (the first final event, or the last stored), marked truncated.
-func (n *Node) replay(ctx context.Context, box *outbox, id string, afterSeq, fromStream uint64) error {
+// It returns the highest seq it read and the stream sequence to read on
+// from.
+func (n *Node) replay(ctx context.Context, box *outbox, id string, afterSeq, fromStream uint64) (reached, next uint64, err error) {
 	rctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
 	first, truncated := true, false
 	var current Msg
+	next = fromStream
 	for m, err := range jobs.History(rctx, n.nc, id, fromStream) {
 		if err != nil {
-			return unavailable(err)
+			return reached, next, unavailable(err)
 		}
+		next = m.StreamSeq + 1
 		ev, ok := eventMsg(m.Subject, m.Data, n.frame)
 		if !ok {
 			continue
 		}
+		reached = max(reached, ev.seq)
 		ev.streamSeq = m.StreamSeq
 		if first && ev.seq > afterSeq+1 {
 			truncated = true
@@ -135,7 +173,7 @@ func (n *Node) replay(ctx context.Context, box *outbox, id string, afterSeq, fro
 			current = ev
 		} else if ev.seq > afterSeq {
 			if err := box.waitRoom(rctx, coalesceAt/2); err != nil {
-				return unavailable(err)
+				return reached, next, unavailable(err)
 			}
 			box.add(ev)
 		}
@@ -150,5 +188,5 @@ func (n *Node) replay(ctx context.Context, box *outbox, id string, afterSeq, fro
 		}
 		box.add(current)
 	}
-	return nil
+	return reached, next, nil
 }

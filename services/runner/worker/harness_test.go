@@ -47,7 +47,8 @@ const (
 type env struct {
 	t      *testing.T
 	ctx    context.Context
-	srv    *server.Server
+	srv    *server.Server // nil on a cluster
+	urls   string         // where runners connect
 	nc     *nats.Conn
 	js     jetstream.JetStream
 	queue  jetstream.Stream
@@ -71,7 +72,7 @@ func newBareEnv(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &env{t: t, ctx: ctx, srv: s, nc: nc, js: js}
+	return &env{t: t, ctx: ctx, srv: s, urls: s.ClientURL(), nc: nc, js: js}
 }
 
 // newEnv is newBareEnv plus jobwire's streams, so a test can submit jobs
@@ -114,7 +115,7 @@ type testRunner struct {
 // test ends or stop is called.
 func (e *env) startRunner(cfg Config, types ...JobType) *testRunner {
 	e.t.Helper()
-	nc := natstest.Connect(e.t, e.srv)
+	nc := natstest.ConnectURL(e.t, e.urls)
 	r, err := New(e.ctx, nc, cfg, types...)
 	if err != nil {
 		e.t.Fatalf("New: %v", err)

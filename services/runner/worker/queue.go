@@ -18,10 +18,17 @@ import (
 type queue struct {
 	typ     string
 	ackWait time.Duration
+	topo    jobs.Topology // the consumer's replicas
 	js      jetstream.JetStream
 	log     *slog.Logger
 	cons    jetstream.Consumer // set by bind; after New only the queue's fetch loop uses it
 }
+
+// errReplicasExceedStream is JetStream's "consumer config replica count
+// exceeds parent stream": the stream is still being scaled up to the
+// consumer's replicas (JETSTREAM_REPLICAS raised on a running
+// deployment); it takes the server some seconds.
+const errReplicasExceedStream jetstream.ErrorCode = 10126
 
 // errWQConsumerNotUnique is JetStream's "filtered consumer not unique on
 // workqueue stream": another consumer takes jobs of the same type.
@@ -56,15 +63,30 @@ func (q *queue) bind(ctx context.Context) error {
 	return nil
 }
 
+// create creates the consumer or updates it in place. An update keeps the
+// consumer's state: its pending messages and those in flight (a consumer
+// scaled from R1 to R3 this way re-runs nothing). While the stream is
+// still scaling up to the consumer's replicas it waits, as long as ctx
+// allows.
 func (q *queue) create(ctx context.Context) (jetstream.Consumer, error) {
-	return q.js.CreateOrUpdateConsumer(ctx, jobs.QueueStream, jetstream.ConsumerConfig{
-		Durable:        q.name(),
-		Description:    "jobwire runners of job type " + q.typ,
-		AckPolicy:      jetstream.AckExplicitPolicy,
-		AckWait:        q.ackWait,
-		FilterSubjects: []string{jobs.QueueSubject(q.typ)},
-		MaxAckPending:  10_000,
-	})
+	cfg := q.topo.RunnerConsumerConfig(q.typ, q.ackWait)
+	logged := false
+	for {
+		cons, err := q.js.CreateOrUpdateConsumer(ctx, jobs.QueueStream, cfg)
+		var apiErr *jetstream.APIError
+		if !errors.As(err, &apiErr) || apiErr.ErrorCode != errReplicasExceedStream {
+			return cons, err
+		}
+		if !logged {
+			q.log.Info("waiting for the stream to scale up to the consumer's replicas", "consumer", q.name(), "replicas", cfg.Replicas)
+			logged = true
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("%w (the stream %s is still scaling up to %d replicas)", err, jobs.QueueStream, cfg.Replicas)
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
 }
 
 // removeOldPools deletes the consumers that take this type's jobs under

@@ -106,7 +106,7 @@ func New(ctx context.Context, nc *nats.Conn, cfg Config, types ...JobType) (*Run
 	var queues []*queue
 	heartbeatFor := cfg.AckWait
 	for _, name := range reg.names() {
-		q := &queue{typ: name, ackWait: cfg.AckWait, js: js, log: cfg.Logger}
+		q := &queue{typ: name, ackWait: cfg.AckWait, topo: cfg.Topology, js: js, log: cfg.Logger}
 		if err := q.bind(ctx); err != nil {
 			return nil, err
 		}
