@@ -13,6 +13,7 @@ package docker
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -35,7 +36,10 @@ func TestClusterSurvivesFaults(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 25*time.Minute)
 	defer cancel()
 	start := time.Now()
-	root := "../.."
+	root, err := filepath.Abs("../..")
+	if err != nil {
+		t.Fatal(err)
+	}
 	goImg := goImage(t, ctx, root)
 	s := newStack(t, compose, goImg)
 	t.Logf("Go image %s ready after %s", goImg, time.Since(start).Round(time.Second))
@@ -102,7 +106,8 @@ func TestClusterSurvivesFaults(t *testing.T) {
 	})
 	defer func() { stopLoad(); wg.Wait() }()
 
-	// waitSubmits waits until a job has been accepted after now.
+	// waitSubmits waits until jobs are accepted again after now; if none
+	// is for 2 minutes, the test fails but goes on, to count and clean up.
 	waitSubmits := func(what string) {
 		t.Helper()
 		ids, _ := tl.jobs()
@@ -113,7 +118,8 @@ func TestClusterSurvivesFaults(t *testing.T) {
 				return
 			}
 			if time.Now().After(deadline) {
-				t.Fatalf("%s: no job accepted for 2 minutes", what)
+				t.Errorf("%s: no job accepted for 2 minutes", what)
+				return
 			}
 			time.Sleep(100 * time.Millisecond)
 		}
