@@ -89,6 +89,9 @@ func TestClusterSurvivesFaults(t *testing.T) {
 
 	// The load runs until every fault has been tried.
 	hc := newClient()
+	if err := startSession(ctx, hc, gws.get(0)); err != nil {
+		t.Fatal(err)
+	}
 	tl := newTally()
 	watchers := []*watcher{newWatcher("ws-1", 0, hc, &gws), newWatcher("ws-2", 1, hc, &gws)}
 	loadCtx, stopLoad := context.WithCancel(ctx)
@@ -240,6 +243,9 @@ func TestClusterSurvivesFaults(t *testing.T) {
 			c.watchDups += l.dups
 			if !l.final {
 				c.watchUnended++
+				if c.watchUnended <= 5 {
+					t.Logf("%s: job %s not seen ending: last seq %d, watch errors %v", w.name, id, l.last, l.errors)
+				}
 			}
 		}
 		obs.mu.Lock()
@@ -263,7 +269,7 @@ func TestClusterSurvivesFaults(t *testing.T) {
 		}
 	}
 	for _, w := range watchers {
-		fmt.Fprintf(&report, "\nwatcher %s reconnected %d times", w.name, w.reconnects)
+		fmt.Fprintf(&report, "\nwatcher %s reconnected %d times, watched a job again after an error answer %d times %v", w.name, w.reconnects, w.rewatches, w.errCodes)
 	}
 	t.Logf("results (whole test %s):\n%s", time.Since(start).Round(time.Second), report.String())
 	if len(ids) < 100 {

@@ -93,6 +93,25 @@ func newClient() *http.Client {
 	return &http.Client{Jar: jar, Timeout: 15 * time.Second}
 }
 
+// startSession gets the client its anonymous session (a signed cookie)
+// before anything else uses it: watchers that dialled first would each get
+// a session of their own, and see none of the jobs (another owner's).
+func startSession(ctx context.Context, hc *http.Client, addr string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/api/jobs?limit=1", nil)
+	if err != nil {
+		return err
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || len(hc.Jar.Cookies(req.URL)) == 0 {
+		return fmt.Errorf("GET /api/jobs: %s, %d cookies", resp.Status, len(hc.Jar.Cookies(req.URL)))
+	}
+	return nil
+}
+
 // submitLoop submits a demo job every interval, alternating gateways,
 // until ctx ends. A submit that fails is tried again with the same
 // Idempotency-Key (on the other gateway) for up to a minute; each job
@@ -158,10 +177,11 @@ func submit(ctx context.Context, hc *http.Client, addr, key string, body []byte)
 // seqLog checks one watcher's view of one job: each event's seq must be
 // one more than the last seen.
 type seqLog struct {
-	last  uint64
-	final bool
-	gaps  int
-	dups  int
+	last   uint64
+	final  bool
+	gaps   int
+	dups   int
+	errors []string // error codes the gateway answered watch requests with
 }
 
 func (l *seqLog) see(ev jobs.Event) {
@@ -191,11 +211,13 @@ type watcher struct {
 	mu         sync.Mutex
 	logs       map[string]*seqLog
 	reconnects int
+	rewatches  int            // watch requests sent again after an error answer
+	errCodes   map[string]int // error answers to watch requests, by code
 	add        chan string
 }
 
 func newWatcher(name string, home int, hc *http.Client, gws *gateways) *watcher {
-	return &watcher{name: name, home: home, hc: hc, gws: gws, logs: map[string]*seqLog{}, add: make(chan string, 10000)}
+	return &watcher{name: name, home: home, hc: hc, gws: gws, logs: map[string]*seqLog{}, errCodes: map[string]int{}, add: make(chan string, 10000)}
 }
 
 func (w *watcher) watch(id string) {
@@ -258,6 +280,7 @@ func (w *watcher) session(ctx context.Context, addr string) error {
 	}
 	w.mu.Unlock()
 	writeErr := make(chan error, 1)
+	again := make(chan string, 1000) // jobs to watch again after an error answer
 	go func() {
 		for id, after := range resume {
 			if err := send(id, after); err != nil {
@@ -275,6 +298,18 @@ func (w *watcher) session(ctx context.Context, addr string) error {
 					writeErr <- err
 					return
 				}
+			case id := <-again:
+				w.mu.Lock()
+				after, final := w.logs[id].last, w.logs[id].final
+				w.rewatches++
+				w.mu.Unlock()
+				if final {
+					continue
+				}
+				if err := send(id, after); err != nil {
+					writeErr <- err
+					return
+				}
 			}
 		}
 	}()
@@ -289,8 +324,28 @@ func (w *watcher) session(ctx context.Context, addr string) error {
 		default:
 		}
 		var f wsFrame
-		if json.Unmarshal(data, &f) != nil || f.Op != "event" {
-			continue // errors, e.g. a job not found yet, are retried by the next connection
+		if json.Unmarshal(data, &f) != nil {
+			continue
+		}
+		if f.Op == "error" && f.JobID != "" {
+			// As a client should: watch again from the last seq seen.
+			w.mu.Lock()
+			w.errCodes[f.Code]++
+			if l := w.logs[f.JobID]; l != nil {
+				l.errors = append(l.errors, f.Code)
+				id := f.JobID
+				time.AfterFunc(500*time.Millisecond, func() {
+					select {
+					case again <- id:
+					default: // full: the next connection watches it again
+					}
+				})
+			}
+			w.mu.Unlock()
+			continue
+		}
+		if f.Op != "event" {
+			continue
 		}
 		w.mu.Lock()
 		if l := w.logs[f.JobID]; l != nil {
