@@ -35,40 +35,39 @@ WORKDIR /src
 COPY . .
 RUN ["go", "build", "-trimpath", "-ldflags=-s -w", "-o", "/out/", "./services/gateway", "./services/runner", "./cmd/jobwire-setup", "./cmd/jobwire-healthcheck"]
 
-FROM ${RUNTIME_IMAGE} AS gateway
+# What every image has: CA certificates, the health check, the user.
+FROM ${RUNTIME_IMAGE} AS runtime
 COPY --from=build /etc/ssl/certs/ca-certificates.crt /etc/ssl/certs/ca-certificates.crt
-COPY --from=build /out/jobwire-healthcheck /out/gateway /usr/local/bin/
+COPY --from=build /out/jobwire-healthcheck /usr/local/bin/
 USER 65532:65532
+
+FROM runtime AS gateway
+COPY --from=build /out/gateway /usr/local/bin/
 ENV HTTP_ADDR=0.0.0.0:8080
 EXPOSE 8080
 HEALTHCHECK --interval=5s --timeout=4s --start-period=30s --retries=3 \
   CMD ["jobwire-healthcheck", "http://127.0.0.1:8080/readyz"]
 ENTRYPOINT ["gateway"]
 
-FROM ${RUNTIME_IMAGE} AS runner
-COPY --from=build /etc/ssl/certs/ca-certificates.crt /etc/ssl/certs/ca-certificates.crt
-COPY --from=build /out/jobwire-healthcheck /out/runner /usr/local/bin/
-USER 65532:65532
+FROM runtime AS runner
+COPY --from=build /out/runner /usr/local/bin/
 ENV HEALTH_ADDR=0.0.0.0:8081
 EXPOSE 8081
 HEALTHCHECK --interval=5s --timeout=4s --start-period=30s --retries=3 \
   CMD ["jobwire-healthcheck", "http://127.0.0.1:8081/readyz"]
 ENTRYPOINT ["runner"]
 
-FROM ${RUNTIME_IMAGE} AS setup
-COPY --from=build /etc/ssl/certs/ca-certificates.crt /etc/ssl/certs/ca-certificates.crt
+FROM runtime AS setup
 COPY --from=build /out/jobwire-setup /usr/local/bin/
-USER 65532:65532
 ENTRYPOINT ["jobwire-setup"]
 
 # nats-server with deploy/nats's configuration; the data lives in /data
 # (mount a volume there). deploy/nats/cluster.conf adds the routes of a
 # 3-node cluster (docker-compose.yml).
-FROM ${RUNTIME_IMAGE} AS nats
-COPY --from=build /out/jobwire-healthcheck /out/nats-server /usr/local/bin/
+FROM runtime AS nats
+COPY --from=build /out/nats-server /usr/local/bin/
 COPY --from=build --chown=65532:65532 /out/data /data
 COPY deploy/nats/nats.conf deploy/nats/cluster.conf /etc/nats/
-USER 65532:65532
 EXPOSE 4222 6222 8222
 HEALTHCHECK --interval=5s --timeout=4s --start-period=30s --retries=3 \
   CMD ["jobwire-healthcheck", "http://127.0.0.1:8222/healthz"]

@@ -241,6 +241,9 @@ func TestClusterSurvivesFaults(t *testing.T) {
 			}
 			c.watchGaps += l.gaps
 			c.watchDups += l.dups
+			if l.gaps+l.dups > 0 {
+				t.Logf("%s: job %s seqs seen %v (watch errors %v)", w.name, id, l.seen, l.errors)
+			}
 			if !l.final {
 				c.watchUnended++
 				if c.watchUnended <= 5 {

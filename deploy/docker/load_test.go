@@ -177,6 +177,7 @@ func submit(ctx context.Context, hc *http.Client, addr, key string, body []byte)
 // seqLog checks one watcher's view of one job: each event's seq must be
 // one more than the last seen.
 type seqLog struct {
+	seen   []uint64 // every seq, in the order seen
 	last   uint64
 	final  bool
 	gaps   int
@@ -185,6 +186,7 @@ type seqLog struct {
 }
 
 func (l *seqLog) see(ev jobs.Event) {
+	l.seen = append(l.seen, ev.Seq)
 	switch {
 	case ev.Seq <= l.last:
 		l.dups++
@@ -282,7 +284,12 @@ func (w *watcher) session(ctx context.Context, addr string) error {
 	writeErr := make(chan error, 1)
 	again := make(chan string, 1000) // jobs to watch again after an error answer
 	go func() {
+		// Each job is asked for once per connection (a job accepted just
+		// before it started is both to resume and new); again only after an
+		// error answer.
+		asked := map[string]bool{}
 		for id, after := range resume {
+			asked[id] = true
 			if err := send(id, after); err != nil {
 				writeErr <- err
 				return
@@ -293,8 +300,12 @@ func (w *watcher) session(ctx context.Context, addr string) error {
 			case <-sctx.Done():
 				return
 			case id := <-w.add:
+				if asked[id] {
+					continue
+				}
+				asked[id] = true
+				// If this fails, the next connection resumes the job.
 				if err := send(id, 0); err != nil {
-					w.add <- id // for the next connection
 					writeErr <- err
 					return
 				}
