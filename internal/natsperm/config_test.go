@@ -51,8 +51,11 @@ func TestDocumentedCommandLinesWork(t *testing.T) {
 		}
 		found++
 		for i, a := range args {
-			if a == "deploy/nats/nats.conf" {
+			switch a {
+			case "deploy/nats/nats.conf":
 				args[i] = configFile
+			case "deploy/nats/cluster.conf":
+				args[i] = clusterConfigFile
 			}
 		}
 		fs := flag.NewFlagSet("nats-server", flag.ContinueOnError)
@@ -67,5 +70,32 @@ func TestDocumentedCommandLinesWork(t *testing.T) {
 	}
 	if found == 0 {
 		t.Fatal("the README shows no nats-server command line")
+	}
+}
+
+// cluster.conf is nats.conf (the same users) plus a cluster whose routes
+// need a password, listening on every interface (containers).
+func TestClusterConfig(t *testing.T) {
+	t.Parallel()
+	single, err := server.ProcessConfigFile(configFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts, err := server.ProcessConfigFile(clusterConfigFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(opts.Users) != len(single.Users) || len(opts.Users) == 0 {
+		t.Errorf("cluster.conf has %d users, nats.conf %d", len(opts.Users), len(single.Users))
+	}
+	if opts.Host != "0.0.0.0" || opts.HTTPHost != "0.0.0.0" || opts.HTTPPort != 8222 {
+		t.Errorf("listens on %s, monitoring on %s:%d; want every interface", opts.Host, opts.HTTPHost, opts.HTTPPort)
+	}
+	c := opts.Cluster
+	if c.Name != "jobwire" || c.Port != 6222 || c.Username != "route" || c.Password != clusterPassword {
+		t.Errorf("cluster %q on port %d, route user %q (password set: %v)", c.Name, c.Port, c.Username, c.Password == clusterPassword)
+	}
+	if !opts.JetStream {
+		t.Error("JetStream is off")
 	}
 }

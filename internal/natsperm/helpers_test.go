@@ -25,6 +25,13 @@ import (
 // configFile is the configuration under test.
 const configFile = "../../deploy/nats/nats.conf"
 
+// clusterConfigFile is a cluster node's (configFile plus routes), and
+// clusterPassword the routes' password it reads from the environment.
+const (
+	clusterConfigFile = "../../deploy/nats/cluster.conf"
+	clusterPassword   = "route-Secret-5e1b0c"
+)
+
 // The passwords the configuration reads from the environment. The
 // gateway's starts with digits on purpose: the server parses an
 // environment value like a config value.
@@ -41,6 +48,7 @@ func TestMain(m *testing.M) {
 	for user, pw := range passwords {
 		os.Setenv("JOBWIRE_"+strings.ToUpper(user)+"_PASSWORD", pw)
 	}
+	os.Setenv("JOBWIRE_CLUSTER_PASSWORD", clusterPassword)
 	goleak.VerifyTestMain(m, goleak.Cleanup(func(int) {
 		if buildDir != "" {
 			os.RemoveAll(buildDir)

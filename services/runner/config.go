@@ -3,6 +3,7 @@ package main
 import (
 	"github.com/jobwire/jobwire/internal/settings"
 	"io"
+	"net"
 	"strings"
 
 	"github.com/jobwire/jobwire/internal/envflag"
@@ -17,7 +18,9 @@ type Config struct {
 	NATSURL      string
 	JobTypes     []string       // serve only these types (empty: all)
 	Debug        settings.Debug // where /debug/pprof/ listens
-	NATS         natsconn.Auth
+	// HealthAddr is where /healthz and /readyz answer (empty: off).
+	HealthAddr string
+	NATS       natsconn.Auth
 }
 
 func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (Config, error) {
@@ -30,6 +33,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	var types string
 	s.String(&types, "job-types", "JOB_TYPES", "", "serve only these job types, comma separated (default: all this runner knows)")
 	c.Debug.Register(s)
+	s.String(&c.HealthAddr, "health-addr", "HEALTH_ADDR", "", "listen address of the probes /healthz (alive) and /readyz (connected to NATS, consumers bound); off when empty")
 	c.NATS.RegisterFlags(s)
 	if err := s.Parse(args); err != nil {
 		return c, err
@@ -40,6 +44,9 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	}
 	s.Check(c.NATSURL != "", "NATS_URL (--nats-url) is required")
 	c.Debug.Check(s)
+	if _, _, err := net.SplitHostPort(c.HealthAddr); c.HealthAddr != "" && err != nil {
+		s.Errorf("HEALTH_ADDR %q: %v", c.HealthAddr, err)
+	}
 	c.Runner.Check(s)
 	c.Retention.Check(s)
 	c.TopologyMode.Check(s)

@@ -10,12 +10,14 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"sync/atomic"
 	"syscall"
 
 	"github.com/jobwire/jobwire/internal/envflag"
 	"github.com/jobwire/jobwire/internal/natsconn"
 	"github.com/jobwire/jobwire/services/runner/jobtypes"
 	"github.com/jobwire/jobwire/services/runner/worker"
+	"github.com/nats-io/nats.go"
 )
 
 func main() {
@@ -45,11 +47,30 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
-	nc, err := natsconn.Connect(ctx, cfg.NATSURL, "jobwire-runner", log, natsOpts...)
+	var nc atomic.Pointer[nats.Conn]
+	var bound atomic.Bool // consumers bound: worker.New has returned
+	if cfg.HealthAddr != "" {
+		addr, stopHealth, err := startHealth(cfg.HealthAddr, func() error {
+			switch c := nc.Load(); {
+			case c == nil || !c.IsConnected():
+				return errors.New("not connected to NATS")
+			case !bound.Load():
+				return errors.New("starting: consumers not bound yet")
+			}
+			return nil
+		}, log)
+		if err != nil {
+			return fmt.Errorf("health server: %w", err)
+		}
+		defer stopHealth()
+		fmt.Fprintf(stdout, "jobwire runner: health checks on http://%s/readyz\n", addr)
+	}
+	conn, err := natsconn.Connect(ctx, cfg.NATSURL, "jobwire-runner", log, natsOpts...)
 	if err != nil {
 		return err
 	}
-	defer nc.Close()
+	defer conn.Close()
+	nc.Store(conn)
 	types, err := jobtypes.All(cfg.ExecConfig, getenv)
 	if err != nil {
 		return err
@@ -61,14 +82,16 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	wcfg.CheckTopology = cfg.TopologyMode.CheckOnly() // the consumers it creates either way
 	var r *worker.Runner
 	if err := natsconn.Retry(ctx, log, "start runner", func(ctx context.Context) (err error) {
-		r, err = worker.New(ctx, nc, wcfg, types...)
+		r, err = worker.New(ctx, conn, wcfg, types...)
 		return err
 	}); err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "jobwire runner: running up to %d jobs at once from %s\n", cfg.Concurrency, nc.ConnectedUrlRedacted())
+	bound.Store(true)
+	fmt.Fprintf(stdout, "jobwire runner: running up to %d jobs at once from %s\n", cfg.Concurrency, conn.ConnectedUrlRedacted())
 	if err := r.Run(ctx); err != nil {
 		return err
 	}
-	return nc.Drain()
+	bound.Store(false)
+	return conn.Drain()
 }

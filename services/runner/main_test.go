@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -125,5 +126,60 @@ func TestHelpIsNoFailure(t *testing.T) {
 	}
 	if !strings.Contains(stderr.String(), "-nats-url") {
 		t.Fatalf("run --help printed %q, want the flags", stderr.String())
+	}
+}
+
+// HEALTH_ADDR serves /healthz at once and /readyz once the runner is
+// connected and its consumers are bound: what the container's health
+// check asks.
+func TestHealthAddrAnswersProbes(t *testing.T) {
+	t.Parallel()
+	ns := natstest.Server(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	env := map[string]string{"NATS_URL": ns.ClientURL(), "HEALTH_ADDR": "127.0.0.1:0", "SHUTDOWN_GRACE": "1s"}
+	var stdout natstest.LockedBuffer
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- run(runCtx, nil, func(k string) string { return env[k] }, &stdout, io.Discard) }()
+
+	var base string
+	for base == "" {
+		if _, rest, ok := strings.Cut(stdout.String(), "health checks on "); ok {
+			base, _, _ = strings.Cut(rest, "/readyz")
+		} else if ctx.Err() != nil {
+			t.Fatalf("no health address printed: %q", stdout.String())
+		} else {
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	get := func(path string) int {
+		resp, err := http.Get(base + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if code := get("/healthz"); code != http.StatusOK {
+		t.Errorf("/healthz = %d", code)
+	}
+	for get("/readyz") != http.StatusOK {
+		if ctx.Err() != nil {
+			t.Fatal("/readyz never answered 200")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	ns.Shutdown() // NATS gone: not ready
+	ns.WaitForShutdown()
+	for get("/readyz") != http.StatusServiceUnavailable {
+		if ctx.Err() != nil {
+			t.Fatal("/readyz stayed 200 without NATS")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	stop()
+	if err := <-done; err != nil {
+		t.Logf("run after NATS stopped: %v", err)
 	}
 }
