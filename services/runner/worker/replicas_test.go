@@ -98,9 +98,17 @@ func TestReplicasConvergeFromR1WithoutLosingOrRerunningJobs(t *testing.T) {
 
 	// The consumer now has a copy on every node: losing its leader does
 	// not strand the queue.
-	c.WaitStreamCurrent(e.js, jobs.QueueStream, waitTimeout)
+	for _, stream := range []string{jobs.QueueStream, jobs.EventsStream} {
+		c.WaitStreamCurrent(e.js, stream, waitTimeout)
+	}
 	leader := consumerLeader(t, e)
 	c.Stop(leader)
+	// The node may have led the streams a submit writes to as well: a
+	// write sent while a stream has no leader waits for an answer that
+	// never comes, so submit once both have one again.
+	for _, stream := range []string{jobs.QueueStream, jobs.EventsStream} {
+		c.StreamLeader(e.js, stream)
+	}
 	after := e.submit("block", "")
 	if ev := e.waitEnded(after); ev.Status != jobs.StatusSucceeded {
 		t.Errorf("job submitted after the consumer's leader %s died ended %s", c.Name(leader), ev.Status)
