@@ -15,19 +15,6 @@
 // the services in check mode report the difference and wait.
 package main
 
-import (
-	"context"
-	"fmt"
-	"os"
-	"os/signal"
-	"syscall"
-)
+import "github.com/jobwire/jobwire/internal/cli"
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
-		fmt.Fprintln(os.Stderr, "jobwire-setup:", err)
-		os.Exit(1)
-	}
-}
+func main() { cli.Main("jobwire-setup", run) }
