@@ -136,7 +136,13 @@ func jobFlow(t *testing.T, s *server.Server) {
 	if owner, err := jobs.ReadOwner(ctx, gw.streams.Records, id); err != nil || owner.Owner != "alice" {
 		t.Fatalf("owner record as gateway: %+v %v", owner, err)
 	}
-	if end, ended, err := jobs.ReadEnd(ctx, gw.streams.Records, id); err != nil || !ended || end.Status != jobs.StatusSucceeded {
+	// The runner writes the end record right after the final event.
+	var end jobs.EndRecord
+	var ended bool
+	for deadline := time.Now().Add(10 * time.Second); !ended && err == nil && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		end, ended, err = jobs.ReadEnd(ctx, gw.streams.Records, id)
+	}
+	if err != nil || !ended || end.Status != jobs.StatusSucceeded {
 		t.Fatalf("end record the runner wrote, as gateway: %+v %v %v", end, ended, err)
 	}
 	if ev, _, err := jobs.State(ctx, gw.streams.Events, gw.streams.Records, id); err != nil || ev.Seq != uint64(len(evs)) {
