@@ -165,21 +165,7 @@ func TestStalledClientDoesNotSlowOthers(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	// ...and what it had received before resumes cleanly.
-	var got []uint64
-	for {
-		_, b, err := stalled.next()
-		if err != nil {
-			if code := websocket.CloseStatus(err); code != -1 && code != httpapi.CloseTooSlow {
-				t.Fatalf("closed with %v", err)
-			}
-			break
-		}
-		var m serverMsg
-		if err := json.Unmarshal(b, &m); err != nil {
-			t.Fatal(err)
-		}
-		got = append(got, m.Event.Seq)
-	}
+	got := stalled.seqsUntilClosed(-1, httpapi.CloseTooSlow) // -1: cut without a close frame
 	if len(got) > 0 {
 		checkExact(t, got, 1)
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -61,6 +62,28 @@ const eventWait = 15 * time.Second
 // next reads the next message, waiting at most eventWait for it. A read
 // that ends the connection (a close frame, say) returns its error; the
 // deadline returns an error that says what was waited for.
+// seqsUntilClosed reads event frames until the server closes the
+// connection, which it must do with one of the codes want, and returns
+// their seqs.
+func (w *wsClient) seqsUntilClosed(want ...websocket.StatusCode) []uint64 {
+	w.t.Helper()
+	var seqs []uint64
+	for {
+		_, b, err := w.next()
+		if err != nil {
+			if !slices.Contains(want, websocket.CloseStatus(err)) {
+				w.t.Fatalf("closed with %v, want one of %v", err, want)
+			}
+			return seqs
+		}
+		var m serverMsg
+		if err := json.Unmarshal(b, &m); err != nil {
+			w.t.Fatal(err)
+		}
+		seqs = append(seqs, m.Event.Seq)
+	}
+}
+
 func (w *wsClient) next() (websocket.MessageType, []byte, error) {
 	ctx, cancel := context.WithTimeout(w.ct, eventWait)
 	defer cancel()
@@ -319,20 +342,7 @@ func TestGatewayRestartUnderWatchers(t *testing.T) {
 	ws.send(`{"op":"watch","job_id":"` + snap.ID + `","after_seq":0}`)
 	seqs := readSeqs(t, ws, snap.ID, func(m serverMsg) bool { return m.Event.Seq >= 30 })
 	sys.GW.Live().CloseAll()
-	for {
-		_, b, err := ws.next()
-		if err != nil {
-			if websocket.CloseStatus(err) != websocket.StatusGoingAway {
-				t.Fatalf("closed with %v, want going away", err)
-			}
-			break
-		}
-		var m serverMsg
-		if err := json.Unmarshal(b, &m); err != nil {
-			t.Fatal(err)
-		}
-		seqs = append(seqs, m.Event.Seq)
-	}
+	seqs = append(seqs, ws.seqsUntilClosed(websocket.StatusGoingAway)...)
 	next := testsys.StartOn(t, sys.NATS, testsys.WithoutRunner()).SameCaller(sys)
 	again := dialWS(t, next)
 	again.send(fmt.Sprintf(`{"op":"watch","job_id":"%s","after_seq":%d}`, snap.ID, seqs[len(seqs)-1]))
