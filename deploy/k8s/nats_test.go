@@ -2,15 +2,13 @@ package k8s_test
 
 import (
 	"fmt"
-	"os"
-	"regexp"
 	"strings"
 	"testing"
 )
 
 // TestNATSCluster: the routes name every node through the headless
-// Service, server names are pod names, and KEDA's triggers read the job
-// consumers through that same Service's monitoring port.
+// Service, and server names are pod names (KEDA's triggers, checked in
+// deploy/k8s/keda, find a consumer's leader by it).
 func TestNATSCluster(t *testing.T) {
 	forEachOverlay(t, func(t *testing.T, overlay string, r *rendered) {
 		sts := r.statefulSets[0]
@@ -47,59 +45,5 @@ func TestNATSCluster(t *testing.T) {
 			t.Errorf("%d NATS nodes: JetStream wants 1, 3 or 5", n)
 		}
 
-		conf, err := os.ReadFile("base/nats/nats.conf")
-		if err != nil {
-			t.Fatal(err)
-		}
-		types := builtinJobTypes(t)
-		for _, so := range r.scaledObjs {
-			for _, tr := range so.Spec.Triggers {
-				md := tr.Metadata
-				if tr.Type != "nats-jetstream" {
-					t.Errorf("ScaledObject %s: trigger %s", so.Name, tr.Type)
-					continue
-				}
-				endpoint := fmt.Sprintf("%s.%s.svc.cluster.local:8222", svc.Name, r.namespace)
-				if md["natsServerMonitoringEndpoint"] != endpoint {
-					t.Errorf("ScaledObject %s: natsServerMonitoringEndpoint %q, want %q", so.Name, md["natsServerMonitoringEndpoint"], endpoint)
-				}
-				if findPort(&sts.Spec.Template, "8222") == nil {
-					t.Errorf("NATS pods declare no monitoring port 8222")
-				}
-				if !regexp.MustCompile(`(?m)^\s*` + regexp.QuoteMeta(md["account"]) + ` \{`).Match(conf) {
-					t.Errorf("ScaledObject %s: account %q is not in nats.conf", so.Name, md["account"])
-				}
-				if md["stream"] != "JOBS" {
-					t.Errorf("ScaledObject %s: stream %q; the work queue is JOBS (shared/jobs)", so.Name, md["stream"])
-				}
-				typ, ok := strings.CutPrefix(md["consumer"], "runners_")
-				if !ok || !types[typ] {
-					t.Errorf("ScaledObject %s: consumer %q is not runners_<type> of a built-in type %v (shared/jobs.ConsumerName)", so.Name, md["consumer"], types)
-				}
-				for _, k := range []string{"lagThreshold", "activationLagThreshold"} {
-					if md[k] == "" {
-						t.Errorf("ScaledObject %s: %s unset", so.Name, k)
-					}
-				}
-			}
-		}
-		if overlay == "prod" && len(r.scaledObjs) == 0 {
-			t.Errorf("prod: no ScaledObject for the runners")
-		}
 	})
-}
-
-// builtinJobTypes are the Name fields of services/runner/jobtypes.
-func builtinJobTypes(t *testing.T) map[string]bool {
-	if !strings.Contains(grepDir(t, "shared/jobs"), `return "runners_" + typ`) {
-		t.Fatalf("shared/jobs.ConsumerName no longer names consumers runners_<type>")
-	}
-	types := map[string]bool{}
-	for _, m := range regexp.MustCompile(`Name:\s+"([a-z0-9_.-]+)"`).FindAllStringSubmatch(grepDir(t, "services/runner/jobtypes"), -1) {
-		types[m[1]] = true
-	}
-	if len(types) == 0 {
-		t.Fatal("no built-in job types found in services/runner/jobtypes")
-	}
-	return types
 }
