@@ -41,6 +41,9 @@ func TestNetworkPolicies(t *testing.T) {
 		actors = append(actors,
 			actor{name: "ingress-nginx", namespace: "ingress-nginx", labels: map[string]string{"app.kubernetes.io/name": "ingress-nginx"}, ports: []string{"443/TCP"}},
 			actor{name: "keda", namespace: "keda", labels: map[string]string{"app.kubernetes.io/name": "keda-operator"}, ports: []string{"443/TCP"}},
+			actor{name: "prometheus", namespace: "monitoring", labels: map[string]string{"app.kubernetes.io/name": "prometheus"}, ports: []string{"9090/TCP"}},
+			// Not Prometheus, in Prometheus's namespace.
+			actor{name: "monitoring-other", namespace: "monitoring", labels: map[string]string{"app.kubernetes.io/name": "grafana"}, ports: []string{"3000/TCP"}},
 			actor{name: "kube-dns", namespace: "kube-system", labels: map[string]string{"k8s-app": "kube-dns"}, ports: []string{"53/UDP", "53/TCP"}},
 			actor{name: "other-namespace", namespace: "other", labels: map[string]string{"app": "x"}, ports: []string{"80/TCP"}},
 			// Another pod in jobwire's namespace (a debug pod, another app).
@@ -62,6 +65,8 @@ func TestNetworkPolicies(t *testing.T) {
 			"runner -> nats 4222/TCP",
 			"setup -> nats 4222/TCP",
 			"nats -> nats 6222/TCP",
+			"prometheus -> gateway 9464/TCP",
+			"prometheus -> runner 9464/TCP",
 		}
 		for _, a := range []string{"gateway", "runner", "setup", "nats", "neighbour"} {
 			want = append(want, a+" -> kube-dns 53/UDP", a+" -> kube-dns 53/TCP")
