@@ -10,13 +10,10 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -49,7 +46,7 @@ func TestK8sPodSpecsOnDocker(t *testing.T) {
 	s.run(ctx, "build", "nats-1", "jobwire-setup", "gateway-1", "runner-1")
 	t.Logf("images ready after %s", time.Since(start).Round(time.Second))
 
-	p := newPods(t, objs)
+	p := newPods(t, s, objs)
 	nats := p.workload(t, "StatefulSet", "jobwire-nats")
 	setup := p.workload(t, "Job", "jobwire-setup")
 	gateway := p.workload(t, "Deployment", "jobwire-gateway")
@@ -172,41 +169,23 @@ func renderOverlay(t *testing.T, ctx context.Context, root, overlay string) []k8
 	return objs
 }
 
-// pods runs workloads' pods as containers on one Docker network of their
-// own. Everything it makes carries its label and goes when the test ends,
-// also when it fails or is interrupted.
+// pods runs workloads' pods as containers on a Docker network of their
+// own. Everything it makes carries the label of the stack's compose
+// project, so the stack's teardown removes it when the test ends, also
+// when it fails or is interrupted, and a later run removes what a killed
+// one left (removeStale).
 type pods struct {
 	t       *testing.T
 	objs    []k8sObject
-	label   string // k8sdockertest=<run>
+	label   string // com.docker.compose.project=<project>
 	network string
 	secrets map[string]string // Secret key -> a random value
 	dir     string            // mounted ConfigMaps and Secrets
 	ids     map[string]string // pod name -> container id
 }
 
-const k8sRunPrefix = "jwk8stest"
-
-func newPods(t *testing.T, objs []k8sObject) *pods {
-	run := fmt.Sprintf("%s%d%s", k8sRunPrefix, os.Getpid(), randomHex(3))
-	p := &pods{t: t, objs: objs, label: "k8sdockertest=" + run, network: run, secrets: map[string]string{}, ids: map[string]string{}}
-	removeStaleK8sRuns(t)
-	var once sync.Once
-	cleanup := func() { once.Do(func() { removeK8sRun(run) }) }
-	t.Cleanup(cleanup)
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
-	stop := make(chan struct{})
-	t.Cleanup(func() { signal.Stop(sigs); close(stop) })
-	go func() {
-		select {
-		case sig := <-sigs:
-			fmt.Fprintf(os.Stderr, "%v: removing the containers of %s\n", sig, run)
-			cleanup()
-			os.Exit(1)
-		case <-stop:
-		}
-	}()
+func newPods(t *testing.T, s *stack, objs []k8sObject) *pods {
+	p := &pods{t: t, objs: objs, label: "com.docker.compose.project=" + s.project, network: s.project + "_k8s", secrets: map[string]string{}, ids: map[string]string{}}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	docker(t, ctx, "network", "create", "--label", p.label, p.network)
@@ -216,54 +195,6 @@ func newPods(t *testing.T, objs []k8sObject) *pods {
 		t.Fatal(err)
 	}
 	return p
-}
-
-// removeK8sRun removes the containers and the network of one run.
-func removeK8sRun(run string) {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	label := "label=k8sdockertest=" + run
-	if out, _ := exec.CommandContext(ctx, "docker", "ps", "-aq", "--filter", label).Output(); len(bytes.TrimSpace(out)) > 0 {
-		args := append([]string{"rm", "-f", "-v"}, strings.Fields(string(out))...)
-		if out, err := exec.CommandContext(ctx, "docker", args...).CombinedOutput(); err != nil {
-			fmt.Fprintf(os.Stderr, "docker rm: %v\n%s", err, out)
-		}
-	}
-	if out, _ := exec.CommandContext(ctx, "docker", "network", "ls", "-q", "--filter", label).Output(); len(bytes.TrimSpace(out)) > 0 {
-		args := append([]string{"network", "rm"}, strings.Fields(string(out))...)
-		if out, err := exec.CommandContext(ctx, "docker", args...).CombinedOutput(); err != nil {
-			fmt.Fprintf(os.Stderr, "docker network rm: %v\n%s", err, out)
-		}
-	}
-}
-
-// removeStaleK8sRuns removes what runs killed by SIGKILL left.
-func removeStaleK8sRuns(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	seen := map[string]bool{}
-	for _, args := range [][]string{{"ps", "-a"}, {"network", "ls"}} {
-		out, err := exec.CommandContext(ctx, "docker", append(args, "--filter", "label=k8sdockertest", "--format", `{{.Label "k8sdockertest"}}`)...).Output()
-		if err != nil {
-			continue
-		}
-		for _, r := range strings.Fields(string(out)) {
-			seen[r] = true
-		}
-	}
-	for r := range seen {
-		rest, ok := strings.CutPrefix(r, k8sRunPrefix)
-		if !ok || len(rest) < 7 {
-			continue
-		}
-		if pid, err := strconv.Atoi(rest[:len(rest)-6]); err == nil && pid != os.Getpid() {
-			if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); err == nil {
-				continue // still running
-			}
-		}
-		t.Logf("removing containers of %s left by an earlier run", r)
-		removeK8sRun(r)
-	}
 }
 
 func (p *pods) workload(t *testing.T, kind, name string) *workload {
