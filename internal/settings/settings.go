@@ -13,8 +13,10 @@ import (
 
 	"github.com/jobwire/jobwire/internal/debugserver"
 	"github.com/jobwire/jobwire/internal/envflag"
+	"github.com/jobwire/jobwire/internal/metrics"
 	"github.com/jobwire/jobwire/services/runner/worker"
 	"github.com/jobwire/jobwire/shared/jobs"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Retention is how long, how much and on how many NATS nodes a job's
@@ -138,6 +140,35 @@ func (d Debug) Start(log *slog.Logger) (stop func(), err error) {
 	_, stop, err = debugserver.Start(d.Addr, log)
 	if err != nil {
 		return nil, fmt.Errorf("debug server: %w", err)
+	}
+	return stop, nil
+}
+
+// Metrics is where Prometheus metrics are served (internal/metrics).
+type Metrics struct {
+	Addr string // empty: off
+}
+
+// Register defines METRICS_ADDR.
+func (m *Metrics) Register(s *envflag.Set) {
+	s.String(&m.Addr, "metrics-addr", "METRICS_ADDR", "", "listen address of the Prometheus metrics (/metrics), e.g. 127.0.0.1:9464; off when empty (the images set 0.0.0.0:9464)")
+}
+
+// Check records what is wrong with m in s.
+func (m Metrics) Check(s *envflag.Set) {
+	if _, _, err := net.SplitHostPort(m.Addr); m.Addr != "" && err != nil {
+		s.Errorf("METRICS_ADDR %q: %v", m.Addr, err)
+	}
+}
+
+// Start serves reg's metrics when an address is set; stop ends that.
+func (m Metrics) Start(reg *prometheus.Registry, log *slog.Logger) (stop func(), err error) {
+	if m.Addr == "" {
+		return func() {}, nil
+	}
+	_, stop, err = metrics.Start(m.Addr, reg, log)
+	if err != nil {
+		return nil, fmt.Errorf("metrics server: %w", err)
 	}
 	return stop, nil
 }
