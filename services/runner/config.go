@@ -16,7 +16,7 @@ type Config struct {
 	settings.Retention
 	TopologyMode settings.TopologyMode // create or only check the streams
 	NATSURL      string
-	JobTypes     []string       // serve only these types (empty: all)
+	JobTypes     []string         // serve only these types (empty: all)
 	Debug        settings.Debug   // where /debug/pprof/ listens
 	Metrics      settings.Metrics // where /metrics listens
 	// HealthAddr is where /healthz and /readyz answer (empty: off).
