@@ -87,13 +87,13 @@ func TestDevModeStateSurvivesRestartOfEverything(t *testing.T) {
 
 func TestConfigErrorsReportedTogether(t *testing.T) {
 	t.Parallel()
-	env := map[string]string{"MAX_BODY_BYTES": "10", "RUNNER_CONCURRENCY": "x", "HTTP_ADDR": "nope", "DEBUG_ADDR": "nope", "TOPOLOGY": "sometimes", "JETSTREAM_REPLICAS": "4"}
+	env := map[string]string{"MAX_BODY_BYTES": "10", "RUNNER_CONCURRENCY": "x", "HTTP_ADDR": "nope", "DEBUG_ADDR": "nope", "METRICS_ADDR": "nope", "TOPOLOGY": "sometimes", "JETSTREAM_REPLICAS": "4"}
 	var stderr testsys.LockedBuffer
 	err := run(context.Background(), nil, func(k string) string { return env[k] }, &stderr, &stderr)
 	if err == nil {
 		t.Fatal("run accepted a bad configuration")
 	}
-	for _, want := range []string{"NATS_URL", "MAX_BODY_BYTES", "RUNNER_CONCURRENCY", "HTTP_ADDR", "DEBUG_ADDR", "TOPOLOGY", "JETSTREAM_REPLICAS"} {
+	for _, want := range []string{"NATS_URL", "MAX_BODY_BYTES", "RUNNER_CONCURRENCY", "HTTP_ADDR", "DEBUG_ADDR", "METRICS_ADDR", "TOPOLOGY", "JETSTREAM_REPLICAS"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q does not mention %s", err, want)
 		}
