@@ -127,6 +127,10 @@ func TestDebugAddrServesProfilesOnItsOwnListener(t *testing.T) {
 	if m == nil {
 		t.Fatalf("no debug server address logged:\n%s", logs)
 	}
+	// Metrics are off unless METRICS_ADDR is set, --dev included.
+	if strings.Contains(logs.String(), "metrics server") {
+		t.Errorf("a metrics listener started without METRICS_ADDR:\n%s", logs)
+	}
 	res, err := http.Get("http://" + m[1] + "/debug/pprof/heap?debug=1")
 	if err != nil {
 		t.Fatal(err)

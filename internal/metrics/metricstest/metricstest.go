@@ -7,6 +7,8 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"os"
+	"regexp"
 	"slices"
 	"sort"
 	"strings"
@@ -160,3 +162,80 @@ func (f Families) LabelValues() []string {
 	slices.Sort(out)
 	return slices.Compact(out)
 }
+
+// Described lists the metrics cs describe, whether or not they have a
+// series yet: name → label names (variable and constant), sorted.
+func Described(cs ...prometheus.Collector) map[string][]string {
+	ch := make(chan *prometheus.Desc)
+	go func() {
+		defer close(ch)
+		for _, c := range cs {
+			c.Describe(ch)
+		}
+	}()
+	out := map[string][]string{}
+	for d := range ch {
+		// Desc keeps its fields to itself; its String is stable:
+		// Desc{fqName: "…", help: "…", unit: "…", constLabels: {a="x"}, variableLabels: {b,c}}
+		m := descString.FindStringSubmatch(d.String())
+		if m == nil {
+			panic("unexpected Desc format: " + d.String())
+		}
+		var labels []string
+		for _, kv := range strings.Split(m[2], ",") {
+			if name, _, _ := strings.Cut(kv, "="); name != "" {
+				labels = append(labels, name)
+			}
+		}
+		for _, l := range strings.Split(m[3], ",") {
+			if l = strings.TrimSuffix(strings.TrimPrefix(l, "c("), ")"); l != "" {
+				labels = append(labels, l)
+			}
+		}
+		slices.Sort(labels)
+		out[m[1]] = slices.Compact(append(out[m[1]], labels...))
+	}
+	return out
+}
+
+var descString = regexp.MustCompile(`^Desc\{fqName: "([^"]+)", .*constLabels: \{(.*)\}, variableLabels: \{(.*)\}\}$`)
+
+// Doc is a metric as a documentation table row describes it.
+type Doc struct {
+	Type   string   // counter, gauge, histogram
+	Labels []string // sorted
+}
+
+// Documented reads the metric rows of a Markdown file (docs/operations.md):
+// | `jobwire_…` | type | `label`, `label` (or –) | meaning |.
+func Documented(t testing.TB, path string) map[string]Doc {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]Doc{}
+	for _, line := range strings.Split(string(b), "\n") {
+		m := docRow.FindStringSubmatch(line)
+		if m == nil {
+			continue
+		}
+		if _, dup := out[m[1]]; dup {
+			t.Errorf("%s lists %s twice", path, m[1])
+		}
+		var labels []string
+		for _, l := range strings.Split(m[3], ",") {
+			if l = strings.Trim(strings.TrimSpace(l), "`"); l != "" && l != "–" {
+				labels = append(labels, l)
+			}
+		}
+		slices.Sort(labels)
+		out[m[1]] = Doc{Type: m[2], Labels: labels}
+	}
+	if len(out) == 0 {
+		t.Fatalf("%s: no metric rows", path)
+	}
+	return out
+}
+
+var docRow = regexp.MustCompile("^\\| `(jobwire_[a-z0-9_]+)` \\| (counter|gauge|histogram) \\| ([^|]*) \\|")

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/jobwire/jobwire/internal/metrics/metricstest"
+	"github.com/jobwire/jobwire/internal/natsconn"
 	"github.com/jobwire/jobwire/internal/testsys"
 )
 
@@ -184,4 +185,29 @@ func TestGatewayCountsStoredJobsPerType(t *testing.T) {
 		n := m.Value("jobwire_gateway_queue_stored_jobs", "type", "demo")
 		return n == 3, fmt.Sprint(n)
 	})
+}
+
+// Every jobwire_ metric the gateway and a runner register, with or
+// without a series yet, is in docs/operations.md with its labels, and
+// the document lists nothing else. (TestMetricsAfterRealJobs checks the
+// same against a real scrape, and the metric types.)
+func TestOperationsDocListsEveryMetric(t *testing.T) {
+	t.Parallel()
+	sys := testsys.Start(t)
+	registered := metricstest.Described(sys.GW.Metrics(), sys.Runners[0].Metrics(), natsconn.Metrics(sys.NC, "gateway"))
+	documented := metricstest.Documented(t, "../../../docs/operations.md")
+	for name, labels := range registered {
+		d, ok := documented[name]
+		switch {
+		case !ok:
+			t.Errorf("%s is registered but not in docs/operations.md", name)
+		case !slices.Equal(d.Labels, labels):
+			t.Errorf("docs/operations.md gives %s the labels %v; it has %v", name, d.Labels, labels)
+		}
+	}
+	for name := range documented {
+		if _, ok := registered[name]; !ok {
+			t.Errorf("docs/operations.md lists %s, which nothing registers", name)
+		}
+	}
 }
