@@ -36,7 +36,7 @@ type config struct {
 	// ScrapeMetrics: serve the gateway's metrics (METRICS_ADDR) and scrape
 	// them this often during the run; 0: metrics not served.
 	ScrapeMetrics time.Duration
-	Keep              bool   // --keep: keep the temporary directory (gateway logs, data)
+	Keep          bool // --keep: keep the temporary directory (gateway logs, data)
 
 	Phases       []string
 	Duration     time.Duration // per measured window
