@@ -87,15 +87,6 @@ func Start(addr string, reg *prometheus.Registry, log *slog.Logger) (bound net.A
 	return ln.Addr(), func() { _ = srv.Close(); <-done }, nil
 }
 
-// Type is the label value of job type typ: typ itself when known says
-// it is a registered type, else "unknown", so a made-up type never adds a
-// series.
-func Type(typ string, known bool) string {
-	if known {
-		return typ
-	}
-	return UnknownType
-}
-
-// UnknownType is the type label of jobs whose type is not registered.
+// UnknownType is the type label of jobs whose type is not registered: a
+// made-up type never adds a series.
 const UnknownType = "unknown"
