@@ -8,12 +8,13 @@
 package metrics
 
 import (
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
 	"time"
+
+	"github.com/jobwire/jobwire/internal/sideserver"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -71,20 +72,7 @@ func Handler(reg *prometheus.Registry) http.Handler {
 // Start listens on addr and serves Handler(reg). stop closes the server
 // and waits for it.
 func Start(addr string, reg *prometheus.Registry, log *slog.Logger) (bound net.Addr, stop func(), err error) {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, nil, err
-	}
-	srv := &http.Server{Handler: Handler(reg), ReadHeaderTimeout: 10 * time.Second}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
-			log.Warn("metrics server", "err", err)
-		}
-	}()
-	log.Info("metrics server listening", "addr", ln.Addr().String())
-	return ln.Addr(), func() { _ = srv.Close(); <-done }, nil
+	return sideserver.Start(addr, Handler(reg), "metrics server", log)
 }
 
 // UnknownType is the type label of jobs whose type is not registered: a

@@ -126,22 +126,11 @@ func (d *Debug) Register(s *envflag.Set) {
 }
 
 // Check records what is wrong with d in s.
-func (d Debug) Check(s *envflag.Set) {
-	if _, _, err := net.SplitHostPort(d.Addr); d.Addr != "" && err != nil {
-		s.Errorf("DEBUG_ADDR %q: %v", d.Addr, err)
-	}
-}
+func (d Debug) Check(s *envflag.Set) { checkAddr(s, "DEBUG_ADDR", d.Addr) }
 
 // Start serves the profiles when an address is set; stop ends that.
 func (d Debug) Start(log *slog.Logger) (stop func(), err error) {
-	if d.Addr == "" {
-		return func() {}, nil
-	}
-	_, stop, err = debugserver.Start(d.Addr, log)
-	if err != nil {
-		return nil, fmt.Errorf("debug server: %w", err)
-	}
-	return stop, nil
+	return startIfSet(d.Addr, "debug server", func() (net.Addr, func(), error) { return debugserver.Start(d.Addr, log) })
 }
 
 // Metrics is where Prometheus metrics are served (internal/metrics).
@@ -155,20 +144,30 @@ func (m *Metrics) Register(s *envflag.Set) {
 }
 
 // Check records what is wrong with m in s.
-func (m Metrics) Check(s *envflag.Set) {
-	if _, _, err := net.SplitHostPort(m.Addr); m.Addr != "" && err != nil {
-		s.Errorf("METRICS_ADDR %q: %v", m.Addr, err)
-	}
-}
+func (m Metrics) Check(s *envflag.Set) { checkAddr(s, "METRICS_ADDR", m.Addr) }
 
 // Start serves reg's metrics when an address is set; stop ends that.
 func (m Metrics) Start(reg *prometheus.Registry, log *slog.Logger) (stop func(), err error) {
-	if m.Addr == "" {
+	return startIfSet(m.Addr, "metrics server", func() (net.Addr, func(), error) { return metrics.Start(m.Addr, reg, log) })
+}
+
+// checkAddr records in s that the listen address addr of setting env is
+// set but not host:port.
+func checkAddr(s *envflag.Set, env, addr string) {
+	if _, _, err := net.SplitHostPort(addr); addr != "" && err != nil {
+		s.Errorf("%s %q: %v", env, addr, err)
+	}
+}
+
+// startIfSet runs start (a listener of its own, what) when addr is set;
+// stop ends what it started.
+func startIfSet(addr, what string, start func() (net.Addr, func(), error)) (stop func(), err error) {
+	if addr == "" {
 		return func() {}, nil
 	}
-	_, stop, err = metrics.Start(m.Addr, reg, log)
+	_, stop, err = start()
 	if err != nil {
-		return nil, fmt.Errorf("metrics server: %w", err)
+		return nil, fmt.Errorf("%s: %w", what, err)
 	}
 	return stop, nil
 }

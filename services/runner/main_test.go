@@ -67,20 +67,10 @@ func TestRunRunsJobsFromNATS(t *testing.T) {
 func TestCheckModeWaitsForTheTopology(t *testing.T) {
 	t.Parallel()
 	ns := natstest.Server(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	env := map[string]string{"NATS_URL": ns.ClientURL(), "TOPOLOGY": "check", "SHUTDOWN_GRACE": "1s"}
-	var stdout, stderr natstest.LockedBuffer
-	runCtx, stop := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- run(runCtx, nil, func(k string) string { return env[k] }, &stdout, &stderr) }()
-	for !strings.Contains(stderr.String(), "stream JOBS is missing") {
-		if ctx.Err() != nil {
-			t.Fatalf("the runner did not say what is missing:\n%s", stderr.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	if log := stderr.String(); !strings.Contains(log, "jobwire-setup") || !strings.Contains(log, "bucket JOBWIRE_TYPES is missing") {
+	r := startRun(t, map[string]string{"NATS_URL": ns.ClientURL(), "TOPOLOGY": "check", "SHUTDOWN_GRACE": "1s"})
+	ctx := r.ctx
+	r.waitFor(t, "the runner to say what is missing", func() bool { return strings.Contains(r.stderr.String(), "stream JOBS is missing") })
+	if log := r.stderr.String(); !strings.Contains(log, "jobwire-setup") || !strings.Contains(log, "bucket JOBWIRE_TYPES is missing") {
 		t.Errorf("the runner's warning does not list everything missing and name jobwire-setup:\n%s", log)
 	}
 	js, err := jetstream.New(natstest.Connect(t, ns))
@@ -93,15 +83,42 @@ func TestCheckModeWaitsForTheTopology(t *testing.T) {
 	if _, err := (jobs.Topology{}).CreateOrUpdate(ctx, js); err != nil { // what jobwire-setup does
 		t.Fatal(err)
 	}
-	for !strings.Contains(stdout.String(), "jobwire runner: running") {
-		if ctx.Err() != nil {
-			t.Fatalf("the runner did not start once the streams were there:\n%s", stderr.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	stop()
-	if err := <-done; err != nil {
+	r.waitFor(t, "the runner to start once the streams were there", func() bool { return strings.Contains(r.stdout.String(), "jobwire runner: running") })
+	if err := r.stop(); err != nil {
 		t.Fatalf("run: %v", err)
+	}
+}
+
+// running is run going on a goroutine of its own, as main runs it, with
+// the test's deadline (ctx).
+type running struct {
+	ctx            context.Context
+	stdout, stderr natstest.LockedBuffer
+	stop           func() error // ends run's context and returns what run returned
+}
+
+// startRun runs the runner with env as its whole environment.
+func startRun(t *testing.T, env map[string]string) *running {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	r := &running{ctx: ctx}
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- run(runCtx, nil, func(k string) string { return env[k] }, &r.stdout, &r.stderr) }()
+	r.stop = func() error { stop(); return <-done }
+	return r
+}
+
+// waitFor polls cond until it holds, failing the test (with the runner's
+// log) when the deadline passes.
+func (r *running) waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for !cond() {
+		if r.ctx.Err() != nil {
+			t.Fatalf("waiting for %s:\n%s", what, r.stderr.String())
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
 
@@ -193,22 +210,12 @@ var metricsLine = regexp.MustCompile(`metrics server listening" addr=(\S+)`)
 func TestMetricsAddrServesRunnerMetrics(t *testing.T) {
 	t.Parallel()
 	ns := natstest.Server(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	env := map[string]string{"NATS_URL": ns.ClientURL(), "METRICS_ADDR": "127.0.0.1:0", "SHUTDOWN_GRACE": "1s"}
-	var stdout, stderr natstest.LockedBuffer
-	runCtx, stop := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- run(runCtx, nil, func(k string) string { return env[k] }, &stdout, &stderr) }()
-	for !strings.Contains(stdout.String(), "jobwire runner: running") {
-		if ctx.Err() != nil {
-			t.Fatalf("the runner did not start:\n%s", stderr.String())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	m := metricsLine.FindStringSubmatch(stderr.String())
+	r := startRun(t, map[string]string{"NATS_URL": ns.ClientURL(), "METRICS_ADDR": "127.0.0.1:0", "SHUTDOWN_GRACE": "1s"})
+	ctx := r.ctx
+	r.waitFor(t, "the runner to start", func() bool { return strings.Contains(r.stdout.String(), "jobwire runner: running") })
+	m := metricsLine.FindStringSubmatch(r.stderr.String())
 	if m == nil {
-		t.Fatalf("no metrics address logged:\n%s", stderr.String())
+		t.Fatalf("no metrics address logged:\n%s", r.stderr.String())
 	}
 	url := "http://" + m[1] + "/metrics"
 
@@ -240,8 +247,7 @@ func TestMetricsAddrServesRunnerMetrics(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	stop()
-	if err := <-done; err != nil {
+	if err := r.stop(); err != nil {
 		t.Fatalf("run: %v", err)
 	}
 	if _, err := http.Get(url); err == nil {
