@@ -43,16 +43,17 @@ USER 65532:65532
 
 FROM runtime AS gateway
 COPY --from=build /out/gateway /usr/local/bin/
-ENV HTTP_ADDR=0.0.0.0:8080
-EXPOSE 8080
+# Prometheus metrics (/metrics) on a port of their own (docs/operations.md).
+ENV HTTP_ADDR=0.0.0.0:8080 METRICS_ADDR=0.0.0.0:9464
+EXPOSE 8080 9464
 HEALTHCHECK --interval=5s --timeout=4s --start-period=30s --retries=3 \
   CMD ["jobwire-healthcheck", "http://127.0.0.1:8080/readyz"]
 ENTRYPOINT ["gateway"]
 
 FROM runtime AS runner
 COPY --from=build /out/runner /usr/local/bin/
-ENV HEALTH_ADDR=0.0.0.0:8081
-EXPOSE 8081
+ENV HEALTH_ADDR=0.0.0.0:8081 METRICS_ADDR=0.0.0.0:9464
+EXPOSE 8081 9464
 HEALTHCHECK --interval=5s --timeout=4s --start-period=30s --retries=3 \
   CMD ["jobwire-healthcheck", "http://127.0.0.1:8081/readyz"]
 ENTRYPOINT ["runner"]

@@ -33,7 +33,10 @@ type config struct {
 	ModuleDir         string // --module-dir: where to build ./services/gateway
 	RunnerConcurrency int    // --runner-concurrency: RUNNER_CONCURRENCY of the started gateway
 	Fresh             bool   // --fresh: a new gateway (empty data dir) for every phase
-	Keep              bool   // --keep: keep the temporary directory (gateway logs, data)
+	// ScrapeMetrics: serve the gateway's metrics (METRICS_ADDR) and scrape
+	// them this often during the run; 0: metrics not served.
+	ScrapeMetrics time.Duration
+	Keep          bool // --keep: keep the temporary directory (gateway logs, data)
 
 	Phases       []string
 	Duration     time.Duration // per measured window
@@ -75,6 +78,7 @@ func parseConfig(args []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&c.ModuleDir, "module-dir", "", "jobwire module directory to build the gateway in (default: the module of the current directory)")
 	fs.IntVar(&c.RunnerConcurrency, "runner-concurrency", 64, "RUNNER_CONCURRENCY of the started gateway's in-process runner")
 	fs.BoolVar(&c.Fresh, "fresh", true, "start a new gateway with an empty data directory for every phase (only without --url)")
+	fs.DurationVar(&c.ScrapeMetrics, "scrape-metrics", 0, "serve the started gateway's Prometheus metrics (METRICS_ADDR) and scrape /metrics this often while it runs, as Prometheus would (e.g. 1s; 0: metrics not served)")
 	fs.BoolVar(&c.Keep, "keep", false, "keep the temporary directory with the gateway logs and data")
 	fs.StringVar(&phases, "phases", strings.Join(allPhases, ","), "measurements to run, comma separated: "+strings.Join(allPhases, ", "))
 	fs.DurationVar(&c.Duration, "duration", 10*time.Second, "length of each measured window")
@@ -147,6 +151,7 @@ func parseConfig(args []string, stderr io.Writer) (config, error) {
 			"--nats-url, --token, --jwt-secret and --gateway-pid go with --url")
 	}
 	check(c.RunnerConcurrency >= 1 && c.RunnerConcurrency <= 10000, "--runner-concurrency must be 1-10000")
+	check(c.ScrapeMetrics == 0 || (!c.external() && c.ScrapeMetrics >= 100*time.Millisecond), "--scrape-metrics must be at least 100ms, and only for a gateway the tool starts")
 	check(c.Duration >= 100*time.Millisecond && c.Duration <= time.Hour, "--duration must be 100ms-1h")
 	check(c.Warmup >= 0 && c.Warmup <= 10*time.Minute, "--warmup must be 0-10m")
 	check(c.Settle >= 0 && c.Settle <= time.Minute, "--settle must be 0-1m")

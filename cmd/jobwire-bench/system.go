@@ -33,6 +33,8 @@ type system struct {
 	dir     string
 	logPath string
 	keep    bool
+	scraper *scraper // --scrape-metrics
+	log     func(format string, args ...any)
 }
 
 // launcher starts gateways (or hands out the running one with --url).
@@ -206,6 +208,9 @@ func (l *launcher) start(ctx context.Context, extraEnv []string) (*system, error
 	}
 	defer logf.Close() // the child has its own copy
 	cmd := exec.Command(l.bin, "--dev")
+	if l.cfg.ScrapeMetrics > 0 {
+		extraEnv = append(extraEnv, "METRICS_ADDR=127.0.0.1:0")
+	}
 	cmd.Env = l.gatewayEnv(dir, extraEnv)
 	cmd.Dir = dir
 	cmd.Stderr = logf
@@ -216,7 +221,7 @@ func (l *launcher) start(ctx context.Context, extraEnv []string) (*system, error
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start gateway: %w", err)
 	}
-	s := &system{Token: l.token, PID: cmd.Process.Pid, cmd: cmd, waitErr: make(chan error, 1), dir: dir, logPath: logPath, keep: l.cfg.Keep}
+	s := &system{Token: l.token, PID: cmd.Process.Pid, cmd: cmd, waitErr: make(chan error, 1), dir: dir, logPath: logPath, keep: l.cfg.Keep, log: l.log}
 
 	type addrs struct{ http, nats string }
 	found := make(chan addrs, 1)
@@ -260,6 +265,15 @@ func (l *launcher) start(ctx context.Context, extraEnv []string) (*system, error
 		s.stop()
 		return nil, err
 	}
+	if l.cfg.ScrapeMetrics > 0 {
+		url, err := s.metricsURL(ctx, 10*time.Second)
+		if err != nil {
+			s.stop()
+			return nil, err
+		}
+		s.scraper = startScraper(url, l.cfg.ScrapeMetrics)
+		l.log("gateway %d: scraping %s every %v", l.n, url, l.cfg.ScrapeMetrics)
+	}
 	l.log("gateway %d: %s, %s, pid %d", l.n, s.URL, s.NATSURL, s.PID)
 	return s, nil
 }
@@ -293,6 +307,10 @@ func (s *system) stop() {
 	}
 	cmd := s.cmd
 	s.cmd = nil
+	if s.scraper != nil {
+		s.log("%s", s.scraper.stop())
+		s.scraper = nil
+	}
 	_ = cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-s.waitErr:

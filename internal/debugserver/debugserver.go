@@ -4,12 +4,12 @@
 package debugserver
 
 import (
-	"errors"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/pprof"
-	"time"
+
+	"github.com/jobwire/jobwire/internal/sideserver"
 )
 
 // Handler serves the pprof index and profiles under /debug/pprof/.
@@ -26,18 +26,5 @@ func Handler() http.Handler {
 // Start listens on addr and serves Handler. stop closes the server and
 // waits for it; profiles in flight are cut off (this is a debug port).
 func Start(addr string, log *slog.Logger) (bound net.Addr, stop func(), err error) {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, nil, err
-	}
-	srv := &http.Server{Handler: Handler(), ReadHeaderTimeout: 10 * time.Second}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
-			log.Warn("debug server", "err", err)
-		}
-	}()
-	log.Info("debug server (pprof) listening", "addr", ln.Addr().String())
-	return ln.Addr(), func() { _ = srv.Close(); <-done }, nil
+	return sideserver.Start(addr, Handler(), "debug server (pprof)", log)
 }

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"github.com/jobwire/jobwire/internal/metrics/metricstest"
 	"github.com/jobwire/jobwire/internal/natstest"
 	"io"
 	"net/http"
@@ -30,8 +31,10 @@ import (
 // jobwire-setup (run as user "setup", twice: the second run changes
 // nothing) has made the streams. Then it drives them over HTTP: job
 // types, submit with an Idempotency-Key, state, list, the SSE replay of a
-// job's events, cancel of a running job. An observer watches with
-// jobclient. No program may log a permissions violation.
+// job's events, cancel of a running job, and a scrape of both programs'
+// metrics while a job waits (the queue figures read the stream and the
+// consumer as these users). An observer watches with jobclient. No
+// program may log a permissions violation.
 func TestServicesWithRoles(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the gateway and the runner")
@@ -47,8 +50,8 @@ func TestServicesWithRoles(t *testing.T) {
 		}
 		return []string{"NATS_URL=" + s.ClientURL(), "NATS_USER=" + user, "NATS_PASSWORD_FILE=" + file, "NATS_INBOX_PREFIX=_INBOX_" + user}
 	}
-	runner := launchProgram(t, filepath.Join(bin, "runner"), append(env("runner"), "TOPOLOGY=check"), regexp.MustCompile(`jobwire runner: running`))
-	gateway := launchProgram(t, filepath.Join(bin, "gateway"), append(env("gateway"), "HTTP_ADDR=127.0.0.1:0", "TOPOLOGY=check"),
+	runner := launchProgram(t, filepath.Join(bin, "runner"), append(env("runner"), "TOPOLOGY=check", "RUNNER_CONCURRENCY=1", "METRICS_ADDR=127.0.0.1:0"), regexp.MustCompile(`jobwire runner: running`))
+	gateway := launchProgram(t, filepath.Join(bin, "gateway"), append(env("gateway"), "HTTP_ADDR=127.0.0.1:0", "TOPOLOGY=check", "METRICS_ADDR=127.0.0.1:0"),
 		regexp.MustCompile(`jobwire is running: (http://\S+)/`))
 	for name, p := range map[string]*program{"gateway": gateway, "runner": runner} {
 		waitFor(t, 10*time.Second, name+" says the streams are missing", func() bool {
@@ -162,10 +165,24 @@ func TestServicesWithRoles(t *testing.T) {
 
 	long := submit(`{"steps":10000,"step_ms":10}`)
 	waitStatus(long.ID, jobs.StatusRunning)
-	if code, b := call("POST", "/api/jobs/"+long.ID+"/cancel", `{"reason":"enough"}`); code != http.StatusAccepted {
-		t.Fatalf("cancel: %d %s", code, b)
+	// The runner runs one job at a time: this one waits.
+	waiting := submit(`{"steps":10000,"step_ms":11}`)
+	runnerMetrics, gatewayMetrics := metricsURL(t, runner), metricsURL(t, gateway)
+	waitFor(t, 20*time.Second, "the queue figures of the waiting job", func() bool {
+		r, g := metricstest.Scrape(t, runnerMetrics), metricstest.Scrape(t, gatewayMetrics)
+		return r.Value("jobwire_runner_queue_pending_jobs", "type", "demo") == 1 && r.Has("jobwire_runner_queue_oldest_pending_age_seconds", "type", "demo") &&
+			g.Value("jobwire_gateway_queue_stored_jobs", "type", "demo") == 2
+	})
+	r, g := metricstest.Scrape(t, runnerMetrics), metricstest.Scrape(t, gatewayMetrics)
+	if n, m := r.Value("jobwire_runner_queue_read_errors_total"), g.Value("jobwire_gateway_queue_read_errors_total"); n != 0 || m != 0 {
+		t.Errorf("queue readings failed: %v in the runner, %v in the gateway", n, m)
 	}
-	waitStatus(long.ID, jobs.StatusCanceled)
+	for _, id := range []string{long.ID, waiting.ID} {
+		if code, b := call("POST", "/api/jobs/"+id+"/cancel", `{"reason":"enough"}`); code != http.StatusAccepted {
+			t.Fatalf("cancel: %d %s", code, b)
+		}
+		waitStatus(id, jobs.StatusCanceled)
+	}
 
 	gateway.stop(t)
 	runner.stop(t)
@@ -175,6 +192,18 @@ func TestServicesWithRoles(t *testing.T) {
 		}
 	}
 	ob.errs.none(t, "observer")
+}
+
+var metricsLine = regexp.MustCompile(`metrics server listening" addr=(\S+)`)
+
+// metricsURL is where p serves its metrics (METRICS_ADDR), read from its log.
+func metricsURL(t *testing.T, p *program) string {
+	t.Helper()
+	m := metricsLine.FindStringSubmatch(p.stderr.String())
+	if m == nil {
+		t.Fatalf("%s logged no metrics address:\n%s", p.cmd.Path, p.stderr)
+	}
+	return "http://" + m[1] + "/metrics"
 }
 
 var (

@@ -13,8 +13,10 @@ import (
 
 	"github.com/jobwire/jobwire/internal/debugserver"
 	"github.com/jobwire/jobwire/internal/envflag"
+	"github.com/jobwire/jobwire/internal/metrics"
 	"github.com/jobwire/jobwire/services/runner/worker"
 	"github.com/jobwire/jobwire/shared/jobs"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Retention is how long, how much and on how many NATS nodes a job's
@@ -124,20 +126,48 @@ func (d *Debug) Register(s *envflag.Set) {
 }
 
 // Check records what is wrong with d in s.
-func (d Debug) Check(s *envflag.Set) {
-	if _, _, err := net.SplitHostPort(d.Addr); d.Addr != "" && err != nil {
-		s.Errorf("DEBUG_ADDR %q: %v", d.Addr, err)
-	}
-}
+func (d Debug) Check(s *envflag.Set) { checkAddr(s, "DEBUG_ADDR", d.Addr) }
 
 // Start serves the profiles when an address is set; stop ends that.
 func (d Debug) Start(log *slog.Logger) (stop func(), err error) {
-	if d.Addr == "" {
+	return startIfSet(d.Addr, "debug server", func() (net.Addr, func(), error) { return debugserver.Start(d.Addr, log) })
+}
+
+// Metrics is where Prometheus metrics are served (internal/metrics).
+type Metrics struct {
+	Addr string // empty: off
+}
+
+// Register defines METRICS_ADDR.
+func (m *Metrics) Register(s *envflag.Set) {
+	s.String(&m.Addr, "metrics-addr", "METRICS_ADDR", "", "listen address of the Prometheus metrics (/metrics), e.g. 127.0.0.1:9464; off when empty (the images set 0.0.0.0:9464)")
+}
+
+// Check records what is wrong with m in s.
+func (m Metrics) Check(s *envflag.Set) { checkAddr(s, "METRICS_ADDR", m.Addr) }
+
+// Start serves reg's metrics when an address is set; stop ends that.
+func (m Metrics) Start(reg *prometheus.Registry, log *slog.Logger) (stop func(), err error) {
+	return startIfSet(m.Addr, "metrics server", func() (net.Addr, func(), error) { return metrics.Start(m.Addr, reg, log) })
+}
+
+// checkAddr records in s that the listen address addr of setting env is
+// set but not host:port.
+func checkAddr(s *envflag.Set, env, addr string) {
+	if _, _, err := net.SplitHostPort(addr); addr != "" && err != nil {
+		s.Errorf("%s %q: %v", env, addr, err)
+	}
+}
+
+// startIfSet runs start (a listener of its own, what) when addr is set;
+// stop ends what it started.
+func startIfSet(addr, what string, start func() (net.Addr, func(), error)) (stop func(), err error) {
+	if addr == "" {
 		return func() {}, nil
 	}
-	_, stop, err = debugserver.Start(d.Addr, log)
+	_, stop, err = start()
 	if err != nil {
-		return nil, fmt.Errorf("debug server: %w", err)
+		return nil, fmt.Errorf("%s: %w", what, err)
 	}
 	return stop, nil
 }

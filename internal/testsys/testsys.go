@@ -44,6 +44,8 @@ type System struct {
 	NC      *nats.Conn // the gateway's connection
 	JS      jetstream.JetStream
 	Streams *jobs.Streams
+	// Runners are the system's runners (for their metrics).
+	Runners []*worker.Runner
 
 	// Requests go out as one caller: with a session cookie (jar), or with
 	// header (e.g. a bearer token).
@@ -252,7 +254,7 @@ func startOn(t testing.TB, urls string, opts ...Option) *System {
 		registerBuiltinTypes(t, sys.Streams.Types)
 	} else {
 		for range max(o.runners, 1) {
-			startRunner(t, ctx, &wg, urls, log, cfg.Topology(), o.types...)
+			sys.Runners = append(sys.Runners, startRunner(t, ctx, &wg, urls, log, cfg.Topology(), o.types...))
 		}
 	}
 	hs := httptest.NewUnstartedServer(nil)
@@ -280,8 +282,8 @@ func StartRunner(t testing.TB, ctx context.Context, wg *sync.WaitGroup, ns *serv
 }
 
 // startRunner is StartRunner on the servers at urls with the stream
-// settings the gateway uses.
-func startRunner(t testing.TB, ctx context.Context, wg *sync.WaitGroup, urls string, log *slog.Logger, topo jobs.Topology, extra ...worker.JobType) {
+// settings the gateway uses; it returns the runner.
+func startRunner(t testing.TB, ctx context.Context, wg *sync.WaitGroup, urls string, log *slog.Logger, topo jobs.Topology, extra ...worker.JobType) *worker.Runner {
 	t.Helper()
 	rnc := natstest.ConnectURL(t, urls, nats.MaxReconnects(-1))
 	types := append(jobtypes.Builtin(), extra...)
@@ -290,6 +292,7 @@ func startRunner(t testing.TB, ctx context.Context, wg *sync.WaitGroup, urls str
 		t.Fatal(err)
 	}
 	wg.Go(func() { _ = r.Run(ctx) })
+	return r
 }
 
 // Do sends a request and decodes a JSON answer into out (if not nil).

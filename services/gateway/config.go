@@ -23,7 +23,8 @@ type Config struct {
 	NATSURL     string
 	DataDir     string
 	DevNATSAddr string
-	Debug       settings.Debug // where /debug/pprof/ listens
+	Debug       settings.Debug   // where /debug/pprof/ listens
+	Metrics     settings.Metrics // where /metrics listens
 	// Runner is the --dev runner's settings.
 	Runner settings.Runner
 
@@ -71,6 +72,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	s.Int(&c.MaxConns, "max-conns", "MAX_CONNS", 10000, "open WebSocket and SSE connections of the whole gateway")
 	s.Int(&c.MaxJSONDepth, "max-json-depth", "MAX_JSON_DEPTH", 32, "deepest nesting accepted in a job's input")
 	c.Debug.Register(s)
+	c.Metrics.Register(s)
 	c.NATS.RegisterFlags(s)
 	if err := s.Parse(args); err != nil {
 		return c, err
@@ -87,6 +89,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 		s.Errorf("HTTP_ADDR %q: %v", c.HTTPAddr, err)
 	}
 	c.Debug.Check(s)
+	c.Metrics.Check(s)
 	if _, _, err := net.SplitHostPort(c.DevNATSAddr); c.Dev && err != nil {
 		s.Errorf("DEV_NATS_ADDR %q: %v", c.DevNATSAddr, err)
 	}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/jobwire/jobwire/internal/devstack"
 	"github.com/jobwire/jobwire/internal/envflag"
+	"github.com/jobwire/jobwire/internal/metrics"
 	"github.com/jobwire/jobwire/internal/natsconn"
 	"github.com/jobwire/jobwire/services/gateway/httpapi"
 	"github.com/jobwire/jobwire/services/runner/jobtypes"
@@ -36,6 +37,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 	defer stopDebug()
+	reg := metrics.NewRegistry()
+	stopMetrics, err := cfg.Metrics.Start(reg, log)
+	if err != nil {
+		return err
+	}
+	defer stopMetrics()
 
 	natsURL := cfg.NATSURL
 	if cfg.Dev {
@@ -64,6 +71,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 	defer gw.Close()
+	if err := metrics.Register(reg, gw.Metrics(), natsconn.Metrics(nc, "gateway")); err != nil {
+		return err
+	}
 
 	stopRunner := func() {}
 	if cfg.Dev {
@@ -76,10 +86,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		if err != nil {
 			return err
 		}
-		if stopRunner, err = startDevRunner(ctx, rnc, log, cfg.Runner.Worker(log.With("component", "runner"), cfg.Retention), types); err != nil {
+		var r *worker.Runner
+		if r, stopRunner, err = startDevRunner(ctx, rnc, log, cfg.Runner.Worker(log.With("component", "runner"), cfg.Retention), types); err != nil {
 			return err
 		}
 		defer stopRunner()
+		if err := metrics.Register(reg, r.Metrics(), natsconn.Metrics(rnc, "runner")); err != nil {
+			return err
+		}
 	}
 
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
@@ -120,13 +134,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 // again while JetStream is not ready (as long as ctx allows), and runs it
 // until ctx ends. wait returns once it has stopped and its last acks and
 // naks have reached NATS.
-func startDevRunner(ctx context.Context, nc *nats.Conn, log *slog.Logger, cfg worker.Config, types []worker.JobType) (wait func(), err error) {
-	var r *worker.Runner
+func startDevRunner(ctx context.Context, nc *nats.Conn, log *slog.Logger, cfg worker.Config, types []worker.JobType) (r *worker.Runner, wait func(), err error) {
 	if err := natsconn.Retry(ctx, log, "start runner", func(ctx context.Context) (err error) {
 		r, err = worker.New(ctx, nc, cfg, types...)
 		return err
 	}); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	done := make(chan struct{})
 	go func() {
@@ -134,5 +147,5 @@ func startDevRunner(ctx context.Context, nc *nats.Conn, log *slog.Logger, cfg wo
 		_ = r.Run(ctx)
 		_ = nc.FlushTimeout(2 * time.Second)
 	}()
-	return func() { <-done }, nil
+	return r, func() { <-done }, nil
 }

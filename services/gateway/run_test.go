@@ -87,13 +87,13 @@ func TestDevModeStateSurvivesRestartOfEverything(t *testing.T) {
 
 func TestConfigErrorsReportedTogether(t *testing.T) {
 	t.Parallel()
-	env := map[string]string{"MAX_BODY_BYTES": "10", "RUNNER_CONCURRENCY": "x", "HTTP_ADDR": "nope", "DEBUG_ADDR": "nope", "TOPOLOGY": "sometimes", "JETSTREAM_REPLICAS": "4"}
+	env := map[string]string{"MAX_BODY_BYTES": "10", "RUNNER_CONCURRENCY": "x", "HTTP_ADDR": "nope", "DEBUG_ADDR": "nope", "METRICS_ADDR": "nope", "TOPOLOGY": "sometimes", "JETSTREAM_REPLICAS": "4"}
 	var stderr testsys.LockedBuffer
 	err := run(context.Background(), nil, func(k string) string { return env[k] }, &stderr, &stderr)
 	if err == nil {
 		t.Fatal("run accepted a bad configuration")
 	}
-	for _, want := range []string{"NATS_URL", "MAX_BODY_BYTES", "RUNNER_CONCURRENCY", "HTTP_ADDR", "DEBUG_ADDR", "TOPOLOGY", "JETSTREAM_REPLICAS"} {
+	for _, want := range []string{"NATS_URL", "MAX_BODY_BYTES", "RUNNER_CONCURRENCY", "HTTP_ADDR", "DEBUG_ADDR", "METRICS_ADDR", "TOPOLOGY", "JETSTREAM_REPLICAS"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q does not mention %s", err, want)
 		}
@@ -126,6 +126,10 @@ func TestDebugAddrServesProfilesOnItsOwnListener(t *testing.T) {
 	m := debugLine.FindStringSubmatch(logs.String())
 	if m == nil {
 		t.Fatalf("no debug server address logged:\n%s", logs)
+	}
+	// Metrics are off unless METRICS_ADDR is set, --dev included.
+	if strings.Contains(logs.String(), "metrics server") {
+		t.Errorf("a metrics listener started without METRICS_ADDR:\n%s", logs)
 	}
 	res, err := http.Get("http://" + m[1] + "/debug/pprof/heap?debug=1")
 	if err != nil {

@@ -2,11 +2,11 @@ package main
 
 import (
 	"encoding/json"
-	"errors"
 	"log/slog"
 	"net"
 	"net/http"
-	"time"
+
+	"github.com/jobwire/jobwire/internal/sideserver"
 )
 
 // startHealth serves the runner's probes on addr, apart from everything
@@ -14,19 +14,7 @@ import (
 // once ready returns nil (connected to NATS, consumers bound), else 503
 // with the reason. stop closes the listener.
 func startHealth(addr string, ready func() error, log *slog.Logger) (bound net.Addr, stop func(), err error) {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, nil, err
-	}
-	srv := &http.Server{Handler: healthHandler(ready), ReadHeaderTimeout: 5 * time.Second}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
-			log.Warn("health server", "err", err)
-		}
-	}()
-	return ln.Addr(), func() { _ = srv.Close(); <-done }, nil
+	return sideserver.Start(addr, healthHandler(ready), "health server", log)
 }
 
 func healthHandler(ready func() error) http.Handler {

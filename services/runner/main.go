@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 
 	"github.com/jobwire/jobwire/internal/envflag"
+	"github.com/jobwire/jobwire/internal/metrics"
 	"github.com/jobwire/jobwire/internal/natsconn"
 	"github.com/jobwire/jobwire/services/runner/jobtypes"
 	"github.com/jobwire/jobwire/services/runner/worker"
@@ -34,6 +35,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 	defer stopDebug()
+	reg := metrics.NewRegistry()
+	stopMetrics, err := cfg.Metrics.Start(reg, log)
+	if err != nil {
+		return err
+	}
+	defer stopMetrics()
 	natsOpts, err := cfg.NATS.Options()
 	if err != nil {
 		return err
@@ -62,6 +69,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	defer conn.Close()
 	nc.Store(conn)
+	if err := metrics.Register(reg, natsconn.Metrics(conn, "runner")); err != nil {
+		return err
+	}
 	types, err := jobtypes.All(cfg.ExecConfig, getenv)
 	if err != nil {
 		return err
@@ -79,6 +89,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 	bound.Store(true)
+	if err := metrics.Register(reg, r.Metrics()); err != nil {
+		return err
+	}
 	fmt.Fprintf(stdout, "jobwire runner: running up to %d jobs at once from %s\n", cfg.Concurrency, conn.ConnectedUrlRedacted())
 	if err := r.Run(ctx); err != nil {
 		return err

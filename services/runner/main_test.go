@@ -5,10 +5,12 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/jobwire/jobwire/internal/metrics/metricstest"
 	"github.com/jobwire/jobwire/internal/natstest"
 	"github.com/jobwire/jobwire/shared/jobs"
 	"github.com/nats-io/nats.go/jetstream"
@@ -65,20 +67,10 @@ func TestRunRunsJobsFromNATS(t *testing.T) {
 func TestCheckModeWaitsForTheTopology(t *testing.T) {
 	t.Parallel()
 	ns := natstest.Server(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	env := map[string]string{"NATS_URL": ns.ClientURL(), "TOPOLOGY": "check", "SHUTDOWN_GRACE": "1s"}
-	var stdout, stderr natstest.LockedBuffer
-	runCtx, stop := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- run(runCtx, nil, func(k string) string { return env[k] }, &stdout, &stderr) }()
-	for !strings.Contains(stderr.String(), "stream JOBS is missing") {
-		if ctx.Err() != nil {
-			t.Fatalf("the runner did not say what is missing:\n%s", stderr.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	if log := stderr.String(); !strings.Contains(log, "jobwire-setup") || !strings.Contains(log, "bucket JOBWIRE_TYPES is missing") {
+	r := startRun(t, map[string]string{"NATS_URL": ns.ClientURL(), "TOPOLOGY": "check", "SHUTDOWN_GRACE": "1s"})
+	ctx := r.ctx
+	r.waitFor(t, "the runner to say what is missing", func() bool { return strings.Contains(r.stderr.String(), "stream JOBS is missing") })
+	if log := r.stderr.String(); !strings.Contains(log, "jobwire-setup") || !strings.Contains(log, "bucket JOBWIRE_TYPES is missing") {
 		t.Errorf("the runner's warning does not list everything missing and name jobwire-setup:\n%s", log)
 	}
 	js, err := jetstream.New(natstest.Connect(t, ns))
@@ -91,26 +83,53 @@ func TestCheckModeWaitsForTheTopology(t *testing.T) {
 	if _, err := (jobs.Topology{}).CreateOrUpdate(ctx, js); err != nil { // what jobwire-setup does
 		t.Fatal(err)
 	}
-	for !strings.Contains(stdout.String(), "jobwire runner: running") {
-		if ctx.Err() != nil {
-			t.Fatalf("the runner did not start once the streams were there:\n%s", stderr.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	stop()
-	if err := <-done; err != nil {
+	r.waitFor(t, "the runner to start once the streams were there", func() bool { return strings.Contains(r.stdout.String(), "jobwire runner: running") })
+	if err := r.stop(); err != nil {
 		t.Fatalf("run: %v", err)
+	}
+}
+
+// running is run going on a goroutine of its own, as main runs it, with
+// the test's deadline (ctx).
+type running struct {
+	ctx            context.Context
+	stdout, stderr natstest.LockedBuffer
+	stop           func() error // ends run's context and returns what run returned
+}
+
+// startRun runs the runner with env as its whole environment.
+func startRun(t *testing.T, env map[string]string) *running {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	r := &running{ctx: ctx}
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- run(runCtx, nil, func(k string) string { return env[k] }, &r.stdout, &r.stderr) }()
+	r.stop = func() error { stop(); return <-done }
+	return r
+}
+
+// waitFor polls cond until it holds, failing the test (with the runner's
+// log) when the deadline passes.
+func (r *running) waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for !cond() {
+		if r.ctx.Err() != nil {
+			t.Fatalf("waiting for %s:\n%s", what, r.stderr.String())
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
 
 func TestRunRejectsBadConfig(t *testing.T) {
 	t.Parallel()
-	env := map[string]string{"RUNNER_CONCURRENCY": "0", "ACK_WAIT": "soon", "DEBUG_ADDR": "nope", "TOPOLOGY": "sometimes", "JETSTREAM_REPLICAS": "2"}
+	env := map[string]string{"RUNNER_CONCURRENCY": "0", "ACK_WAIT": "soon", "DEBUG_ADDR": "nope", "METRICS_ADDR": "nope", "TOPOLOGY": "sometimes", "JETSTREAM_REPLICAS": "2"}
 	err := run(context.Background(), nil, func(k string) string { return env[k] }, io.Discard, io.Discard)
 	if err == nil {
 		t.Fatal("bad configuration accepted")
 	}
-	for _, want := range []string{"NATS_URL", "RUNNER_CONCURRENCY", "ACK_WAIT", "DEBUG_ADDR", "TOPOLOGY", "JETSTREAM_REPLICAS"} {
+	for _, want := range []string{"NATS_URL", "RUNNER_CONCURRENCY", "ACK_WAIT", "DEBUG_ADDR", "METRICS_ADDR", "TOPOLOGY", "JETSTREAM_REPLICAS"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("%q does not mention %s", err, want)
 		}
@@ -181,5 +200,57 @@ func TestHealthAddrAnswersProbes(t *testing.T) {
 	stop()
 	if err := <-done; err != nil {
 		t.Logf("run after NATS stopped: %v", err)
+	}
+}
+
+var metricsLine = regexp.MustCompile(`metrics server listening" addr=(\S+)`)
+
+// METRICS_ADDR serves the runner's metrics, with the Go runtime's and the
+// process's, on a listener of its own; they follow the jobs it runs.
+func TestMetricsAddrServesRunnerMetrics(t *testing.T) {
+	t.Parallel()
+	ns := natstest.Server(t)
+	r := startRun(t, map[string]string{"NATS_URL": ns.ClientURL(), "METRICS_ADDR": "127.0.0.1:0", "SHUTDOWN_GRACE": "1s"})
+	ctx := r.ctx
+	r.waitFor(t, "the runner to start", func() bool { return strings.Contains(r.stdout.String(), "jobwire runner: running") })
+	m := metricsLine.FindStringSubmatch(r.stderr.String())
+	if m == nil {
+		t.Fatalf("no metrics address logged:\n%s", r.stderr.String())
+	}
+	url := "http://" + m[1] + "/metrics"
+
+	nc := natstest.Connect(t, ns)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	if _, err := jobs.Enqueue(ctx, js, jobs.Request{ID: jobs.NewID(now), Type: "demo", Input: json.RawMessage(`{"steps":2,"step_ms":1}`), CreatedAt: now, Owner: "user:test"}); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		got := metricstest.Scrape(t, url)
+		if got.Value("jobwire_runner_jobs_finished_total", "type", "demo", "status", "succeeded") == 1 {
+			for _, name := range []string{"go_goroutines", "process_resident_memory_bytes", "jobwire_runner_concurrency"} {
+				if !got.Has(name) {
+					t.Errorf("the scrape has no %s", name)
+				}
+			}
+			if got.Value("jobwire_nats_connected", "connection", "runner") != 1 || got.Value("jobwire_runner_queue_wait_seconds", "type", "demo") != 1 {
+				t.Errorf("connected %v, queue waits %v; want 1 and 1",
+					got.Value("jobwire_nats_connected", "connection", "runner"), got.Value("jobwire_runner_queue_wait_seconds", "type", "demo"))
+			}
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("the scrape never showed the job finished: %v", got.Names("jobwire_runner_jobs"))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := r.stop(); err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	if _, err := http.Get(url); err == nil {
+		t.Errorf("the metrics listener is still open after run returned")
 	}
 }

@@ -75,6 +75,16 @@ func CancelSubject(id string) string { return "jobs." + id + ".cancel" }
 // QueueSubject is the subject a request for a job of type typ is stored on.
 func QueueSubject(typ string) string { return "jobwire.queue." + typ }
 
+// TypeFromQueueSubject returns the job type of a jobwire.queue.<type>
+// subject.
+func TypeFromQueueSubject(subject string) (string, bool) {
+	typ, ok := strings.CutPrefix(subject, "jobwire.queue.")
+	if !ok || ValidateType(typ) != nil {
+		return "", false
+	}
+	return typ, true
+}
+
 // IDFromProgressSubject returns the job id of a jobs.<id>.progress subject.
 func IDFromProgressSubject(subject string) (string, bool) {
 	return idFromSubject(subject, ".progress")

@@ -82,6 +82,26 @@ func TestIDFromCancelSubject(t *testing.T) {
 	}
 }
 
+func TestTypeFromQueueSubject(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		subject, typ string
+		ok           bool
+	}{
+		{jobs.QueueSubject("demo"), "demo", true},
+		{"jobwire.queue.resize_v2", "resize_v2", true},
+		{"jobwire.queue.", "", false},
+		{"jobwire.queue.a.b", "", false},
+		{"jobwire.queue.*", "", false},
+		{"jobwire.events.demo", "", false},
+	} {
+		typ, ok := jobs.TypeFromQueueSubject(tc.subject)
+		if typ != tc.typ || ok != tc.ok {
+			t.Errorf("TypeFromQueueSubject(%q) = %q, %v; want %q, %v", tc.subject, typ, ok, tc.typ, tc.ok)
+		}
+	}
+}
+
 // TestOnlyProgressMatchesAllProgress: `nats sub 'jobs.*.progress'` must
 // show job events and nothing else the system sends.
 func TestOnlyProgressMatchesAllProgress(t *testing.T) {

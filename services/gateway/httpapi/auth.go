@@ -22,6 +22,7 @@ import (
 	"github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
 	"github.com/jobwire/jobwire/services/gateway/jobops"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // principal is who makes a request: the owner of the jobs they submit, and
@@ -62,9 +63,11 @@ type authenticator struct {
 	verified   verifiedTokens
 	now        func() time.Time // time.Now; tests move it
 
-	// New anonymous sessions are rate limited per client address.
-	clients     clientAddrs
-	newSessions *httprate.RateLimiter
+	// New anonymous sessions are rate limited per client address;
+	// sessionsRefused (if set) counts the refusals.
+	clients         clientAddrs
+	newSessions     *httprate.RateLimiter
+	sessionsRefused prometheus.Counter
 
 	// With JWT_JWKS_URL, a token whose key id is unknown makes the
 	// gateway fetch the key set again (the identity provider rotated its
@@ -241,6 +244,9 @@ func (a *authenticator) identify(w http.ResponseWriter, r *http.Request) (princi
 		return principal{}, errUnauthenticated
 	}
 	if a.newSessions.OnLimit(w, r, addr) { // sets Retry-After
+		if a.sessionsRefused != nil {
+			a.sessionsRefused.Inc()
+		}
 		return principal{}, errorf(http.StatusTooManyRequests, "too_many_sessions",
 			"too many new sessions from your address; keep the session cookie between requests, or try again later")
 	}

@@ -33,6 +33,7 @@ type Gateway struct {
 	crossOrigin *http.CrossOriginProtection
 	submitLimit func(http.Handler) http.Handler
 	slots       *watchSlots
+	metrics     *httpMetrics
 	ready       atomic.Bool
 	closed      sync.Once
 }
@@ -69,10 +70,13 @@ func New(ctx context.Context, nc *nats.Conn, cfg Config, log *slog.Logger) (*Gat
 	if err != nil {
 		return nil, err
 	}
+	m := newHTTPMetrics()
+	auth.sessionsRefused = m.newSession
 	g := &Gateway{
 		cfg: cfg, nc: nc, streams: streams, ops: ops, live: live.NewNode(nc, ops, eventFrame, log), auth: auth, crossOrigin: cop,
-		submitLimit: newSubmitLimit(int(cfg.SubmitRate), int(cfg.AddrSubmitRate)),
-		slots:       newWatchSlots(int(cfg.MaxConnsPerOwner), int(cfg.AddrMaxConns), int(cfg.MaxConns)),
+		submitLimit: newSubmitLimit(int(cfg.SubmitRate), int(cfg.AddrSubmitRate), m),
+		slots:       newWatchSlots(int(cfg.MaxConnsPerOwner), int(cfg.AddrMaxConns), int(cfg.MaxConns), m),
+		metrics:     m,
 	}
 	g.ready.Store(true)
 	return g, nil

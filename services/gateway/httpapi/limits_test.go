@@ -43,6 +43,9 @@ func TestCookielessSubmissionsAreLimitedPerAddress(t *testing.T) {
 	if code, errCode, retry := cookieless(t, sys, "POST", "/api/jobs", demoJob, nil); code != 429 || errCode != "rate_limited" || retry == "" {
 		t.Fatalf("6th cookieless submission: %d %s Retry-After=%q, want 429 rate_limited with Retry-After", code, errCode, retry)
 	}
+	if n := gatewayMetrics(t, sys).Value("jobwire_gateway_rate_limited_total", "limit", "submit_address"); n != 1 {
+		t.Errorf("submissions refused per address: %v counted, want 1", n)
+	}
 	// A bearer token is limited per owner only.
 	sys.As(testsys.Token(t, "bob", false, time.Hour)).Submit(t, "demo", `{"steps":1}`)
 }
@@ -74,6 +77,9 @@ func TestNewSessionsAreRateLimitedPerAddress(t *testing.T) {
 	}
 	if r := sys.As(testsys.Token(t, "bob", false, time.Hour)).Do(t, "GET", "/api/jobs", "", "", nil, nil); r.StatusCode != 200 {
 		t.Fatalf("a token: %d", r.StatusCode)
+	}
+	if n := gatewayMetrics(t, sys).Value("jobwire_gateway_rate_limited_total", "limit", "new_session"); n != 2 {
+		t.Errorf("new sessions refused: %v counted, want 2", n)
 	}
 }
 
@@ -143,6 +149,11 @@ func TestCookielessWebSocketsAreLimitedPerAddress(t *testing.T) {
 	}
 	if code, retry := dialStatus(t, sys, bob); code != 429 || retry == "" {
 		t.Fatalf("a WebSocket past MAX_CONNS: %d Retry-After=%q", code, retry)
+	}
+	m := gatewayMetrics(t, sys)
+	if a, g, c := m.Value("jobwire_gateway_rate_limited_total", "limit", "connections_address"), m.Value("jobwire_gateway_rate_limited_total", "limit", "connections_gateway"),
+		m.Value("jobwire_gateway_connections", "transport", "websocket"); a != 1 || g != 1 || c != 5 {
+		t.Errorf("connections refused per address %v, for the gateway %v, open %v; want 1, 1, 5", a, g, c)
 	}
 	snap := sys.As(testsys.Token(t, "bob", false, time.Hour)).Submit(t, "demo", `{"steps":1}`)
 	var e struct{ Error jobs.Error }

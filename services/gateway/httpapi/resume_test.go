@@ -177,6 +177,9 @@ func TestStalledClientDoesNotSlowOthers(t *testing.T) {
 	again.send(fmt.Sprintf(`{"op":"watch","job_id":"%s","after_seq":%d}`, snap.ID, after))
 	rest := readSeqs(t, again, snap.ID, func(m serverMsg) bool { return m.Event.Status.Terminal() })
 	checkExact(t, append(got, rest...), 1)
+	if n := gatewayMetrics(t, sys).Value("jobwire_gateway_sessions_closed_total", "reason", "too_slow"); n != 1 {
+		t.Errorf("sessions closed as too slow: %v counted, want 1", n)
+	}
 }
 
 // dialTinyWS dials with a 4 KiB socket receive buffer, so a client that

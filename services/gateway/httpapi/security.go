@@ -54,17 +54,19 @@ var onlyRetryAfter = httprate.WithResponseHeaders(httprate.ResponseHeaders{Retry
 // anonymous sessions of one client address perAddr together (else each
 // cookieless request, a new session, would have a budget of its own); past
 // that, 429 with Retry-After.
-func newSubmitLimit(perOwner, perAddr int) func(http.Handler) http.Handler {
+func newSubmitLimit(perOwner, perAddr int, m *httpMetrics) func(http.Handler) http.Handler {
 	owners := httprate.NewRateLimiter(perOwner, time.Minute)
 	addrs := httprate.NewRateLimiter(perAddr, time.Minute, onlyRetryAfter) // X-RateLimit-* stay the owner's
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			p := principalFrom(r.Context())
 			if owners.OnLimit(w, r, p.Owner) { // sets Retry-After
+				m.submitOwner.Inc()
 				writeError(w, errorf(http.StatusTooManyRequests, "rate_limited", "too many submissions; at most %d a minute", perOwner))
 				return
 			}
 			if p.Addr != "" && addrs.OnLimit(w, r, p.Addr) {
+				m.submitAddr.Inc()
 				writeError(w, errorf(http.StatusTooManyRequests, "rate_limited", "too many submissions from your address; at most %d a minute without a token", perAddr))
 				return
 			}
@@ -81,10 +83,11 @@ type watchSlots struct {
 	perOwner, perAddr, most int
 	owners, addrs           map[string]int
 	open                    int
+	m                       *httpMetrics // counts the refusals
 }
 
-func newWatchSlots(perOwner, perAddr, most int) *watchSlots {
-	return &watchSlots{perOwner: perOwner, perAddr: perAddr, most: most, owners: map[string]int{}, addrs: map[string]int{}}
+func newWatchSlots(perOwner, perAddr, most int, m *httpMetrics) *watchSlots {
+	return &watchSlots{perOwner: perOwner, perAddr: perAddr, most: most, owners: map[string]int{}, addrs: map[string]int{}, m: m}
 }
 
 // acquire takes a connection for p, or tells which limit is reached.
@@ -93,10 +96,13 @@ func (s *watchSlots) acquire(p principal) error {
 	defer s.mu.Unlock()
 	switch {
 	case s.open >= s.most:
+		s.m.connsGateway.Inc()
 		return errGatewayFull
 	case s.owners[p.Owner] >= s.perOwner:
+		s.m.connsOwner.Inc()
 		return errTooManyConns
 	case p.Addr != "" && s.addrs[p.Addr] >= s.perAddr:
+		s.m.connsAddr.Inc()
 		return errTooManyConnsFromAddr
 	}
 	s.open++

@@ -1,7 +1,6 @@
 package httpapi
 
 import (
-	"errors"
 	"net/http"
 	"strconv"
 	"time"
@@ -10,9 +9,6 @@ import (
 	"github.com/jobwire/jobwire/services/gateway/live"
 	"github.com/jobwire/jobwire/shared/jobs"
 )
-
-// errStreamDone ends an SSE stream after the job's final event.
-var errStreamDone = errors.New("job ended")
 
 // handleEvents streams a job's events as Server-Sent Events: "id:" is the
 // event's seq and "data:" the event JSON. With Last-Event-ID (or
@@ -49,6 +45,8 @@ func handleEvents(g *Gateway) http.HandlerFunc {
 		}
 
 		liftBodyDeadline(w)
+		g.metrics.sseStreams.Inc()
+		defer g.metrics.sseStreams.Dec()
 		rc := http.NewResponseController(w)
 		h := w.Header()
 		h.Set("Content-Type", "text/event-stream")
@@ -72,8 +70,10 @@ func handleEvents(g *Gateway) http.HandlerFunc {
 				return err
 			}
 			if m.Terminal() {
+				// The job's end: flush it and end the stream (the event
+				// counts as delivered).
 				_ = rc.Flush()
-				return errStreamDone
+				s.Close(nil)
 			}
 			return nil
 		}, func() error {

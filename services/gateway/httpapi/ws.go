@@ -58,8 +58,10 @@ func handleWebSocket(g *Gateway) http.HandlerFunc {
 		// request, headers, contexts and the stack grown by the middleware
 		// are freed, and an idle watcher costs only its session's two small
 		// goroutines. The node tracks the session until it ends.
+		g.metrics.websockets.Inc()
 		go func() {
 			defer g.slots.release(p)
+			defer g.metrics.websockets.Dec()
 			serveWebSocket(ws, cw.conn, s, g.cfg.WriteTimeout)
 		}()
 	}

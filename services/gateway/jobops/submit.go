@@ -29,6 +29,8 @@ const submitTimeout = 10 * time.Second
 // returns. With an idempotency key, a repeated submit returns the first
 // job, and replayed is true.
 func (s *Service) Submit(ctx context.Context, who Caller, req SubmitRequest, idemKey string) (snap jobs.Snapshot, replayed bool, err error) {
+	known := false // a registered type: its name may be a label value
+	defer func() { s.metrics.submitted(req.Type, known, replayed, err) }()
 	if req.Type == "" {
 		return jobs.Snapshot{}, false, &InvalidArgumentError{`"type" is required`}
 	}
@@ -45,6 +47,7 @@ func (s *Service) Submit(ctx context.Context, who Caller, req SubmitRequest, ide
 	if err != nil {
 		return jobs.Snapshot{}, false, unavailable(err)
 	}
+	known = true
 	if err := t.Validate(req.Input); err != nil {
 		return jobs.Snapshot{}, false, &InvalidInputError{Type: req.Type, Err: err}
 	}

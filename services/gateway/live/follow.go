@@ -59,12 +59,15 @@ func (n *Node) replayPatiently(ctx context.Context, box *outbox, id string, afte
 	ctx, cancel := context.WithTimeout(ctx, repairPatience)
 	defer cancel()
 	pause := 50 * time.Millisecond
+	queued := 0
 	for {
 		err := n.withRepairSlot(ctx, func() error {
-			_, _, err := n.replay(ctx, box, id, after, fromStream)
+			_, _, q, err := n.replay(ctx, box, id, after, fromStream)
+			queued += q
 			return err
 		})
 		if err == nil {
+			n.metrics.replayRepair.Observe(float64(queued))
 			return nil
 		}
 		select {
@@ -106,31 +109,37 @@ func (n *Node) catchUp(ctx context.Context, who jobops.Caller, box *outbox, id s
 	}
 	box.seen(id, *afterSeq)
 	if *afterSeq >= last.seq {
+		n.metrics.replayResume.Observe(0)
 		return nil // nothing new yet
 	}
-	return n.replayThrough(ctx, box, id, *afterSeq, last.seq)
+	queued, err := n.replayThrough(ctx, box, id, *afterSeq, last.seq)
+	if err == nil {
+		n.metrics.replayResume.Observe(float64(queued))
+	}
+	return err
 }
 
 // replayThrough is replay until it has queued the job's event seq through
 // (its state, read from the stream's leader). On a replicated stream the
 // direct gets of a replay may be answered by a replica that does not have
 // the latest events yet; what it lacks is read again, shortly after, for
-// up to replayLagPatience.
-func (n *Node) replayThrough(ctx context.Context, box *outbox, id string, afterSeq, through uint64) error {
+// up to replayLagPatience. It returns how many events it queued.
+func (n *Node) replayThrough(ctx context.Context, box *outbox, id string, afterSeq, through uint64) (queued int, err error) {
 	giveUp := time.Now().Add(replayLagPatience)
 	var from uint64
 	for pause := 5 * time.Millisecond; ; pause = min(2*pause, 200*time.Millisecond) {
-		reached, next, err := n.replay(ctx, box, id, afterSeq, from)
+		reached, next, q, err := n.replay(ctx, box, id, afterSeq, from)
+		queued += q
 		if err != nil || reached >= through {
-			return err
+			return queued, err
 		}
 		if time.Now().After(giveUp) {
-			return unavailable(fmt.Errorf("job %s: the stream's replica answers up to seq %d, its state is at %d", id, reached, through))
+			return queued, unavailable(fmt.Errorf("job %s: the stream's replica answers up to seq %d, its state is at %d", id, reached, through))
 		}
 		afterSeq, from = max(afterSeq, reached), max(from, next)
 		select {
 		case <-ctx.Done():
-			return unavailable(ctx.Err())
+			return queued, unavailable(ctx.Err())
 		case <-time.After(pause):
 		}
 	}
@@ -146,9 +155,9 @@ const replayLagPatience = 5 * time.Second
 // It reads with batched direct gets and leaves nothing on the server. If
 // the events after afterSeq have aged out it queues the current state
 // instead (the first final event, or the last stored), marked truncated.
-// It returns the highest seq it read and the stream sequence to read on
-// from.
-func (n *Node) replay(ctx context.Context, box *outbox, id string, afterSeq, fromStream uint64) (reached, next uint64, err error) {
+// It returns the highest seq it read, the stream sequence to read on
+// from, and how many events it queued.
+func (n *Node) replay(ctx context.Context, box *outbox, id string, afterSeq, fromStream uint64) (reached, next uint64, queued int, err error) {
 	rctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
 	first, truncated := true, false
@@ -156,7 +165,7 @@ func (n *Node) replay(ctx context.Context, box *outbox, id string, afterSeq, fro
 	next = fromStream
 	for m, err := range jobs.History(rctx, n.nc, id, fromStream) {
 		if err != nil {
-			return reached, next, unavailable(err)
+			return reached, next, queued, unavailable(err)
 		}
 		next = m.StreamSeq + 1
 		ev, ok := eventMsg(m.Subject, m.Data, n.frame)
@@ -173,9 +182,10 @@ func (n *Node) replay(ctx context.Context, box *outbox, id string, afterSeq, fro
 			current = ev
 		} else if ev.seq > afterSeq {
 			if err := box.waitRoom(rctx, coalesceAt/2); err != nil {
-				return reached, next, unavailable(err)
+				return reached, next, queued, unavailable(err)
 			}
 			box.add(ev)
+			queued++
 		}
 		if ev.terminal {
 			break // the job's end: nothing stored after it counts
@@ -187,6 +197,7 @@ func (n *Node) replay(ctx context.Context, box *outbox, id string, afterSeq, fro
 			current.frame = n.frame(id, current.raw, true)
 		}
 		box.add(current)
+		queued++
 	}
-	return reached, next, nil
+	return reached, next, queued, nil
 }

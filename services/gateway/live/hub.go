@@ -14,6 +14,7 @@ import (
 	"runtime"
 	"strconv"
 	"sync"
+	"time"
 
 	"github.com/jobwire/jobwire/services/gateway/jobops"
 	"github.com/jobwire/jobwire/shared/jobs"
@@ -49,6 +50,8 @@ type Node struct {
 
 	// repairSlots bounds the gap repairs reading the stream at once.
 	repairSlots chan struct{}
+
+	metrics *nodeMetrics
 }
 
 // Jobs reads a job for a watcher: the owner check and the current state
@@ -82,6 +85,7 @@ func NewNode(nc *nats.Conn, reader Jobs, frame FrameFunc, log *slog.Logger) *Nod
 		nc: nc, log: log, jobs: reader, frame: frame, seed: maphash.MakeSeed(), topics: map[string]*topic{}, watchers: map[*outbox]struct{}{},
 		stop: make(chan struct{}), repairSlots: make(chan struct{}, maxConcurrentRepairs),
 	}
+	n.metrics = newNodeMetrics(n)
 	n.reconnected = nc.StatusChanged(nats.CONNECTED)
 	n.dispatchers.Go(n.catchUpOnReconnect)
 	n.shards = make([]chan *nats.Msg, runtime.GOMAXPROCS(0))
@@ -134,6 +138,8 @@ func (n *Node) dispatch(ch chan *nats.Msg) {
 			continue
 		}
 		out.streamSeq, _ = strconv.ParseUint(m.Header.Get(jetstream.SequenceHeader), 10, 64)
+		out.live = true
+		n.metrics.received.Inc()
 		key := out.jobID
 		if m.Sub != nil && m.Sub.Subject == jobs.AllProgress {
 			key = jobs.AllProgress // the "every job" feed
@@ -161,13 +167,14 @@ func eventMsg(subject string, data []byte, frame FrameFunc) (Msg, bool) {
 		JobID  string      `json:"job_id"`
 		Seq    uint64      `json:"seq"`
 		Status jobs.Status `json:"status"`
+		Time   time.Time   `json:"time"`
 	}
 	// An event on another job's subject (a consumer someone pointed at
 	// the wrong deliver subject) is dropped, never shown as this job's.
 	if err := json.Unmarshal(data, &head); err != nil || head.Seq == 0 || head.JobID != id {
 		return Msg{}, false
 	}
-	m := Msg{jobID: id, seq: head.Seq, raw: data, terminal: head.Status.Terminal()}
+	m := Msg{jobID: id, seq: head.Seq, raw: data, terminal: head.Status.Terminal(), stamped: head.Time.UnixNano()}
 	if frame != nil {
 		m.frame = frame(id, data, false)
 	}
@@ -215,7 +222,10 @@ func (n *Node) watch(id string, b *outbox) error {
 		t = &topic{sub: sub, watchers: map[*outbox]struct{}{}}
 		n.topics[id] = t
 	}
-	t.watchers[b] = struct{}{}
+	if _, already := t.watchers[b]; !already {
+		t.watchers[b] = struct{}{}
+		n.metrics.watches.Inc()
+	}
 	return nil
 }
 
@@ -233,7 +243,10 @@ func (n *Node) unwatch(id string, b *outbox) {
 	if t == nil {
 		return
 	}
-	delete(t.watchers, b)
+	if _, ok := t.watchers[b]; ok {
+		delete(t.watchers, b)
+		n.metrics.watches.Dec()
+	}
 	if len(t.watchers) == 0 {
 		_ = t.sub.Unsubscribe()
 		delete(n.topics, id)

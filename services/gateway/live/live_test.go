@@ -87,7 +87,7 @@ func TestReplayStartsAfterAfterSeq(t *testing.T) {
 	for after := range uint64(4) {
 		box := newOutbox(func(error) {})
 		box.startReplay(id) // the job's queue, with nothing seen yet
-		if _, _, err := tb.node.replay(ctx, box, id, after, 0); err != nil {
+		if _, _, _, err := tb.node.replay(ctx, box, id, after, 0); err != nil {
 			t.Fatal(err)
 		}
 		box.endReplay(id)

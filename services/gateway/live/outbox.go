@@ -3,6 +3,8 @@ package live
 import (
 	"context"
 	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Msg is one message for a watcher. Events carry their job, seq and the
@@ -16,7 +18,9 @@ type Msg struct {
 	raw       []byte
 	frame     []byte
 	terminal  bool
-	truncated bool // the history asked for has aged out; this is the snapshot
+	truncated bool  // the history asked for has aged out; this is the snapshot
+	live      bool  // arrived live from NATS (not read from the stream)
+	stamped   int64 // the event's time (Unix ns), for the delivery latency
 }
 
 // Frame is the message as the node's FrameFunc made it (or the reply
@@ -72,6 +76,8 @@ type outbox struct {
 	// are held.
 	onGap func(id string, after, fromStream uint64)
 	all   bool // on the feed of every job: live events of any job
+	// coalesced counts the events coalescing dropped (nil: not counted).
+	coalesced prometheus.Counter
 }
 
 type jobQueue struct {
@@ -198,6 +204,7 @@ func (b *outbox) pushLocked(q *jobQueue, m Msg) {
 // coalesceLocked keeps only the latest waiting event of each job; it is a
 // full snapshot, and when a job has ended it is the final event.
 func (b *outbox) coalesceLocked() {
+	before := b.waiting
 	b.waiting = 0
 	for _, id := range b.order {
 		q := b.jobs[id]
@@ -205,6 +212,9 @@ func (b *outbox) coalesceLocked() {
 			q.events, q.head = append(q.events[:0], q.events[len(q.events)-1]), 0
 		}
 		b.waiting += q.pending()
+	}
+	if b.coalesced != nil {
+		b.coalesced.Add(float64(before - b.waiting))
 	}
 }
 

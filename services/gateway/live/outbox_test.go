@@ -3,6 +3,9 @@ package live
 import (
 	"fmt"
 	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 // A watcher far behind gets each job's waiting events coalesced to the
@@ -14,6 +17,8 @@ func TestOutboxCoalescesToTheLatestEvent(t *testing.T) {
 	t.Parallel()
 	const jobCount, shortRun, longRun = 100, 50, 120
 	box := newOutbox(func(error) { t.Error("the outbox closed the watcher") })
+	coalesced := prometheus.NewCounter(prometheus.CounterOpts{Name: "coalesced"})
+	box.coalesced = coalesced
 	ids := make([]string, jobCount)
 	lastSeq := map[string]uint64{}
 	for i := range ids {
@@ -46,6 +51,9 @@ func TestOutboxCoalescesToTheLatestEvent(t *testing.T) {
 	}
 	if total >= queued {
 		t.Fatalf("%d of %d events delivered: nothing was coalesced", total, queued)
+	}
+	if n := testutil.ToFloat64(coalesced); int(n) != queued-total {
+		t.Errorf("%v events counted as coalesced; %d of %d were delivered", n, total, queued)
 	}
 	for _, id := range ids {
 		got := delivered[id]

@@ -35,6 +35,7 @@ func (n *Node) NewSession(parent context.Context, who jobops.Caller) (*Session, 
 	ctx, cancel := context.WithCancel(parent)
 	s := &Session{node: n, who: who, ctx: ctx, c: &conn{cancel: cancel}, watching: map[string]bool{}}
 	s.box = newOutbox(s.c.close)
+	s.box.coalesced = n.metrics.coalesced
 	s.box.onGap = n.repairGaps(ctx, s.box, &s.repairs)
 	if !n.join(s.box) {
 		cancel()
@@ -57,6 +58,7 @@ func (s *Session) End() {
 	s.c.cancel()
 	s.repairs.end()
 	s.node.leave(s.box, s.watching)
+	s.node.metrics.sessionClosed(s.c.closeReason())
 }
 
 // Watch starts following job id: first its current state (afterSeq nil)
@@ -118,7 +120,7 @@ func (s *Session) Reply(frame []byte) { s.box.control(s.ctx, Msg{frame: frame}) 
 // WriteLoop writes what the session has waiting (write) and flushes
 // (flush) until the session ends or a write fails; see writeLoop.
 func (s *Session) WriteLoop(timeout time.Duration, write func(Msg) error, flush func() error) {
-	writeLoop(s.ctx, s.box, timeout, s.c, write, flush)
+	writeLoop(s.ctx, s.box, timeout, s.c, s.node.metrics, write, flush)
 }
 
 // conn is the life of one session: the first close reason given wins,
@@ -174,12 +176,15 @@ func (r *repairs) end() {
 // flushes whenever it has written everything the box held: the events
 // that are ready leave together. A write or flush that takes longer than
 // timeout closes the session as too slow; the deadline is one reusable
-// timer, not a context per message.
-func writeLoop(ctx context.Context, box *outbox, timeout time.Duration, c *conn, write func(Msg) error, flush func() error) {
+// timer, not a context per message. The events written are counted in
+// met (if not nil) once per flush, and each live one's delivery latency.
+func writeLoop(ctx context.Context, box *outbox, timeout time.Duration, c *conn, met *nodeMetrics, write func(Msg) error, flush func() error) {
 	defer c.cancel()
 	deadline := time.AfterFunc(time.Hour, func() { c.close(ErrTooSlow) })
 	defer deadline.Stop()
 	dirty := false
+	written := 0 // events since the last count
+	defer func() { met.countDelivered(written) }()
 	for ctx.Err() == nil { // a closed session stops, however much is queued
 		m, ok := box.next()
 		if !ok {
@@ -194,6 +199,8 @@ func writeLoop(ctx context.Context, box *outbox, timeout time.Duration, c *conn,
 					return
 				}
 				dirty = false
+				met.countDelivered(written)
+				written = 0
 				continue // more may have come meanwhile
 			}
 			select {
@@ -210,5 +217,11 @@ func writeLoop(ctx context.Context, box *outbox, timeout time.Duration, c *conn,
 			return
 		}
 		dirty = true
+		if m.seq > 0 {
+			written++
+			if m.live && met != nil {
+				met.latency.Observe(time.Since(time.Unix(0, m.stamped)).Seconds())
+			}
+		}
 	}
 }

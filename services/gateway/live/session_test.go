@@ -28,7 +28,7 @@ func TestWriteLoopStopsWhenTheSessionCloses(t *testing.T) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		writeLoop(ctx, box, time.Minute, c, func(Msg) error {
+		writeLoop(ctx, box, time.Minute, c, nil, func(Msg) error {
 			if writes++; writes == 5 {
 				c.close(ErrShuttingDown)
 			}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/jobwire/jobwire/shared/jobs"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // storeTimeout bounds one attempt to store an event.
@@ -48,6 +49,8 @@ type execution struct {
 	attempt int
 	jt      JobType     // the job's type, once known
 	policy  RetryPolicy // jt.Retry with its defaults
+	m       *typeMetrics
+	outcome outcome // how the attempt ended, once it has
 }
 
 // process runs one delivery of a job request and settles its message.
@@ -55,11 +58,13 @@ func (r *Runner) process(ctx context.Context, msg jetstream.Msg) {
 	var req jobs.Request
 	if err := json.Unmarshal(msg.Data(), &req); err != nil {
 		r.log.Error("undecodable job request, terminating it", "subject", msg.Subject(), "err", err)
+		r.metrics.poisonUndecodable.Inc()
 		_ = msg.TermWithReason("undecodable job request")
 		return
 	}
 	if err := jobs.ValidateID(req.ID); err != nil {
 		r.log.Error("job request without a valid id, terminating it", "subject", msg.Subject(), "err", err)
+		r.metrics.poisonInvalidID.Inc()
 		_ = msg.TermWithReason("invalid job id")
 		return
 	}
@@ -71,7 +76,7 @@ func (r *Runner) process(ctx context.Context, msg jetstream.Msg) {
 		_ = msg.NakWithDelay(time.Second)
 		return
 	}
-	x := &execution{r: r, msg: msg, w: w, attempt: nextAttempt(w.ev)}
+	x := &execution{r: r, msg: msg, w: w, attempt: nextAttempt(w.ev), m: r.metrics.forType(req.Type)}
 	x.log = r.log.With("job_id", req.ID, "type", req.Type, "attempt", x.attempt)
 	if w.ev.Status.Terminal() {
 		// Finished by an earlier delivery that died before its ack, or
@@ -85,6 +90,7 @@ func (r *Runner) process(ctx context.Context, msg jetstream.Msg) {
 	jt, known := r.reg[req.Type]
 	if !known {
 		x.log.Error("unknown job type, failing the job")
+		r.metrics.poisonUnknownType.Inc()
 		x.fail(storeCtx, &jobs.Error{Code: "unknown_type", Message: fmt.Sprintf("no runner handles job type %q", req.Type)})
 		return
 	}
@@ -93,6 +99,7 @@ func (r *Runner) process(ctx context.Context, msg jetstream.Msg) {
 		// Earlier deliveries ended without a result (a runner crashed or
 		// lost its connection mid-job): give up instead of looping.
 		x.log.Error("job exceeded its attempts without a result, failing it")
+		r.metrics.poisonMaxAttempts.Inc()
 		x.fail(storeCtx, &jobs.Error{Code: "max_attempts", Message: fmt.Sprintf("gave up after %d attempts that ended without a result (runner crash?)", x.policy.MaxAttempts)})
 		return
 	}
@@ -104,15 +111,17 @@ func (r *Runner) process(ctx context.Context, msg jetstream.Msg) {
 // storeCtx, and settles the attempt by how it ended.
 func (x *execution) run(ctx, storeCtx context.Context, req jobs.Request) {
 	r := x.r
+	defer func() { x.m.attemptEnded(x.outcome) }()
 	runCtx, cancelRun := context.WithCancelCause(ctx)
 	defer cancelRun(nil)
 	if !r.holding(req.ID, cancelRun) {
 		x.log.Warn("job is already running on this runner, handing the duplicate back")
+		x.outcome = outcomeDuplicate
 		_ = x.msg.NakWithDelay(r.cfg.AckWait)
 		return
 	}
 	defer r.release(req.ID)
-	stopBeat := heartbeat(x.msg, r.cfg.AckWait/3)
+	stopBeat := heartbeat(x.msg, r.cfg.AckWait/3, r.metrics)
 	defer stopBeat()
 
 	now := time.Now()
@@ -124,6 +133,14 @@ func (x *execution) run(ctx, storeCtx context.Context, req jobs.Request) {
 		return
 	}
 	x.log.Info("job started")
+	if x.attempt == 1 {
+		x.m.jobsStarted.Inc()
+		if !req.CreatedAt.IsZero() {
+			x.m.queueWait.Observe(max(now.Sub(req.CreatedAt).Seconds(), 0))
+		}
+	}
+	x.m.running.Inc()
+	defer x.m.running.Dec()
 
 	if x.jt.Timeout > 0 {
 		var cancelT context.CancelFunc
@@ -137,7 +154,9 @@ func (x *execution) run(ctx, storeCtx context.Context, req jobs.Request) {
 		pubDone <- x.w.publishProgress(storeCtx, job.Progress, r.cfg.ProgressInterval, stopPub, cancelRun)
 	}()
 
-	result, herr := runHandler(runCtx, x.log, x.jt.Handler, job)
+	ranFrom := time.Now()
+	result, herr := runHandler(runCtx, x.log, x.jt.Handler, job, x.m.panics)
+	x.m.runDuration.Observe(time.Since(ranFrom).Seconds())
 	close(stopPub)
 	perr := <-pubDone
 
@@ -151,8 +170,10 @@ func (x *execution) run(ctx, storeCtx context.Context, req jobs.Request) {
 		x.handBack(storeCtx)
 	case errors.As(cause, &canceled):
 		x.log.Info("job canceled", "by", canceled.req.By)
+		x.m.cancels.Inc()
 		x.end(storeCtx, jobs.KindCanceled, jobs.StatusCanceled, nil, jobs.CanceledError(canceled.req))
 	case errors.Is(cause, errTimeout):
+		x.m.timeouts.Inc()
 		jerr := &jobs.Error{Code: "timeout", Message: fmt.Sprintf("the attempt ran longer than %v", x.jt.Timeout)}
 		if x.policy.RetryTimeouts {
 			x.reportError(storeCtx, jerr)
@@ -194,6 +215,7 @@ func (x *execution) handBack(ctx context.Context) {
 	}); err != nil && !errors.Is(err, errJobEnded) && !errors.Is(err, errSuperseded) {
 		x.log.Warn("cannot record the hand-back", "err", err)
 	}
+	x.outcome = outcomeHandedBack
 	_ = x.msg.Nak()
 }
 
@@ -214,6 +236,7 @@ func (x *execution) reportError(ctx context.Context, jerr *jobs.Error) {
 		x.settleStoreError(ctx, err)
 		return
 	}
+	x.outcome = outcomeRetried
 	_ = x.msg.NakWithDelay(delay)
 }
 
@@ -252,6 +275,7 @@ func (x *execution) end(ctx context.Context, kind jobs.Kind, status jobs.Status,
 		x.settleStoreError(ctx, err)
 		return
 	}
+	x.outcome = x.m.finished(status)
 	x.recordEnd(ctx)
 	// No need to wait for the ack's confirmation: the final state is
 	// stored, so a redelivery after a lost ack only acks.
@@ -275,20 +299,24 @@ func (x *execution) settleStoreError(ctx context.Context, err error) {
 	switch {
 	case errors.Is(err, errJobEnded):
 		x.log.Info("job ended elsewhere (canceled?), stopping this attempt")
+		x.outcome = outcomeEndedElsewhere
 		_ = x.msg.DoubleAck(ctx)
 	case errors.Is(err, errSuperseded):
 		x.log.Warn("a newer attempt owns the job, stopping this one", "err", err)
+		x.outcome = outcomeSuperseded
 	default:
 		x.log.Warn("cannot store job events, handing the job back", "err", err)
+		x.outcome = outcomeStoreFailed
 		_ = x.msg.NakWithDelay(time.Second)
 	}
 }
 
 // runHandler runs h, turning a panic into an error (the stack goes to the
-// log, not into the job's events).
-func runHandler(ctx context.Context, log *slog.Logger, h Handler, job *Job) (result any, err error) {
+// log, not into the job's events) counted in panics.
+func runHandler(ctx context.Context, log *slog.Logger, h Handler, job *Job, panics prometheus.Counter) (result any, err error) {
 	defer func() {
 		if p := recover(); p != nil {
+			panics.Inc()
 			log.Error("handler panicked", "panic", p, "stack", string(debug.Stack()))
 			err = &jobs.Error{Code: "panic", Message: fmt.Sprintf("handler panicked: %v", p)}
 		}
@@ -306,8 +334,8 @@ func toJobError(err error) *jobs.Error {
 }
 
 // heartbeat tells JetStream the job is alive every interval until stopped,
-// so a long job is not redelivered while its runner lives.
-func heartbeat(msg jetstream.Msg, every time.Duration) (stop func()) {
+// so a long job is not redelivered while its runner lives; m counts them.
+func heartbeat(msg jetstream.Msg, every time.Duration, m *runnerMetrics) (stop func()) {
 	done := make(chan struct{})
 	finished := make(chan struct{})
 	go func() {
@@ -319,7 +347,11 @@ func heartbeat(msg jetstream.Msg, every time.Duration) (stop func()) {
 			case <-done:
 				return
 			case <-t.C:
-				_ = msg.InProgress()
+				if msg.InProgress() != nil {
+					m.heartbeatFailures.Inc()
+				} else {
+					m.heartbeats.Inc()
+				}
 			}
 		}
 	}()

@@ -79,6 +79,8 @@ type Runner struct {
 
 	mu      sync.Mutex
 	running map[string]context.CancelCauseFunc // jobs this runner holds
+
+	metrics *runnerMetrics
 }
 
 // New checks the job types (a duplicate is an error), creates the streams
@@ -129,6 +131,7 @@ func New(ctx context.Context, nc *nats.Conn, cfg Config, types ...JobType) (*Run
 		cfg: cfg, reg: reg, nc: nc, js: js, events: streams.Events, queues: queues, log: cfg.Logger,
 		running: map[string]context.CancelCauseFunc{},
 		share:   cfg.Concurrency, fetchWait: 2 * time.Second,
+		metrics: newRunnerMetrics(reg.names(), cfg.Concurrency, js, streams.Queue),
 	}
 	if len(queues) > 1 {
 		// Each type keeps one request for a job waiting, holding one

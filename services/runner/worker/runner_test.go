@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jobwire/jobwire/internal/metrics/metricstest"
 	"github.com/jobwire/jobwire/shared/jobs"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -788,6 +789,12 @@ func TestSupersededAttemptStopsWriting(t *testing.T) {
 	if q := e.queueState(); q.err != nil || q.msgs != 1 || q.ackPending != 1 {
 		t.Errorf("after the superseded attempt: %s, want the request still held", q)
 	}
+	// Its metrics say so: a fenced write lost, the attempt superseded.
+	e.eventually("the superseded attempt to be counted", func() (bool, string) {
+		m := metricstest.Gather(t, tr.Metrics())
+		lost, superseded := m.Value("jobwire_runner_fenced_writes_lost_total", "type", "zombie"), m.Value("jobwire_runner_attempts_total", "type", "zombie", "outcome", "superseded")
+		return lost >= 1 && superseded == 1, fmt.Sprintf("fenced writes lost %v, superseded attempts %v", lost, superseded)
+	})
 }
 
 // All runners of a pool share one consumer, whose AckWait is whatever the

@@ -10,6 +10,7 @@ import (
 	"github.com/jobwire/jobwire/internal/backoff"
 	"github.com/jobwire/jobwire/shared/jobs"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // writer stores one attempt's events of a job, in order, fenced against
@@ -24,6 +25,8 @@ type writer struct {
 	// the next event (the attempt's end) carries it instead of a progress
 	// event of its own.
 	pending *progressState
+	// fencedLost counts writes another writer beat (nil: not counted).
+	fencedLost prometheus.Counter
 }
 
 // openWriter starts from the job's stored state. On a job's first
@@ -32,7 +35,7 @@ type writer struct {
 // is fenced on that sequence, so if anything was stored since (a cancel),
 // the write fails and the writer reads the state then.
 func (r *Runner) openWriter(ctx context.Context, req jobs.Request, firstDelivery bool) (*writer, error) {
-	w := &writer{js: r.js, events: r.events, ev: jobs.Event{JobID: req.ID}}
+	w := &writer{js: r.js, events: r.events, ev: jobs.Event{JobID: req.ID}, fencedLost: r.metrics.forType(req.Type).fencedWritesLost}
 	if firstDelivery && req.QueuedSeq > 0 {
 		w.ev, w.lastSeq = req.Queued(), req.QueuedSeq
 		return w, nil
@@ -92,6 +95,9 @@ func (w *writer) emit(ctx context.Context, kind jobs.Kind, set func(*jobs.Event)
 			unsure = append(unsure, next)
 			wait.Wait(ctx)
 			continue
+		}
+		if w.fencedLost != nil {
+			w.fencedLost.Inc()
 		}
 		if rerr := w.reload(ctx); rerr != nil {
 			return rerr
