@@ -32,6 +32,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // System is a whole jobwire, seen by one caller. Only URL is needed to
@@ -117,6 +118,13 @@ type options struct {
 	natsOpts []nats.Option
 	replicas int // JETSTREAM_REPLICAS; 0: 1
 	runners  int // runners to start; 0: 1
+	tp       trace.TracerProvider
+}
+
+// WithTracerProvider traces the gateway and the runners with tp (e.g. an
+// SDK provider on an in-memory exporter).
+func WithTracerProvider(tp trace.TracerProvider) Option {
+	return func(o *options) { o.tp = tp }
 }
 
 // WithReplicas sets the system's JETSTREAM_REPLICAS (gateway and runners):
@@ -223,6 +231,7 @@ func startOn(t testing.TB, urls string, opts ...Option) *System {
 		opt(&o)
 	}
 	cfg := Config()
+	cfg.TracerProvider = o.tp
 	if o.replicas > 0 {
 		cfg.Retention.Replicas = int64(o.replicas)
 	}
@@ -252,7 +261,7 @@ func startOn(t testing.TB, urls string, opts ...Option) *System {
 		registerBuiltinTypes(t, sys.Streams.Types)
 	} else {
 		for range max(o.runners, 1) {
-			startRunner(t, ctx, &wg, urls, log, cfg.Topology(), o.types...)
+			startRunner(t, ctx, &wg, urls, log, cfg.Topology(), o.tp, o.types...)
 		}
 	}
 	hs := httptest.NewUnstartedServer(nil)
@@ -276,16 +285,16 @@ func startOn(t testing.TB, urls string, opts ...Option) *System {
 // until ctx ends; wg tracks it.
 func StartRunner(t testing.TB, ctx context.Context, wg *sync.WaitGroup, ns *server.Server, log *slog.Logger, extra ...worker.JobType) {
 	t.Helper()
-	startRunner(t, ctx, wg, ns.ClientURL(), log, Config().Topology(), extra...)
+	startRunner(t, ctx, wg, ns.ClientURL(), log, Config().Topology(), nil, extra...)
 }
 
 // startRunner is StartRunner on the servers at urls with the stream
 // settings the gateway uses.
-func startRunner(t testing.TB, ctx context.Context, wg *sync.WaitGroup, urls string, log *slog.Logger, topo jobs.Topology, extra ...worker.JobType) {
+func startRunner(t testing.TB, ctx context.Context, wg *sync.WaitGroup, urls string, log *slog.Logger, topo jobs.Topology, tp trace.TracerProvider, extra ...worker.JobType) {
 	t.Helper()
 	rnc := natstest.ConnectURL(t, urls, nats.MaxReconnects(-1))
 	types := append(jobtypes.Builtin(), extra...)
-	r, err := worker.New(ctx, rnc, worker.Config{Concurrency: 4, AckWait: 5 * time.Second, ShutdownGrace: time.Second, Logger: log, Topology: topo}, types...)
+	r, err := worker.New(ctx, rnc, worker.Config{Concurrency: 4, AckWait: 5 * time.Second, ShutdownGrace: time.Second, Logger: log, Topology: topo, TracerProvider: tp}, types...)
 	if err != nil {
 		t.Fatal(err)
 	}

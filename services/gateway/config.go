@@ -24,6 +24,8 @@ type Config struct {
 	DataDir     string
 	DevNATSAddr string
 	Debug       settings.Debug // where /debug/pprof/ listens
+	Logging     settings.Logging
+	Tracing     settings.Tracing // the OTEL_* variables
 	// Runner is the --dev runner's settings.
 	Runner settings.Runner
 
@@ -71,6 +73,8 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	s.Int(&c.MaxConns, "max-conns", "MAX_CONNS", 10000, "open WebSocket and SSE connections of the whole gateway")
 	s.Int(&c.MaxJSONDepth, "max-json-depth", "MAX_JSON_DEPTH", 32, "deepest nesting accepted in a job's input")
 	c.Debug.Register(s)
+	c.Logging.Register(s)
+	c.Tracing.Register(s, "jobwire-gateway")
 	c.NATS.RegisterFlags(s)
 	if err := s.Parse(args); err != nil {
 		return c, err
@@ -87,6 +91,8 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 		s.Errorf("HTTP_ADDR %q: %v", c.HTTPAddr, err)
 	}
 	c.Debug.Check(s)
+	c.Logging.Check(s)
+	c.Tracing.Check(s)
 	if _, _, err := net.SplitHostPort(c.DevNATSAddr); c.Dev && err != nil {
 		s.Errorf("DEV_NATS_ADDR %q: %v", c.DevNATSAddr, err)
 	}

@@ -70,7 +70,7 @@ func New(ctx context.Context, nc *nats.Conn, cfg Config, log *slog.Logger) (*Gat
 		return nil, err
 	}
 	g := &Gateway{
-		cfg: cfg, nc: nc, streams: streams, ops: ops, live: live.NewNode(nc, ops, eventFrame, log), auth: auth, crossOrigin: cop,
+		cfg: cfg, nc: nc, streams: streams, ops: ops, live: live.NewNode(nc, ops, eventFrame, log, live.WithTracerProvider(cfg.TracerProvider)), auth: auth, crossOrigin: cop,
 		submitLimit: newSubmitLimit(int(cfg.SubmitRate), int(cfg.AddrSubmitRate)),
 		slots:       newWatchSlots(int(cfg.MaxConnsPerOwner), int(cfg.AddrMaxConns), int(cfg.MaxConns)),
 	}

@@ -9,6 +9,7 @@ import (
 	"runtime/debug"
 	"time"
 
+	"github.com/jobwire/jobwire/internal/tracing"
 	"github.com/jobwire/jobwire/shared/jobs"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -51,6 +52,8 @@ type execution struct {
 }
 
 // process runs one delivery of a job request and settles its message.
+// With tracing on, the delivery is a span (the attempt's), under the
+// trace context the request carries.
 func (r *Runner) process(ctx context.Context, msg jetstream.Msg) {
 	var req jobs.Request
 	if err := json.Unmarshal(msg.Data(), &req); err != nil {
@@ -63,22 +66,46 @@ func (r *Runner) process(ctx context.Context, msg jetstream.Msg) {
 		_ = msg.TermWithReason("invalid job id")
 		return
 	}
+	if r.tracer == nil {
+		r.deliver(ctx, msg, req, r.log)
+		return
+	}
+	ctx, span := r.startAttempt(ctx, msg, req)
+	endAttempt(span, r.deliver(ctx, msg, req, tracing.WithTrace(r.log, span.SpanContext())))
+}
+
+// deliver runs a decoded delivery, logging on log, and returns its
+// execution (nil when the job's state could not be read).
+func (r *Runner) deliver(ctx context.Context, msg jetstream.Msg, req jobs.Request, log *slog.Logger) *execution {
 	storeCtx := context.WithoutCancel(ctx)
 	meta, err := msg.Metadata()
 	w, err := r.openWriter(storeCtx, req, err == nil && meta.NumDelivered == 1)
 	if err != nil {
-		r.log.Warn("cannot read job state, handing it back", "job_id", req.ID, "err", err)
+		// The attempt is not known before the job's state is read.
+		delivery := uint64(0)
+		if meta != nil {
+			delivery = meta.NumDelivered
+		}
+		log.Warn("cannot read job state, handing it back", "job_id", req.ID, "type", req.Type, "delivery", delivery, "err", err)
 		_ = msg.NakWithDelay(time.Second)
-		return
+		return nil
 	}
 	x := &execution{r: r, msg: msg, w: w, attempt: nextAttempt(w.ev)}
-	x.log = r.log.With("job_id", req.ID, "type", req.Type, "attempt", x.attempt)
+	x.log = log.With("job_id", req.ID, "type", req.Type, "attempt", x.attempt)
+	x.settle(ctx, storeCtx, req)
+	return x
+}
+
+// settle runs the execution's job, unless there is nothing to run, and
+// settles its message.
+func (x *execution) settle(ctx, storeCtx context.Context, req jobs.Request) {
+	r, w := x.r, x.w
 	if w.ev.Status.Terminal() {
 		// Finished by an earlier delivery that died before its ack, or
 		// canceled while it waited: nothing to run. Its end may not be
 		// recorded yet (the delivery died before that).
 		x.recordEnd(storeCtx)
-		_ = msg.DoubleAck(storeCtx)
+		_ = x.msg.DoubleAck(storeCtx)
 		return
 	}
 
