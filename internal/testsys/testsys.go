@@ -491,3 +491,32 @@ func Kinds(evs []jobs.Event) []string {
 
 // LockedBuffer is natstest.LockedBuffer, for the tests that use testsys.
 type LockedBuffer = natstest.LockedBuffer
+
+// JSONLogLines parses what a logger with LOG_FORMAT=json wrote: it fails
+// the test unless every line is one JSON object with time, level and msg,
+// and unless every line about a job (one with job_id) also names its type
+// and attempt (or, before the job's state is read, its delivery).
+func JSONLogLines(t testing.TB, log string) []map[string]any {
+	t.Helper()
+	var lines []map[string]any
+	for l := range strings.Lines(log) {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(l), &m); err != nil {
+			t.Fatalf("a log line that is not JSON: %q: %v", l, err)
+		}
+		for _, k := range []string{"time", "level", "msg"} {
+			if _, ok := m[k]; !ok {
+				t.Errorf("a log line without %s: %q", k, l)
+			}
+		}
+		if _, job := m["job_id"]; job {
+			_, attempt := m["attempt"]
+			_, delivery := m["delivery"]
+			if _, typ := m["type"]; !typ || !attempt && !delivery {
+				t.Errorf("a line about a job without its type and attempt: %q", l)
+			}
+		}
+		lines = append(lines, m)
+	}
+	return lines
+}
