@@ -68,10 +68,8 @@ func Enqueue(ctx context.Context, js jetstream.Publisher, req Request) (Event, e
 	if err != nil {
 		return Event{}, err
 	}
-	header := traceHeader(ctx)
 	storeRequest := func(ctx context.Context) (*jetstream.PubAck, error) {
-		msg := &nats.Msg{Subject: QueueSubject(req.Type), Data: data, Header: header}
-		return js.PublishMsg(ctx, msg, jetstream.WithMsgID(req.ID), jetstream.WithExpectStream(QueueStream))
+		return publish(ctx, js, QueueSubject(req.Type), data, jetstream.WithMsgID(req.ID), jetstream.WithExpectStream(QueueStream))
 	}
 	_, err = storeRequest(ctx)
 	if unsure(err) {

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -220,8 +219,7 @@ func PublishEvent(ctx context.Context, js jetstream.Publisher, ev Event, lastSub
 	if err != nil {
 		return 0, err
 	}
-	msg := &nats.Msg{Subject: EventSubject(ev.JobID), Data: data, Header: traceHeader(ctx)}
-	ack, err := js.PublishMsg(ctx, msg,
+	ack, err := publish(ctx, js, EventSubject(ev.JobID), data,
 		jetstream.WithExpectStream(EventsStream),
 		jetstream.WithExpectLastSequencePerSubject(lastSubjectSeq))
 	if err != nil {
