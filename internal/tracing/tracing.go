@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -104,7 +105,11 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (Provider, error) 
 	// The SDK reports export failures through this process-wide handler.
 	otel.SetErrorHandler(otel.ErrorHandlerFunc(func(err error) { warn.Warn("tracing", err) }))
 	tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(exp), sdktrace.WithResource(res), sdktrace.WithSampler(cfg.Sampler))
-	log.Info("tracing on", "endpoint", cfg.Endpoint, "service", cfg.ServiceName, "sampler", cfg.Sampler.Description())
+	endpoint := cfg.Endpoint
+	if u, err := url.Parse(endpoint); err == nil {
+		endpoint = u.Redacted() // no password in the log
+	}
+	log.Info("tracing on", "endpoint", endpoint, "service", cfg.ServiceName, "sampler", cfg.Sampler.Description())
 	return Provider{tp: tp}, nil
 }
 
