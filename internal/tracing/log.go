@@ -32,12 +32,11 @@ func LogAttrs(sc trace.SpanContext) []slog.Attr {
 	return []slog.Attr{slog.String("trace_id", sc.TraceID().String()), slog.String("span_id", sc.SpanID().String())}
 }
 
-// WithTrace is log with sc's trace_id and span_id on every line: for a
-// logger of one unit of work (a job's attempt) whose lines are not
-// logged with its context.
-func WithTrace(log *slog.Logger, sc trace.SpanContext) *slog.Logger {
+// AppendLogArgs appends sc's trace_id and span_id to args, as arguments
+// of slog's Logger.With and the like; nothing when sc is not valid.
+func AppendLogArgs(args []any, sc trace.SpanContext) []any {
 	if !sc.IsValid() {
-		return log
+		return args
 	}
-	return slog.New(log.Handler().WithAttrs(LogAttrs(sc)))
+	return append(args, "trace_id", sc.TraceID().String(), "span_id", sc.SpanID().String())
 }

@@ -3,6 +3,7 @@ package httpapi
 import (
 	"context"
 	"net/http"
+	"net/textproto"
 
 	"github.com/jobwire/jobwire/internal/tracing"
 	"github.com/jobwire/jobwire/shared/jobs"
@@ -28,14 +29,22 @@ func traceSubmit(tp trace.TracerProvider, route string) func(http.Handler) http.
 	}
 	tr := tp.Tracer(tracerName)
 	name := http.MethodPost + " " + route
+	start := []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindServer)}
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			ctx := propagation.TraceContext{}.Extract(r.Context(), propagation.HeaderCarrier(r.Header))
-			ctx, span := tr.Start(ctx, name, trace.WithSpanKind(trace.SpanKindServer), trace.WithAttributes(
-				attribute.String("http.request.method", r.Method),
-				attribute.String("http.route", route),
-			))
+			ctx := r.Context()
+			if len(r.Header[canonicalTraceparent]) > 0 {
+				ctx = propagation.TraceContext{}.Extract(ctx, propagation.HeaderCarrier(r.Header))
+			}
+			ctx, span := tr.Start(ctx, name, start...)
 			defer span.End()
+			if !span.IsRecording() {
+				// Sampled out: the trace context still travels with the
+				// job (its headers say "not sampled"); nothing is recorded.
+				next.ServeHTTP(w, r.WithContext(ctx))
+				return
+			}
+			span.SetAttributes(attribute.String("http.request.method", r.Method), attribute.String("http.route", route))
 			sw := &statusWriter{ResponseWriter: w, code: http.StatusOK}
 			next.ServeHTTP(sw, r.WithContext(ctx))
 			span.SetAttributes(attribute.Int("http.response.status_code", sw.code))
@@ -45,6 +54,9 @@ func traceSubmit(tp trace.TracerProvider, route string) func(http.Handler) http.
 		})
 	}
 }
+
+// canonicalTraceparent is how net/http keys the traceparent header.
+var canonicalTraceparent = textproto.CanonicalMIMEHeaderKey("traceparent")
 
 // noteJob names the submitted job on the submit's span, if it records.
 func noteJob(ctx context.Context, snap jobs.Snapshot, replayed bool) {

@@ -225,3 +225,49 @@ func attr(s tracetest.SpanStub, key string) string {
 	}
 	return ""
 }
+
+// With every trace sampled out nothing is recorded, but the trace context
+// still travels, flagged "not sampled": the job's events all carry one
+// trace, so a subscriber (or a service that samples differently) can
+// still follow it.
+func TestSampledOutTraceStillTravels(t *testing.T) {
+	t.Parallel()
+	exp := tracetest.NewInMemoryExporter()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.NeverSample()), sdktrace.WithSyncer(exp))
+	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
+	sys := testsys.Start(t, testsys.WithTracerProvider(tp))
+	nc := natstest.Connect(t, sys.NATS)
+	sub, err := nc.SubscribeSync(jobs.AllProgress)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	snap := sys.Submit(t, "demo", `{"steps":1,"step_ms":0}`)
+	traces := map[trace.TraceID]bool{}
+	for {
+		m, err := sub.NextMsg(eventWait)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ev := decodeEvent(t, m)
+		if ev.JobID != snap.ID {
+			continue
+		}
+		sc := trace.SpanContextFromContext(jobs.ExtractTrace(context.Background(), m.Header))
+		if !sc.IsValid() || sc.IsSampled() {
+			t.Errorf("%s event: traceparent %q, want one flagged not sampled", ev.Kind, m.Header.Get(jobs.TraceparentHeader))
+		}
+		traces[sc.TraceID()] = true
+		if ev.Status.Terminal() {
+			break
+		}
+	}
+	if len(traces) != 1 {
+		t.Errorf("the job's events name %d traces, want 1", len(traces))
+	}
+	if spans := exp.GetSpans(); len(spans) != 0 {
+		t.Errorf("spans recorded while sampled out: %s", names(spans))
+	}
+}

@@ -37,13 +37,18 @@ func (n *Node) traceDelivery(m *nats.Msg, key string, out Msg) {
 	if !trace.SpanContextFromContext(parent).IsValid() {
 		return
 	}
+	_, span := n.tracer.Start(parent, "deliver", deliverStart...)
+	defer span.End()
+	if !span.IsRecording() {
+		return
+	}
 	n.mu.RLock()
 	watchers := 0
 	if t := n.topics[key]; t != nil {
 		watchers = len(t.watchers)
 	}
 	n.mu.RUnlock()
-	_, span := n.tracer.Start(parent, "deliver", trace.WithSpanKind(trace.SpanKindConsumer), trace.WithAttributes(
+	span.SetAttributes(
 		attribute.String("messaging.system", "nats"),
 		attribute.String("messaging.operation.type", "process"),
 		attribute.String("messaging.destination.name", m.Subject),
@@ -51,6 +56,8 @@ func (n *Node) traceDelivery(m *nats.Msg, key string, out Msg) {
 		attribute.Int64("jobwire.event.seq", int64(out.seq)),
 		attribute.Bool("jobwire.feed.all", key == jobs.AllProgress),
 		attribute.Int("jobwire.watchers", watchers),
-	))
-	span.End()
+	)
 }
+
+// deliverStart are the options of every delivery's span.
+var deliverStart = []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindConsumer)}

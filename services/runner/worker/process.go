@@ -12,6 +12,7 @@ import (
 	"github.com/jobwire/jobwire/internal/tracing"
 	"github.com/jobwire/jobwire/shared/jobs"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // storeTimeout bounds one attempt to store an event.
@@ -67,16 +68,17 @@ func (r *Runner) process(ctx context.Context, msg jetstream.Msg) {
 		return
 	}
 	if r.tracer == nil {
-		r.deliver(ctx, msg, req, r.log)
+		r.deliver(ctx, msg, req, trace.SpanContext{})
 		return
 	}
 	ctx, span := r.startAttempt(ctx, msg, req)
-	endAttempt(span, r.deliver(ctx, msg, req, tracing.WithTrace(r.log, span.SpanContext())))
+	endAttempt(span, r.deliver(ctx, msg, req, span.SpanContext()))
 }
 
-// deliver runs a decoded delivery, logging on log, and returns its
-// execution (nil when the job's state could not be read).
-func (r *Runner) deliver(ctx context.Context, msg jetstream.Msg, req jobs.Request, log *slog.Logger) *execution {
+// deliver runs a decoded delivery and returns its execution (nil when the
+// job's state could not be read). Its log lines name sc, the attempt's
+// span, when it is valid.
+func (r *Runner) deliver(ctx context.Context, msg jetstream.Msg, req jobs.Request, sc trace.SpanContext) *execution {
 	storeCtx := context.WithoutCancel(ctx)
 	meta, err := msg.Metadata()
 	w, err := r.openWriter(storeCtx, req, err == nil && meta.NumDelivered == 1)
@@ -86,12 +88,12 @@ func (r *Runner) deliver(ctx context.Context, msg jetstream.Msg, req jobs.Reques
 		if meta != nil {
 			delivery = meta.NumDelivered
 		}
-		log.Warn("cannot read job state, handing it back", "job_id", req.ID, "type", req.Type, "delivery", delivery, "err", err)
+		r.log.Warn("cannot read job state, handing it back", tracing.AppendLogArgs([]any{"job_id", req.ID, "type", req.Type, "delivery", delivery, "err", err}, sc)...)
 		_ = msg.NakWithDelay(time.Second)
 		return nil
 	}
 	x := &execution{r: r, msg: msg, w: w, attempt: nextAttempt(w.ev)}
-	x.log = log.With("job_id", req.ID, "type", req.Type, "attempt", x.attempt)
+	x.log = r.log.With(tracing.AppendLogArgs(append(make([]any, 0, 10), "job_id", req.ID, "type", req.Type, "attempt", x.attempt), sc)...)
 	x.settle(ctx, storeCtx, req)
 	return x
 }

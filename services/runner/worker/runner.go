@@ -76,6 +76,8 @@ type Runner struct {
 	queues []*queue // the consumer of each type served, by name
 	log    *slog.Logger
 	tracer trace.Tracer // nil: tracing is off
+	// spanNames are the attempt spans' names by type (with tracing on).
+	spanNames map[string]string
 
 	// share is the most slots one queue takes for a waiting fetch, and
 	// fetchWait how long that fetch waits for jobs (see fetchRound). A
@@ -136,6 +138,9 @@ func New(ctx context.Context, nc *nats.Conn, cfg Config, types ...JobType) (*Run
 		cfg: cfg, reg: reg, nc: nc, js: js, events: streams.Events, queues: queues, log: cfg.Logger, tracer: newTracer(cfg.TracerProvider),
 		running: map[string]context.CancelCauseFunc{},
 		share:   cfg.Concurrency, fetchWait: 2 * time.Second,
+	}
+	if r.tracer != nil {
+		r.spanNames = spanNames(reg)
 	}
 	if len(queues) > 1 {
 		// Each type keeps one request for a job waiting, holding one

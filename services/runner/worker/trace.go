@@ -23,26 +23,46 @@ func newTracer(tp trace.TracerProvider) trace.Tracer {
 	return tp.Tracer(tracerName)
 }
 
+// attemptStart are the options of every attempt's span.
+var attemptStart = []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindConsumer)}
+
 // startAttempt starts the span of one delivery of req: a child of the
 // span that submitted the job (the request's traceparent header), or the
 // root of a trace of its own when the request has none. Every attempt of
 // a job is a child of the same submit. The events the attempt stores
 // carry this span's trace context (jobs.PublishEvent reads it from the
-// context), and so does the handler's context.
+// context), and so does the handler's context. A span that is sampled
+// out gets no attributes: nothing would record them.
 func (r *Runner) startAttempt(ctx context.Context, msg jetstream.Msg, req jobs.Request) (context.Context, trace.Span) {
-	attrs := []attribute.KeyValue{
-		attribute.String("messaging.system", "nats"),
-		attribute.String("messaging.operation.type", "process"),
-		attribute.String("messaging.destination.name", msg.Subject()),
-		attribute.String("messaging.consumer.group.name", jobs.ConsumerName(req.Type)),
-		attribute.String("jobwire.job.id", req.ID),
-		attribute.String("jobwire.job.type", req.Type),
+	name, ok := r.spanNames[req.Type]
+	if !ok {
+		name = "run " + req.Type
 	}
-	if meta, err := msg.Metadata(); err == nil {
-		attrs = append(attrs, attribute.Int64("jobwire.delivery", int64(meta.NumDelivered)))
+	ctx, span := r.tracer.Start(jobs.ExtractTrace(ctx, msg.Headers()), name, attemptStart...)
+	if span.IsRecording() {
+		span.SetAttributes(
+			attribute.String("messaging.system", "nats"),
+			attribute.String("messaging.operation.type", "process"),
+			attribute.String("messaging.destination.name", msg.Subject()),
+			attribute.String("messaging.consumer.group.name", jobs.ConsumerName(req.Type)),
+			attribute.String("jobwire.job.id", req.ID),
+			attribute.String("jobwire.job.type", req.Type),
+		)
+		if meta, err := msg.Metadata(); err == nil {
+			span.SetAttributes(attribute.Int64("jobwire.delivery", int64(meta.NumDelivered)))
+		}
 	}
-	return r.tracer.Start(jobs.ExtractTrace(ctx, msg.Headers()), "run "+req.Type,
-		trace.WithSpanKind(trace.SpanKindConsumer), trace.WithAttributes(attrs...))
+	return ctx, span
+}
+
+// spanNames are the attempt spans' names by job type ("run <type>"),
+// made once.
+func spanNames(reg registry) map[string]string {
+	names := make(map[string]string, len(reg))
+	for typ := range reg {
+		names[typ] = "run " + typ
+	}
+	return names
 }
 
 // endAttempt ends the span of a delivery with how its attempt ended: the
@@ -53,6 +73,9 @@ func (r *Runner) startAttempt(ctx context.Context, msg jetstream.Msg, req jobs.R
 // message, which may quote the job's input).
 func endAttempt(span trace.Span, x *execution) {
 	defer span.End()
+	if !span.IsRecording() {
+		return
+	}
 	if x == nil {
 		span.SetStatus(codes.Error, "cannot read the job's state")
 		return
