@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/go-logr/logr"
 	"github.com/jobwire/jobwire/internal/backoff"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
@@ -102,8 +103,11 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (Provider, error) 
 		return Provider{}, fmt.Errorf("trace resource: %w", err)
 	}
 	warn := &backoff.Warner{Log: log}
-	// The SDK reports export failures through this process-wide handler.
+	// The SDK reports export failures through this process-wide handler,
+	// and logs the rest through its process-wide logger: both to the
+	// service's log, in its format (not as plain lines on stderr).
 	otel.SetErrorHandler(otel.ErrorHandlerFunc(func(err error) { warn.Warn("tracing", err) }))
+	otel.SetLogger(logr.FromSlogHandler(log.With("component", "opentelemetry").Handler()))
 	tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(exp), sdktrace.WithResource(res), sdktrace.WithSampler(cfg.Sampler))
 	endpoint := cfg.Endpoint
 	if u, err := url.Parse(endpoint); err == nil {
