@@ -36,7 +36,8 @@ type config struct {
 	// ScrapeMetrics: serve the gateway's metrics (METRICS_ADDR) and scrape
 	// them this often during the run; 0: metrics not served.
 	ScrapeMetrics time.Duration
-	Keep          bool // --keep: keep the temporary directory (gateway logs, data)
+	Keep          bool     // --keep: keep the temporary directory (gateway logs, data)
+	GatewayEnv    []string // --gateway-env: more KEY=value settings of the started gateway
 
 	Phases       []string
 	Duration     time.Duration // per measured window
@@ -80,6 +81,13 @@ func parseConfig(args []string, stderr io.Writer) (config, error) {
 	fs.BoolVar(&c.Fresh, "fresh", true, "start a new gateway with an empty data directory for every phase (only without --url)")
 	fs.DurationVar(&c.ScrapeMetrics, "scrape-metrics", 0, "serve the started gateway's Prometheus metrics (METRICS_ADDR) and scrape /metrics this often while it runs, as Prometheus would (e.g. 1s; 0: metrics not served)")
 	fs.BoolVar(&c.Keep, "keep", false, "keep the temporary directory with the gateway logs and data")
+	fs.Func("gateway-env", "KEY=value: a setting of the started gateway (repeat the flag for more), e.g. OTEL_TRACES_EXPORTER=otlp", func(kv string) error {
+		if k, _, ok := strings.Cut(kv, "="); !ok || k == "" {
+			return fmt.Errorf("want KEY=value, not %q", kv)
+		}
+		c.GatewayEnv = append(c.GatewayEnv, kv)
+		return nil
+	})
 	fs.StringVar(&phases, "phases", strings.Join(allPhases, ","), "measurements to run, comma separated: "+strings.Join(allPhases, ", "))
 	fs.DurationVar(&c.Duration, "duration", 10*time.Second, "length of each measured window")
 	fs.DurationVar(&c.Warmup, "warmup", time.Second, "unmeasured load before each closed-loop window")
@@ -146,6 +154,7 @@ func parseConfig(args []string, stderr io.Writer) (config, error) {
 		check(c.NATSURL != "", "--url needs --nats-url")
 		check(c.Token != "" || c.JWTSecret != "", "--url needs --token or --jwt-secret")
 		check(c.GatewayBin == "", "--gateway-bin starts a gateway; it cannot be combined with --url")
+		check(len(c.GatewayEnv) == 0, "--gateway-env sets up a started gateway; it cannot be combined with --url")
 	} else {
 		check(c.NATSURL == "" && c.Token == "" && c.JWTSecret == "" && c.GatewayPID == 0,
 			"--nats-url, --token, --jwt-secret and --gateway-pid go with --url")

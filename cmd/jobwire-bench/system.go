@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -172,7 +173,7 @@ func (l *launcher) gatewayEnv(dir string, extra []string) []string {
 			env = append(env, kv)
 		}
 	}
-	for _, kv := range extra {
+	for _, kv := range append(slices.Clone(l.cfg.GatewayEnv), extra...) {
 		if v, ok := strings.CutPrefix(kv, "GODEBUG="); ok {
 			godebug = strings.Trim(godebug+","+v, ",")
 			continue

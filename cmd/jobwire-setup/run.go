@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"maps"
 	"slices"
 	"strings"
@@ -27,6 +26,7 @@ type config struct {
 	NATS      natsconn.Auth
 	Retention settings.Retention // with JETSTREAM_REPLICAS
 	Timeout   time.Duration
+	Logging   settings.Logging
 }
 
 func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (config, error) {
@@ -36,10 +36,12 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	c.Retention.Register(s)
 	s.Duration(&c.Timeout, "timeout", "SETUP_TIMEOUT", time.Minute, "give up when NATS and JetStream are not ready and the topology not set up after this long")
 	c.NATS.RegisterFlags(s)
+	c.Logging.Register(s)
 	if err := s.Parse(args); err != nil {
 		return c, err
 	}
 	s.Check(c.NATSURL != "", "NATS_URL (--nats-url) is required")
+	c.Logging.Check(s)
 	s.Check(c.Timeout > 0, "SETUP_TIMEOUT (--timeout) must be positive")
 	c.Retention.Check(s)
 	if err := c.NATS.Validate(); err != nil {
@@ -57,7 +59,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
-	log := slog.New(slog.NewTextHandler(stderr, nil))
+	log := cfg.Logging.Logger(stderr, false)
 	ctx, cancel := context.WithTimeoutCause(ctx, cfg.Timeout, fmt.Errorf("not done within %v (--timeout)", cfg.Timeout))
 	defer cancel()
 	// A permissions violation is no reason to wait: this user may not do it.

@@ -33,12 +33,6 @@ var binaries = map[string]struct {
 	"jobwire-nats":    {"", ""},
 }
 
-// pending are settings the manifests use that come with a branch merged at
-// the same time (metrics: gateway and runner serve Prometheus /metrics on
-// METRICS_ADDR). While a binary's --help lacks one, the test only logs it;
-// once it has it, the entry changes nothing and can go.
-var pending = map[string][]string{"jobwire-gateway": {"METRICS_ADDR"}, "jobwire-runner": {"METRICS_ADDR"}}
-
 // runtimeEnv are read by the Go runtime of every binary.
 var runtimeEnv = []string{"GOMEMLIMIT"}
 
@@ -383,10 +377,6 @@ func TestEnvAndSecrets(t *testing.T) {
 					if slices.Contains(known, e.Name) || slices.Contains(runtimeEnv, e.Name) {
 						continue
 					}
-					if slices.Contains(pending[img], e.Name) {
-						t.Logf("%s: %s is not in %s --help yet (the metrics branch)", what, e.Name, img)
-						continue
-					}
 					t.Errorf("%s: %s sets env %s, which it does not read", what, img, e.Name)
 				}
 				if img == "jobwire-nats" {
@@ -538,10 +528,6 @@ func TestMetricsScrape(t *testing.T) {
 				t.Errorf("%s: METRICS_ADDR %q, want %q (all interfaces, the annotated port)", what, got, want)
 			}
 			if !served {
-				if slices.Contains(pending[img], "METRICS_ADDR") {
-					t.Logf("%s: no Go source serves /metrics yet (the metrics branch)", what)
-					continue
-				}
 				t.Errorf("%s: nothing in jobwire's source serves /metrics", what)
 			}
 		}

@@ -69,6 +69,11 @@ func (s *Set) Duration(p *time.Duration, name, key string, def time.Duration, te
 	s.fs.DurationVar(p, name, v, usage(text, key))
 }
 
+// Env reads the environment variable key into p (def when unset or
+// empty), without a flag: for settings that are standard environment
+// variables of their own (OTEL_*), not jobwire's.
+func (s *Set) Env(p *string, key, def string) { *p = s.env(key, def) }
+
 // Errorf records a configuration problem.
 func (s *Set) Errorf(format string, args ...any) {
 	s.errs = append(s.errs, fmt.Errorf(format, args...))

@@ -32,6 +32,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // System is a whole jobwire, seen by one caller. Only URL is needed to
@@ -119,6 +120,13 @@ type options struct {
 	natsOpts []nats.Option
 	replicas int // JETSTREAM_REPLICAS; 0: 1
 	runners  int // runners to start; 0: 1
+	tp       trace.TracerProvider
+}
+
+// WithTracerProvider traces the gateway and the runners with tp (e.g. an
+// SDK provider on an in-memory exporter).
+func WithTracerProvider(tp trace.TracerProvider) Option {
+	return func(o *options) { o.tp = tp }
 }
 
 // WithReplicas sets the system's JETSTREAM_REPLICAS (gateway and runners):
@@ -225,6 +233,7 @@ func startOn(t testing.TB, urls string, opts ...Option) *System {
 		opt(&o)
 	}
 	cfg := Config()
+	cfg.TracerProvider = o.tp
 	if o.replicas > 0 {
 		cfg.Retention.Replicas = int64(o.replicas)
 	}
@@ -254,7 +263,7 @@ func startOn(t testing.TB, urls string, opts ...Option) *System {
 		registerBuiltinTypes(t, sys.Streams.Types)
 	} else {
 		for range max(o.runners, 1) {
-			sys.Runners = append(sys.Runners, startRunner(t, ctx, &wg, urls, log, cfg.Topology(), o.types...))
+			sys.Runners = append(sys.Runners, startRunner(t, ctx, &wg, urls, log, cfg.Topology(), o.tp, o.types...))
 		}
 	}
 	hs := httptest.NewUnstartedServer(nil)
@@ -278,16 +287,16 @@ func startOn(t testing.TB, urls string, opts ...Option) *System {
 // until ctx ends; wg tracks it.
 func StartRunner(t testing.TB, ctx context.Context, wg *sync.WaitGroup, ns *server.Server, log *slog.Logger, extra ...worker.JobType) {
 	t.Helper()
-	startRunner(t, ctx, wg, ns.ClientURL(), log, Config().Topology(), extra...)
+	startRunner(t, ctx, wg, ns.ClientURL(), log, Config().Topology(), nil, extra...)
 }
 
 // startRunner is StartRunner on the servers at urls with the stream
 // settings the gateway uses; it returns the runner.
-func startRunner(t testing.TB, ctx context.Context, wg *sync.WaitGroup, urls string, log *slog.Logger, topo jobs.Topology, extra ...worker.JobType) *worker.Runner {
+func startRunner(t testing.TB, ctx context.Context, wg *sync.WaitGroup, urls string, log *slog.Logger, topo jobs.Topology, tp trace.TracerProvider, extra ...worker.JobType) *worker.Runner {
 	t.Helper()
 	rnc := natstest.ConnectURL(t, urls, nats.MaxReconnects(-1))
 	types := append(jobtypes.Builtin(), extra...)
-	r, err := worker.New(ctx, rnc, worker.Config{Concurrency: 4, AckWait: 5 * time.Second, ShutdownGrace: time.Second, Logger: log, Topology: topo}, types...)
+	r, err := worker.New(ctx, rnc, worker.Config{Concurrency: 4, AckWait: 5 * time.Second, ShutdownGrace: time.Second, Logger: log, Topology: topo, TracerProvider: tp}, types...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -485,3 +494,32 @@ func Kinds(evs []jobs.Event) []string {
 
 // LockedBuffer is natstest.LockedBuffer, for the tests that use testsys.
 type LockedBuffer = natstest.LockedBuffer
+
+// JSONLogLines parses what a logger with LOG_FORMAT=json wrote: it fails
+// the test unless every line is one JSON object with time, level and msg,
+// and unless every line about a job (one with job_id) also names its type
+// and attempt (or, before the job's state is read, its delivery).
+func JSONLogLines(t testing.TB, log string) []map[string]any {
+	t.Helper()
+	var lines []map[string]any
+	for l := range strings.Lines(log) {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(l), &m); err != nil {
+			t.Fatalf("a log line that is not JSON: %q: %v", l, err)
+		}
+		for _, k := range []string{"time", "level", "msg"} {
+			if _, ok := m[k]; !ok {
+				t.Errorf("a log line without %s: %q", k, l)
+			}
+		}
+		if _, job := m["job_id"]; job {
+			_, attempt := m["attempt"]
+			_, delivery := m["delivery"]
+			if _, typ := m["type"]; !typ || !attempt && !delivery {
+				t.Errorf("a line about a job without its type and attempt: %q", l)
+			}
+		}
+		lines = append(lines, m)
+	}
+	return lines
+}

@@ -25,6 +25,8 @@ type Config struct {
 	DevNATSAddr string
 	Debug       settings.Debug   // where /debug/pprof/ listens
 	Metrics     settings.Metrics // where /metrics listens
+	Logging     settings.Logging
+	Tracing     settings.Tracing // the OTEL_* variables
 	// Runner is the --dev runner's settings.
 	Runner settings.Runner
 
@@ -73,6 +75,8 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	s.Int(&c.MaxJSONDepth, "max-json-depth", "MAX_JSON_DEPTH", 32, "deepest nesting accepted in a job's input")
 	c.Debug.Register(s)
 	c.Metrics.Register(s)
+	c.Logging.Register(s)
+	c.Tracing.Register(s, "jobwire-gateway")
 	c.NATS.RegisterFlags(s)
 	if err := s.Parse(args); err != nil {
 		return c, err
@@ -90,6 +94,8 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	}
 	c.Debug.Check(s)
 	c.Metrics.Check(s)
+	c.Logging.Check(s)
+	c.Tracing.Check(s)
 	if _, _, err := net.SplitHostPort(c.DevNATSAddr); c.Dev && err != nil {
 		s.Errorf("DEV_NATS_ADDR %q: %v", c.DevNATSAddr, err)
 	}

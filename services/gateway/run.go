@@ -31,7 +31,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
-	log := slog.New(slog.NewTextHandler(stderr, nil))
+	log := cfg.Logging.Logger(stderr, cfg.Tracing.On())
+	traces, err := cfg.Tracing.Start(ctx, log)
+	if err != nil {
+		return err
+	}
+	defer traces.Flush(ctx, log) // after everything that makes spans has stopped
+	cfg.TracerProvider = traces.TracerProvider()
 	stopDebug, err := cfg.Debug.Start(log)
 	if err != nil {
 		return err
@@ -86,8 +92,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		if err != nil {
 			return err
 		}
+		wcfg := cfg.Runner.Worker(log.With("component", "runner"), cfg.Retention)
+		wcfg.TracerProvider = cfg.TracerProvider
 		var r *worker.Runner
-		if r, stopRunner, err = startDevRunner(ctx, rnc, log, cfg.Runner.Worker(log.With("component", "runner"), cfg.Retention), types); err != nil {
+		if r, stopRunner, err = startDevRunner(ctx, rnc, log, wcfg, types); err != nil {
 			return err
 		}
 		defer stopRunner()

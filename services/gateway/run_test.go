@@ -1,7 +1,9 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"encoding/hex"
 	"io"
 	"maps"
 	"net/http"
@@ -148,5 +150,37 @@ func TestDebugAddrServesProfilesOnItsOwnListener(t *testing.T) {
 	res.Body.Close()
 	if res.StatusCode != http.StatusNotFound {
 		t.Fatalf("public /debug/pprof/heap: %d, want 404", res.StatusCode)
+	}
+}
+
+// --dev with LOG_FORMAT=json and an OTLP endpoint: every line the process
+// logs (its runner's too) is a JSON object, a job's lines name it, its
+// type, attempt and trace; the submit's span and the attempt's reach the
+// collector in one trace by the time run returns (flushed on exit).
+func TestDevModeLogsJSONAndExportsTraces(t *testing.T) {
+	t.Parallel()
+	recv := testsys.NewOTLPReceiver(t)
+	url, stderr, stop := startDevWith(t, t.TempDir(), map[string]string{"LOG_FORMAT": "json", "OTEL_EXPORTER_OTLP_ENDPOINT": recv.URL})
+	sys := &testsys.System{URL: url}
+	snap := sys.Submit(t, "demo", `{"steps":2,"step_ms":1}`)
+	sys.WaitStatus(t, snap.ID, jobs.StatusSucceeded, 20*time.Second)
+	stop()
+
+	submits, runs := recv.Named("POST /api/jobs"), recv.Named("run demo")
+	if len(submits) != 1 || len(runs) != 1 {
+		t.Fatalf("spans at the collector: %d submits, %d attempts; want 1 each", len(submits), len(runs))
+	}
+	if !bytes.Equal(runs[0].TraceId, submits[0].TraceId) || !bytes.Equal(runs[0].ParentSpanId, submits[0].SpanId) || submits[0].Service != "jobwire-gateway" {
+		t.Errorf("attempt %x under %x, submit %x/%x of %q: want the attempt a child of the submit, service jobwire-gateway",
+			runs[0].TraceId, runs[0].ParentSpanId, submits[0].TraceId, submits[0].SpanId, submits[0].Service)
+	}
+	var started bool
+	for _, line := range testsys.JSONLogLines(t, stderr.String()) {
+		if line["msg"] == "job started" && line["job_id"] == snap.ID {
+			started = line["type"] == "demo" && line["attempt"] == 1.0 && line["trace_id"] == hex.EncodeToString(runs[0].TraceId)
+		}
+	}
+	if !started {
+		t.Errorf("no JSON line \"job started\" with the job's id, type, attempt 1 and trace:\n%s", stderr.String())
 	}
 }

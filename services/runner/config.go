@@ -19,6 +19,8 @@ type Config struct {
 	JobTypes     []string         // serve only these types (empty: all)
 	Debug        settings.Debug   // where /debug/pprof/ listens
 	Metrics      settings.Metrics // where /metrics listens
+	Logging      settings.Logging
+	Tracing      settings.Tracing // the OTEL_* variables
 	// HealthAddr is where /healthz and /readyz answer (empty: off).
 	HealthAddr string
 	NATS       natsconn.Auth
@@ -35,6 +37,8 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	s.String(&types, "job-types", "JOB_TYPES", "", "serve only these job types, comma separated (default: all this runner knows)")
 	c.Debug.Register(s)
 	c.Metrics.Register(s)
+	c.Logging.Register(s)
+	c.Tracing.Register(s, "jobwire-runner")
 	s.String(&c.HealthAddr, "health-addr", "HEALTH_ADDR", "", "listen address of the probes /healthz (alive) and /readyz (connected to NATS, consumers bound); off when empty")
 	c.NATS.RegisterFlags(s)
 	if err := s.Parse(args); err != nil {
@@ -47,6 +51,8 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	s.Check(c.NATSURL != "", "NATS_URL (--nats-url) is required")
 	c.Debug.Check(s)
 	c.Metrics.Check(s)
+	c.Logging.Check(s)
+	c.Tracing.Check(s)
 	if _, _, err := net.SplitHostPort(c.HealthAddr); c.HealthAddr != "" && err != nil {
 		s.Errorf("HEALTH_ADDR %q: %v", c.HealthAddr, err)
 	}

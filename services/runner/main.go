@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"github.com/jobwire/jobwire/internal/cli"
 	"io"
-	"log/slog"
 	"sync/atomic"
 
 	"github.com/jobwire/jobwire/internal/envflag"
@@ -29,7 +28,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
-	log := slog.New(slog.NewTextHandler(stderr, nil))
+	log := cfg.Logging.Logger(stderr, cfg.Tracing.On())
+	traces, err := cfg.Tracing.Start(ctx, log)
+	if err != nil {
+		return err
+	}
+	defer traces.Flush(ctx, log) // after the runner has stopped: its last attempts' spans
 	stopDebug, err := cfg.Debug.Start(log)
 	if err != nil {
 		return err
@@ -81,6 +85,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	wcfg := cfg.Runner.Worker(log, cfg.Retention)
 	wcfg.CheckTopology = cfg.TopologyMode.CheckOnly() // the consumers it creates either way
+	wcfg.TracerProvider = traces.TracerProvider()
 	var r *worker.Runner
 	if err := natsconn.Retry(ctx, log, "start runner", func(ctx context.Context) (err error) {
 		r, err = worker.New(ctx, conn, wcfg, types...)

@@ -124,12 +124,15 @@ func (r *running) waitFor(t *testing.T, what string, cond func() bool) {
 
 func TestRunRejectsBadConfig(t *testing.T) {
 	t.Parallel()
-	env := map[string]string{"RUNNER_CONCURRENCY": "0", "ACK_WAIT": "soon", "DEBUG_ADDR": "nope", "METRICS_ADDR": "nope", "TOPOLOGY": "sometimes", "JETSTREAM_REPLICAS": "2"}
+	env := map[string]string{"RUNNER_CONCURRENCY": "0", "ACK_WAIT": "soon", "DEBUG_ADDR": "nope", "METRICS_ADDR": "nope", "TOPOLOGY": "sometimes", "JETSTREAM_REPLICAS": "2",
+		"LOG_FORMAT": "xml", "LOG_LEVEL": "loud", "OTEL_TRACES_EXPORTER": "zipkin", "OTEL_TRACES_SAMPLER": "sometimes",
+		"OTEL_EXPORTER_OTLP_ENDPOINT": "collector:4318", "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"}
 	err := run(context.Background(), nil, func(k string) string { return env[k] }, io.Discard, io.Discard)
 	if err == nil {
 		t.Fatal("bad configuration accepted")
 	}
-	for _, want := range []string{"NATS_URL", "RUNNER_CONCURRENCY", "ACK_WAIT", "DEBUG_ADDR", "METRICS_ADDR", "TOPOLOGY", "JETSTREAM_REPLICAS"} {
+	for _, want := range []string{"NATS_URL", "RUNNER_CONCURRENCY", "ACK_WAIT", "DEBUG_ADDR", "METRICS_ADDR", "TOPOLOGY", "JETSTREAM_REPLICAS",
+		"LOG_FORMAT", "LOG_LEVEL", "OTEL_TRACES_EXPORTER", "OTEL_TRACES_SAMPLER", "OTEL_EXPORTER_OTLP_ENDPOINT", "grpc"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("%q does not mention %s", err, want)
 		}

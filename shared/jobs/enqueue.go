@@ -25,6 +25,11 @@ import (
 // last sequence" means the first write landed), the request deduplicated
 // by its Nats-Msg-Id (the job id). So a lost answer neither leaves a job
 // that is queued for ever without a request nor fails a job that runs.
+//
+// When ctx carries a span (the submit's, where the caller traces), the
+// queued event and the request carry its W3C trace context as NATS
+// headers (see TraceparentHeader), so the runner's attempts and the
+// events they store join the submit's trace.
 func Enqueue(ctx context.Context, js jetstream.Publisher, req Request) (Event, error) {
 	if err := ValidateID(req.ID); err != nil {
 		return Event{}, err
@@ -64,7 +69,7 @@ func Enqueue(ctx context.Context, js jetstream.Publisher, req Request) (Event, e
 		return Event{}, err
 	}
 	storeRequest := func(ctx context.Context) (*jetstream.PubAck, error) {
-		return js.Publish(ctx, QueueSubject(req.Type), data, jetstream.WithMsgID(req.ID), jetstream.WithExpectStream(QueueStream))
+		return publish(ctx, js, QueueSubject(req.Type), data, jetstream.WithMsgID(req.ID), jetstream.WithExpectStream(QueueStream))
 	}
 	_, err = storeRequest(ctx)
 	if unsure(err) {

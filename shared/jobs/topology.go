@@ -209,7 +209,8 @@ func IsWrongLastSequence(err error) bool {
 // lastSubjectSeq (0: the job has no events yet). This fences writers: two
 // writers can never interleave events of one job, and one that lost the
 // race gets an error for which IsWrongLastSequence is true. It returns the
-// stream sequence of the stored event.
+// stream sequence of the stored event. When ctx carries a span, the event
+// carries its W3C trace context as NATS headers (see TraceparentHeader).
 func PublishEvent(ctx context.Context, js jetstream.Publisher, ev Event, lastSubjectSeq uint64) (uint64, error) {
 	if err := ValidateID(ev.JobID); err != nil {
 		return 0, err
@@ -218,7 +219,7 @@ func PublishEvent(ctx context.Context, js jetstream.Publisher, ev Event, lastSub
 	if err != nil {
 		return 0, err
 	}
-	ack, err := js.Publish(ctx, EventSubject(ev.JobID), data,
+	ack, err := publish(ctx, js, EventSubject(ev.JobID), data,
 		jetstream.WithExpectStream(EventsStream),
 		jetstream.WithExpectLastSequencePerSubject(lastSubjectSeq))
 	if err != nil {

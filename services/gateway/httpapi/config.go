@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/jobwire/jobwire/internal/settings"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Config is what the gateway's HTTP API can be told (the gateway's
@@ -49,4 +50,9 @@ type Config struct {
 	AddrMaxConns   int64          // WebSocket and SSE connections of the anonymous sessions of one address
 	NewSessionRate int64          // new anonymous sessions per address per minute
 	MaxConns       int64          // WebSocket and SSE connections, whole gateway
+
+	// TracerProvider makes the spans of submits and of final events'
+	// delivery (nil or the no-op provider: no tracing; the gateway's run
+	// sets it from the OTEL_* variables).
+	TracerProvider trace.TracerProvider
 }

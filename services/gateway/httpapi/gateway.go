@@ -73,7 +73,7 @@ func New(ctx context.Context, nc *nats.Conn, cfg Config, log *slog.Logger) (*Gat
 	m := newHTTPMetrics()
 	auth.sessionsRefused = m.newSession
 	g := &Gateway{
-		cfg: cfg, nc: nc, streams: streams, ops: ops, live: live.NewNode(nc, ops, eventFrame, log), auth: auth, crossOrigin: cop,
+		cfg: cfg, nc: nc, streams: streams, ops: ops, live: live.NewNode(nc, ops, eventFrame, log, live.WithTracerProvider(cfg.TracerProvider)), auth: auth, crossOrigin: cop,
 		submitLimit: newSubmitLimit(int(cfg.SubmitRate), int(cfg.AddrSubmitRate), m),
 		slots:       newWatchSlots(int(cfg.MaxConnsPerOwner), int(cfg.AddrMaxConns), int(cfg.MaxConns), m),
 		metrics:     m,

@@ -21,6 +21,7 @@ func handleSubmit(g *Gateway) http.HandlerFunc {
 			writeError(w, err)
 			return
 		}
+		noteJob(r.Context(), snap, replayed)
 		w.Header().Set("Location", "/api/jobs/"+snap.ID)
 		if replayed {
 			w.Header().Set("Idempotent-Replayed", "true")

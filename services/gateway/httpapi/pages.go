@@ -85,6 +85,7 @@ func handleSubmitForm(g *Gateway) http.HandlerFunc {
 			writeError(w, err)
 			return
 		}
+		noteJob(r.Context(), snap, false)
 		http.Redirect(w, r, "/jobs/"+snap.ID, http.StatusSeeOther)
 	}
 }

@@ -23,7 +23,7 @@ func NewServer(g *Gateway) http.Handler {
 		r.Get("/openapi.json", handleOpenAPI())
 		r.Group(func(r chi.Router) {
 			r.Use(requireAuth(g.auth))
-			r.With(g.submitLimit).Post("/jobs", handleSubmit(g))
+			r.With(traceSubmit(g.cfg.TracerProvider, "/api/jobs"), g.submitLimit).Post("/jobs", handleSubmit(g))
 			r.Get("/jobs", handleList(g))
 			r.Get("/jobs/{id}", handleGet(g))
 			r.Post("/jobs/{id}/cancel", handleCancel(g))
@@ -36,7 +36,7 @@ func NewServer(g *Gateway) http.Handler {
 		r.Use(requireAuth(g.auth))
 		r.Get("/ws", handleWebSocket(g)) // no middleware.Timeout here: it would cut WebSockets
 		r.Get("/", handlePage("index.html"))
-		r.With(g.submitLimit).Post("/jobs", handleSubmitForm(g))
+		r.With(traceSubmit(g.cfg.TracerProvider, "/jobs"), g.submitLimit).Post("/jobs", handleSubmitForm(g))
 		r.Get("/jobs/{id}", handleJobPage(g))
 	})
 	return r

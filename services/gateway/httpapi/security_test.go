@@ -7,7 +7,6 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"encoding/json"
-	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -18,9 +17,11 @@ import (
 	"github.com/coder/websocket"
 	"github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
+	"github.com/jobwire/jobwire/internal/settings"
 	"github.com/jobwire/jobwire/internal/testsys"
 	"github.com/jobwire/jobwire/services/gateway/httpapi"
 	"github.com/jobwire/jobwire/shared/jobs"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 )
 
 // Another caller's job answers exactly as an unknown one, on every path.
@@ -240,28 +241,51 @@ func TestLimits(t *testing.T) {
 	}
 }
 
-// No secret, token or cookie value ends up in the logs.
+// No secret, token or cookie value ends up in the logs, in either
+// LOG_FORMAT, with tracing on (trace ids are logged then); JSON logs are
+// one object per line, and lines about a job name it, its type and
+// attempt, and its trace.
 func TestSecretsStayOutOfLogs(t *testing.T) {
 	t.Parallel()
-	var logs testsys.LockedBuffer
-	sys := testsys.Start(t, testsys.WithLogger(slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))))
-	tok := testsys.Token(t, "dave", false, time.Hour)
-	dave := sys.As(tok)
-	snap := dave.Submit(t, "demo", `{"steps":2,"step_ms":1}`)
-	dave.WaitStatus(t, snap.ID, jobs.StatusSucceeded, 20*time.Second)
-	sys.Do(t, "GET", "/api/jobs", "", "", map[string]string{"Authorization": "Bearer " + tok + "x"}, nil)
-	r := sys.As("").Do(t, "GET", "/", "", "", nil, nil) // a first visit: a new session cookie
-	if len(cookieValues(r)) == 0 {
-		t.Fatal("no session cookie was set")
-	}
-	sys.GW.Live().CloseAll()
-	for _, secret := range append([]string{tok, testsys.JWTSecret, "test-session-secret"}, cookieValues(r)...) {
-		if strings.Contains(logs.String(), secret) {
-			t.Errorf("the logs contain a secret (%.12s…)", secret)
-		}
-	}
-	if logs.String() == "" {
-		t.Fatal("nothing was logged: the test proves nothing")
+	for _, format := range []string{"text", "json"} {
+		t.Run(format, func(t *testing.T) {
+			t.Parallel()
+			var logs testsys.LockedBuffer
+			tp := sdktrace.NewTracerProvider()
+			t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
+			log := settings.Logging{Format: format, Level: "debug"}.Logger(&logs, true)
+			sys := testsys.Start(t, testsys.WithLogger(log), testsys.WithTracerProvider(tp))
+			tok := testsys.Token(t, "dave", false, time.Hour)
+			dave := sys.As(tok)
+			snap := dave.Submit(t, "demo", `{"steps":2,"step_ms":1}`)
+			dave.WaitStatus(t, snap.ID, jobs.StatusSucceeded, 20*time.Second)
+			sys.Do(t, "GET", "/api/jobs", "", "", map[string]string{"Authorization": "Bearer " + tok + "x"}, nil)
+			r := sys.As("").Do(t, "GET", "/", "", "", nil, nil) // a first visit: a new session cookie
+			if len(cookieValues(r)) == 0 {
+				t.Fatal("no session cookie was set")
+			}
+			sys.GW.Live().CloseAll()
+			for _, secret := range append([]string{tok, testsys.JWTSecret, "test-session-secret"}, cookieValues(r)...) {
+				if strings.Contains(logs.String(), secret) {
+					t.Errorf("the logs contain a secret (%.12s…)", secret)
+				}
+			}
+			if logs.String() == "" {
+				t.Fatal("nothing was logged: the test proves nothing")
+			}
+			if format != "json" {
+				return
+			}
+			var traced bool
+			for _, line := range testsys.JSONLogLines(t, logs.String()) {
+				if line["job_id"] == snap.ID && line["msg"] == "job started" {
+					traced = line["type"] == "demo" && line["attempt"] == 1.0 && line["trace_id"] != nil && line["span_id"] != nil
+				}
+			}
+			if !traced {
+				t.Errorf("no line \"job started\" of job %s with its type, attempt 1 and trace:\n%s", snap.ID, logs.String())
+			}
+		})
 	}
 }
 

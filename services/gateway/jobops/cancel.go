@@ -57,7 +57,7 @@ func (s *Service) Cancel(ctx context.Context, who Caller, id, reason string) (jo
 		done.Status, done.EndedAt, done.NextAttemptAt, done.Error = jobs.StatusCanceled, &now, nil, jobs.CanceledError(req)
 		if seq, err := jobs.PublishEvent(ctx, s.js, done, lastSeq); err == nil {
 			if err := jobs.RecordEnd(ctx, s.js, done, seq); err != nil {
-				s.log.Warn("cannot record the job's end", "job_id", id, "err", err)
+				s.log.Warn("cannot record the job's end", "job_id", id, "type", done.Type, "attempt", done.Attempt, "err", err)
 			}
 			return jobs.SnapshotOf(done), nil
 		} else if !jobs.IsWrongLastSequence(err) {

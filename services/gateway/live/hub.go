@@ -20,6 +20,7 @@ import (
 	"github.com/jobwire/jobwire/shared/jobs"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Node bridges jobs.<id>.progress to watchers. It holds one NATS
@@ -52,6 +53,7 @@ type Node struct {
 	repairSlots chan struct{}
 
 	metrics *nodeMetrics
+	tracer trace.Tracer // nil: tracing is off
 }
 
 // Jobs reads a job for a watcher: the owner check and the current state
@@ -80,12 +82,15 @@ type topic struct {
 const shardQueue = 8192
 
 // NewNode starts the node's dispatchers; CloseAll and Wait stop them.
-func NewNode(nc *nats.Conn, reader Jobs, frame FrameFunc, log *slog.Logger) *Node {
+func NewNode(nc *nats.Conn, reader Jobs, frame FrameFunc, log *slog.Logger, opts ...Option) *Node {
 	n := &Node{
 		nc: nc, log: log, jobs: reader, frame: frame, seed: maphash.MakeSeed(), topics: map[string]*topic{}, watchers: map[*outbox]struct{}{},
 		stop: make(chan struct{}), repairSlots: make(chan struct{}, maxConcurrentRepairs),
 	}
 	n.metrics = newNodeMetrics(n)
+	for _, opt := range opts {
+		opt(n)
+	}
 	n.reconnected = nc.StatusChanged(nats.CONNECTED)
 	n.dispatchers.Go(n.catchUpOnReconnect)
 	n.shards = make([]chan *nats.Msg, runtime.GOMAXPROCS(0))
@@ -151,6 +156,9 @@ func (n *Node) dispatch(ch chan *nats.Msg) {
 			}
 		}
 		n.mu.RUnlock()
+		if out.terminal && n.tracer != nil {
+			n.traceDelivery(m, key, out)
+		}
 	}
 }
 

@@ -10,13 +10,36 @@ import (
 	"github.com/jobwire/jobwire/shared/jobs"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // BenchmarkNoopJob is the runner's per-job cost end to end: b.N no-op jobs
 // already stored (queued event + request), run by one runner, until every
 // final event is stored. Compare with BenchmarkFetchAck, the raw JetStream
 // work of fetching and acking as many messages on the same kind of server.
-func BenchmarkNoopJob(b *testing.B) {
+func BenchmarkNoopJob(b *testing.B) { benchNoopJobs(b, nil) }
+
+// BenchmarkNoopJobTraced is BenchmarkNoopJob with tracing on: every
+// delivery a span, every event a traceparent header; with the spans
+// sampled out (as OTEL_TRACES_SAMPLER=always_off, the cost of tracing a
+// job nobody looks at) or all kept and handed to an exporter that drops
+// them.
+func BenchmarkNoopJobTraced(b *testing.B) {
+	for _, c := range []struct {
+		name   string
+		sample sdktrace.Sampler
+	}{{"sampled_out", sdktrace.NeverSample()}, {"sampled", sdktrace.AlwaysSample()}} {
+		b.Run(c.name, func(b *testing.B) {
+			tp := sdktrace.NewTracerProvider(sdktrace.WithSampler(c.sample), sdktrace.WithBatcher(tracetest.NewNoopExporter()))
+			b.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
+			benchNoopJobs(b, tp)
+		})
+	}
+}
+
+func benchNoopJobs(b *testing.B, tp trace.TracerProvider) {
 	s := natstest.Server(b)
 	nc := natstest.Connect(b, s)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
@@ -41,7 +64,7 @@ func BenchmarkNoopJob(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	r, err := New(ctx, natstest.Connect(b, s), Config{Concurrency: 64}, noop)
+	r, err := New(ctx, natstest.Connect(b, s), Config{Concurrency: 64, TracerProvider: tp}, noop)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -9,9 +9,11 @@ import (
 	"runtime/debug"
 	"time"
 
+	"github.com/jobwire/jobwire/internal/tracing"
 	"github.com/jobwire/jobwire/shared/jobs"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // storeTimeout bounds one attempt to store an event.
@@ -54,6 +56,8 @@ type execution struct {
 }
 
 // process runs one delivery of a job request and settles its message.
+// With tracing on, the delivery is a span (the attempt's), under the
+// trace context the request carries.
 func (r *Runner) process(ctx context.Context, msg jetstream.Msg) {
 	var req jobs.Request
 	if err := json.Unmarshal(msg.Data(), &req); err != nil {
@@ -68,22 +72,47 @@ func (r *Runner) process(ctx context.Context, msg jetstream.Msg) {
 		_ = msg.TermWithReason("invalid job id")
 		return
 	}
+	if r.tracer == nil {
+		r.deliver(ctx, msg, req, trace.SpanContext{})
+		return
+	}
+	ctx, span := r.startAttempt(ctx, msg, req)
+	endAttempt(span, r.deliver(ctx, msg, req, span.SpanContext()))
+}
+
+// deliver runs a decoded delivery and returns its execution (nil when the
+// job's state could not be read). Its log lines name sc, the attempt's
+// span, when it is valid.
+func (r *Runner) deliver(ctx context.Context, msg jetstream.Msg, req jobs.Request, sc trace.SpanContext) *execution {
 	storeCtx := context.WithoutCancel(ctx)
 	meta, err := msg.Metadata()
 	w, err := r.openWriter(storeCtx, req, err == nil && meta.NumDelivered == 1)
 	if err != nil {
-		r.log.Warn("cannot read job state, handing it back", "job_id", req.ID, "err", err)
+		// The attempt is not known before the job's state is read.
+		delivery := uint64(0)
+		if meta != nil {
+			delivery = meta.NumDelivered
+		}
+		r.log.Warn("cannot read job state, handing it back", tracing.AppendLogArgs([]any{"job_id", req.ID, "type", req.Type, "delivery", delivery, "err", err}, sc)...)
 		_ = msg.NakWithDelay(time.Second)
-		return
+		return nil
 	}
 	x := &execution{r: r, msg: msg, w: w, attempt: nextAttempt(w.ev), m: r.metrics.forType(req.Type)}
-	x.log = r.log.With("job_id", req.ID, "type", req.Type, "attempt", x.attempt)
+	x.log = r.log.With(tracing.AppendLogArgs(append(make([]any, 0, 10), "job_id", req.ID, "type", req.Type, "attempt", x.attempt), sc)...)
+	x.settle(ctx, storeCtx, req)
+	return x
+}
+
+// settle runs the execution's job, unless there is nothing to run, and
+// settles its message.
+func (x *execution) settle(ctx, storeCtx context.Context, req jobs.Request) {
+	r, w := x.r, x.w
 	if w.ev.Status.Terminal() {
 		// Finished by an earlier delivery that died before its ack, or
 		// canceled while it waited: nothing to run. Its end may not be
 		// recorded yet (the delivery died before that).
 		x.recordEnd(storeCtx)
-		_ = msg.DoubleAck(storeCtx)
+		_ = x.msg.DoubleAck(storeCtx)
 		return
 	}
 

@@ -16,6 +16,7 @@ import (
 	"github.com/jobwire/jobwire/shared/jobs"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Config tunes a runner. The zero value of a field means its default.
@@ -36,6 +37,11 @@ type Config struct {
 	// still creates or updates its consumers (runners_<type>).
 	CheckTopology bool
 	Logger        *slog.Logger
+	// TracerProvider makes a span per delivery of a job (its attempt),
+	// under the trace context the job request carries; the events the
+	// attempt stores carry the span's. Nil or the no-op provider: no
+	// tracing, at the cost of one branch per delivery.
+	TracerProvider trace.TracerProvider
 }
 
 func (c Config) withDefaults() Config {
@@ -69,6 +75,9 @@ type Runner struct {
 	events jetstream.Stream
 	queues []*queue // the consumer of each type served, by name
 	log    *slog.Logger
+	tracer trace.Tracer // nil: tracing is off
+	// spanNames are the attempt spans' names by type (with tracing on).
+	spanNames map[string]string
 
 	// share is the most slots one queue takes for a waiting fetch, and
 	// fetchWait how long that fetch waits for jobs (see fetchRound). A
@@ -128,10 +137,13 @@ func New(ctx context.Context, nc *nats.Conn, cfg Config, types ...JobType) (*Run
 		}
 	}
 	r := &Runner{
-		cfg: cfg, reg: reg, nc: nc, js: js, events: streams.Events, queues: queues, log: cfg.Logger,
+		cfg: cfg, reg: reg, nc: nc, js: js, events: streams.Events, queues: queues, log: cfg.Logger, tracer: newTracer(cfg.TracerProvider),
 		running: map[string]context.CancelCauseFunc{},
 		share:   cfg.Concurrency, fetchWait: 2 * time.Second,
 		metrics: newRunnerMetrics(reg.names(), cfg.Concurrency, js, streams.Queue),
+	}
+	if r.tracer != nil {
+		r.spanNames = spanNames(reg)
 	}
 	if len(queues) > 1 {
 		// Each type keeps one request for a job waiting, holding one

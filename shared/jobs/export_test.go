@@ -1,0 +1,4 @@
+package jobs
+
+// TraceHeader is traceHeader, for the allocation test.
+var TraceHeader = traceHeader
