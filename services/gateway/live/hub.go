@@ -53,7 +53,7 @@ type Node struct {
 	repairSlots chan struct{}
 
 	metrics *nodeMetrics
-	tracer trace.Tracer // nil: tracing is off
+	tracer  trace.Tracer // nil: tracing is off
 }
 
 // Jobs reads a job for a watcher: the owner check and the current state
