@@ -168,8 +168,8 @@ func parkType(ctx context.Context, js jetstream.JetStream) (func(), error) {
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 		defer cancel()
 		_ = kv.Delete(cctx, parkedType)
-		if s, err := js.Stream(cctx, jobs.QueueStream); err == nil {
-			_ = s.Purge(cctx, jetstream.WithPurgeSubject(jobs.QueueSubject(parkedType)))
+		if s, err := js.Stream(cctx, jobs.Stream); err == nil {
+			_ = s.Purge(cctx, jetstream.WithPurgeSubject(jobs.QueueFilter(parkedType)))
 		}
 	}, nil
 }

@@ -71,11 +71,11 @@ func TestServicesWithRoles(t *testing.T) {
 		}
 		return string(out)
 	}
-	if out := setup(); strings.Count(out, ": created\n") != 5 {
-		t.Fatalf("jobwire-setup's first run:\n%s\nwant 5 streams and buckets created", out)
+	if out := setup(); strings.Count(out, ": created\n") != 4 {
+		t.Fatalf("jobwire-setup's first run:\n%s\nwant 4 streams and buckets created", out)
 	}
-	if out := setup(); strings.Count(out, ": unchanged\n") != 5 {
-		t.Fatalf("jobwire-setup's second run:\n%s\nwant all 5 unchanged", out)
+	if out := setup(); strings.Count(out, ": unchanged\n") != 4 {
+		t.Fatalf("jobwire-setup's second run:\n%s\nwant all 4 unchanged", out)
 	}
 	runner.waitReady(t, 20*time.Second)
 	gateway.waitReady(t, 20*time.Second)

@@ -95,9 +95,9 @@ func (c *Client) Get(ctx context.Context, id string) (jobs.Event, error) {
 	return ev, nil
 }
 
-// eventsStream returns the JOBS_EVENTS stream, looking it up once.
+// eventsStream returns the JOBS stream, looking it up once.
 func (c *Client) eventsStream(ctx context.Context) (jetstream.Stream, error) {
-	return c.stream(ctx, jobs.EventsStream, &c.events)
+	return c.stream(ctx, jobs.Stream, &c.events)
 }
 
 // stream returns stream name, looking it up once into *slot (guarded by

@@ -13,12 +13,12 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// storedMessages counts the messages in both of jobwire's streams.
+// storedMessages counts the messages in jobwire's jobs stream.
 func storedMessages(t *testing.T, s *system) uint64 {
 	t.Helper()
 	ctx := testContext(t, 10*time.Second)
 	var n uint64
-	for _, name := range []string{jobs.EventsStream, jobs.QueueStream} {
+	for _, name := range []string{jobs.Stream} {
 		st, err := s.js.Stream(ctx, name)
 		if err != nil {
 			t.Fatal(err)

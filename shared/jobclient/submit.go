@@ -42,8 +42,8 @@ func (c *Client) Submit(ctx context.Context, typ string, input any) (jobs.Event,
 	}
 	now := time.Now()
 	req := jobs.Request{ID: jobs.NewID(now), Type: typ, Input: data, CreatedAt: now}
-	// An oversized request would be refused after the job's "queued"
-	// event is stored, leaving a failed job behind: refuse it here.
+	// An oversized request would be refused by the server with a less
+	// clear error: refuse it here.
 	if b, err := json.Marshal(req); err == nil && int64(len(b)) > c.nc.MaxPayload() {
 		return jobs.Event{}, fmt.Errorf("%w: the job request is %d bytes, the NATS server takes at most %d per message",
 			ErrInvalidInput, len(b), c.nc.MaxPayload())

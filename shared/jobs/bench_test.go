@@ -75,7 +75,7 @@ func BenchmarkEventSubject(b *testing.B) {
 	id := jobs.NewID(time.Now())
 	b.ReportAllocs()
 	for b.Loop() {
-		if s := jobs.EventSubject(id); len(s) == 0 {
+		if s := jobs.EventSubject("demo", id); len(s) == 0 {
 			b.Fatal("empty")
 		}
 	}

@@ -24,9 +24,9 @@ type SubmitRequest struct {
 // submitTimeout bounds the stores of one submission.
 const submitTimeout = 10 * time.Second
 
-// Submit checks a job request, stores it in the queue stream and records
-// the job's "queued" state; both are acknowledged by JetStream before it
-// returns. With an idempotency key, a repeated submit returns the first
+// Submit checks a job request and stores it (jobs.Enqueue: one write,
+// which is also the job's "queued" state), acknowledged by JetStream
+// before it returns. With an idempotency key, a repeated submit returns the first
 // job, and replayed is true.
 func (s *Service) Submit(ctx context.Context, who Caller, req SubmitRequest, idemKey string) (snap jobs.Snapshot, replayed bool, err error) {
 	if req.Type == "" {
@@ -54,7 +54,7 @@ func (s *Service) Submit(ctx context.Context, who Caller, req SubmitRequest, ide
 
 	// One deadline for every store of this submission (JetStream would
 	// otherwise make one per publish), and no cancellation: a client that
-	// goes away half-way must not leave a queued event without its request.
+	// goes away half-way must not leave an idempotency key without its job.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), submitTimeout)
 	defer cancel()
 	now := time.Now().UTC()
