@@ -29,24 +29,8 @@ const submitTimeout = 10 * time.Second
 // before it returns. With an idempotency key, a repeated submit returns the first
 // job, and replayed is true.
 func (s *Service) Submit(ctx context.Context, who Caller, req SubmitRequest, idemKey string) (snap jobs.Snapshot, replayed bool, err error) {
-	if req.Type == "" {
-		return jobs.Snapshot{}, false, &InvalidArgumentError{`"type" is required`}
-	}
-	if len(req.Input) > 0 && !json.Valid(req.Input) {
-		return jobs.Snapshot{}, false, &InvalidArgumentError{`"input" is not valid JSON`}
-	}
-	if d := jsonDepth(req.Input); d > s.cfg.MaxJSONDepth {
-		return jobs.Snapshot{}, false, &InvalidArgumentError{fmt.Sprintf(`"input" nests %d deep; at most %d is accepted`, d, s.cfg.MaxJSONDepth)}
-	}
-	t, err := s.catalog.lookup(ctx, req.Type)
-	if errors.Is(err, jobs.ErrUnknownType) {
-		return jobs.Snapshot{}, false, &UnknownTypeError{Type: req.Type}
-	}
-	if err != nil {
-		return jobs.Snapshot{}, false, unavailable(err)
-	}
-	if err := t.Validate(req.Input); err != nil {
-		return jobs.Snapshot{}, false, &InvalidInputError{Type: req.Type, Err: err}
+	if err := s.check(ctx, req); err != nil {
+		return jobs.Snapshot{}, false, err
 	}
 	if !s.nc.IsConnected() {
 		return jobs.Snapshot{}, false, unavailable(nats.ErrConnectionClosed)
@@ -67,15 +51,7 @@ func (s *Service) Submit(ctx context.Context, who Caller, req SubmitRequest, ide
 		}
 		idemRecord = key
 		if existing != "" {
-			ev, _, err := jobs.State(ctx, s.streams.Events, s.streams.Records, existing)
-			if errors.Is(err, jobs.ErrNotFound) {
-				// The first request with this key is still being stored.
-				return jobs.Snapshot{}, false, ErrInProgress
-			}
-			if err != nil {
-				return jobs.Snapshot{}, false, unavailable(err)
-			}
-			return jobs.SnapshotOf(ev), true, nil
+			return s.replay(ctx, existing)
 		}
 	}
 
@@ -85,6 +61,123 @@ func (s *Service) Submit(ctx context.Context, who Caller, req SubmitRequest, ide
 		return jobs.Snapshot{}, false, unavailable(err)
 	}
 	return jobs.SnapshotOf(queued), false, nil
+}
+
+// check checks a job request against the rules and its type's input
+// schema.
+func (s *Service) check(ctx context.Context, req SubmitRequest) error {
+	if req.Type == "" {
+		return &InvalidArgumentError{`"type" is required`}
+	}
+	if len(req.Input) > 0 && !json.Valid(req.Input) {
+		return &InvalidArgumentError{`"input" is not valid JSON`}
+	}
+	if d := jsonDepth(req.Input); d > s.cfg.MaxJSONDepth {
+		return &InvalidArgumentError{fmt.Sprintf(`"input" nests %d deep; at most %d is accepted`, d, s.cfg.MaxJSONDepth)}
+	}
+	t, err := s.catalog.lookup(ctx, req.Type)
+	if errors.Is(err, jobs.ErrUnknownType) {
+		return &UnknownTypeError{Type: req.Type}
+	}
+	if err != nil {
+		return unavailable(err)
+	}
+	if err := t.Validate(req.Input); err != nil {
+		return &InvalidInputError{Type: req.Type, Err: err}
+	}
+	return nil
+}
+
+// MaxBatch is the most jobs one SubmitMany takes.
+const MaxBatch = 1000
+
+// BatchItem is one job of a batch submit: a SubmitRequest and, if the
+// caller wants its submit to be idempotent, its own idempotency key.
+type BatchItem struct {
+	SubmitRequest
+	IdempotencyKey string `json:"idempotency_key,omitempty"`
+}
+
+// BatchResult is the outcome of one BatchItem: the job's snapshot (with
+// Replayed when an idempotency key named a job submitted before), or the
+// error that kept it from being submitted.
+type BatchResult struct {
+	Job      jobs.Snapshot
+	Replayed bool
+	Err      error
+}
+
+// SubmitMany submits each item as Submit does, and returns one result per
+// item, in order. Items are checked one by one; the good ones are stored
+// together, pipelined (jobs.EnqueueMany: each is its own durable, fenced
+// write, acknowledged by JetStream before SubmitMany returns), so a bad
+// or failed item never keeps the others from being submitted. It fails as
+// a whole only for a batch of more than MaxBatch items.
+func (s *Service) SubmitMany(ctx context.Context, who Caller, items []BatchItem) ([]BatchResult, error) {
+	if len(items) > MaxBatch {
+		return nil, &InvalidArgumentError{fmt.Sprintf("a batch holds at most %d jobs; this one has %d", MaxBatch, len(items))}
+	}
+	results := make([]BatchResult, len(items))
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), submitTimeout)
+	defer cancel()
+	connected := s.nc.IsConnected()
+	msgs := make([]*nats.Msg, len(items))
+	reqs := make([]jobs.Request, len(items))
+	idem := make([]string, len(items))
+	now := time.Now().UTC()
+	for i, it := range items {
+		r := &results[i]
+		if r.Err = s.check(ctx, it.SubmitRequest); r.Err != nil {
+			continue
+		}
+		if !connected {
+			r.Err = unavailable(nats.ErrConnectionClosed)
+			continue
+		}
+		id := jobs.NewID(now)
+		if it.IdempotencyKey != "" {
+			existing, key, err := s.claimIdempotencyKey(ctx, who.Owner+"\x00"+it.IdempotencyKey, it.SubmitRequest, id)
+			if err != nil {
+				r.Err = err
+				continue
+			}
+			if existing != "" {
+				r.Job, r.Replayed, r.Err = s.replay(ctx, existing)
+				continue
+			}
+			idem[i] = key
+		}
+		reqs[i] = jobs.Request{ID: id, Type: it.Type, Input: it.Input, CreatedAt: now, Owner: who.Owner}
+		if msgs[i], r.Err = jobs.RequestMsg(reqs[i]); r.Err != nil {
+			msgs[i] = nil
+			s.forgetIdempotencyKey(idem[i])
+		}
+	}
+	for i, err := range jobs.EnqueueMany(ctx, s.js, msgs) {
+		switch {
+		case msgs[i] == nil:
+		case err != nil:
+			results[i].Err = unavailable(err)
+			s.forgetIdempotencyKey(idem[i])
+		default:
+			results[i].Job = jobs.SnapshotOf(reqs[i].Queued())
+		}
+	}
+	return results, nil
+}
+
+// replay is the answer to a submit whose idempotency key names job id,
+// submitted before.
+func (s *Service) replay(ctx context.Context, id string) (jobs.Snapshot, bool, error) {
+	ev, _, err := jobs.State(ctx, s.streams.Events, s.streams.Records, id)
+	if errors.Is(err, jobs.ErrNotFound) {
+		// The first request with this key is still being stored.
+		return jobs.Snapshot{}, false, ErrInProgress
+	}
+	if err != nil {
+		return jobs.Snapshot{}, false, unavailable(err)
+	}
+	return jobs.SnapshotOf(ev), true, nil
 }
 
 // idempotencyRecord is stored per key: the job it made and a hash of the
