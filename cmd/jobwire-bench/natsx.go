@@ -55,25 +55,27 @@ func scratchStream(ctx context.Context, js jetstream.JetStream, cfg jetstream.St
 	}, nil
 }
 
-// waitDrained waits until the JOBS work queue is empty, i.e. every job
-// request has been run and acked, so a phase does not measure the last
-// one's backlog. It returns how long that took.
+// waitDrained waits until the runners' consumers on JOBS have nothing
+// waiting and nothing in flight, i.e. every job request has been run and
+// acked, so a phase does not measure the last one's backlog. It returns
+// how long that took.
 func waitDrained(ctx context.Context, js jetstream.JetStream, limit time.Duration) (time.Duration, error) {
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
 	var last uint64
 	for {
-		s, err := js.Stream(ctx, jobs.QueueStream)
+		s, err := js.Stream(ctx, jobs.Stream)
 		if err == nil {
-			info, ierr := s.Info(ctx)
-			if ierr == nil && info.State.Msgs == 0 {
+			var left uint64
+			list := s.ListConsumers(ctx)
+			for info := range list.Info() {
+				left += info.NumPending + uint64(info.NumAckPending)
+			}
+			if err = list.Err(); err == nil && left == 0 {
 				return time.Since(start), nil
 			}
-			if ierr == nil {
-				last = info.State.Msgs
-			}
-			err = ierr
+			last = left
 		}
 		if errors.Is(err, jetstream.ErrStreamNotFound) {
 			return time.Since(start), nil

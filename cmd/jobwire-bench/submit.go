@@ -3,11 +3,13 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
 
 	"github.com/jobwire/jobwire/shared/jobs"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -35,6 +37,21 @@ type submitResult struct {
 	Parked          loadResult `json:"parked_closed_loop"`
 	ParkedCPU       cpuUse     `json:"parked_closed_loop_cpu"`
 	ParkedOpen      loadResult `json:"parked_open_loop"`
+	// jobs.Enqueue (what jobclient.Submit stores) from Concurrency
+	// goroutines on the tool's own connection, of the parked type: the Go
+	// library's submit against the raw sync publish above.
+	GoSubmit    loadResult `json:"go_submit_closed_loop"`
+	GoSubmitCPU cpuUse     `json:"go_submit_closed_loop_cpu"`
+	// Batches of BatchSize parked jobs (jobs.EnqueueMany, what
+	// jobclient.SubmitMany and POST /api/jobs:batch store) from
+	// BatchWorkers goroutines, against raw JetStream async publishes of
+	// as many messages of the request's size, awaited per batch.
+	BatchSize    int        `json:"batch_size"`
+	BatchWorkers int        `json:"batch_workers"`
+	Batch        loadResult `json:"batch_closed_loop"`
+	RawAsync     loadResult `json:"raw_async_closed_loop"`
+	BatchJobsS   float64    `json:"batch_jobs_per_sec"`
+	RawAsyncMsgS float64    `json:"raw_async_msgs_per_sec"`
 }
 
 // parkedType is registered by the tool for the runner-idle submissions.
@@ -139,7 +156,67 @@ func measureSubmit(ctx context.Context, cfg config, sys *system, prof *profiler,
 	res.Parked = closedLoop(ctx, cfg.Concurrency, cfg.Warmup, cfg.Duration, window(&res.ParkedCPU, "submit-parked"), parkOp)
 	logf("submit: POST /api/jobs of type %s (no runner), open loop at %.0f/s, %v", parkedType, res.Rate, cfg.Duration)
 	res.ParkedOpen = openLoop(ctx, res.Rate, flight, cfg.Duration, parkOp)
+
+	input := json.RawMessage(`{"steps":1,"step_ms":0}`)
+	goOp := func(ctx context.Context) error {
+		ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		_, err := jobs.Enqueue(ctx, js, jobs.Request{ID: jobs.NewID(time.Now()), Type: parkedType, Input: input, CreatedAt: time.Now(), Owner: "user:bench"})
+		return err
+	}
+	logf("submit: jobs.Enqueue of type %s, %d goroutines, %v", parkedType, cfg.Concurrency, cfg.Duration)
+	res.GoSubmit = closedLoop(ctx, cfg.Concurrency, cfg.Warmup, cfg.Duration, window(&res.GoSubmitCPU, "submit-go"), goOp)
+
+	res.BatchSize, res.BatchWorkers = batchSize, batchWorkers
+	batchOp := func(ctx context.Context) error {
+		ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		msgs := make([]*nats.Msg, batchSize)
+		now := time.Now()
+		for i := range msgs {
+			msgs[i], _ = jobs.RequestMsg(jobs.Request{ID: jobs.NewID(now), Type: parkedType, Input: input, CreatedAt: now, Owner: "user:bench"})
+		}
+		return errors.Join(jobs.EnqueueMany(ctx, js, msgs)...)
+	}
+	logf("submit: batches of %d (jobs.EnqueueMany), %d goroutines, %v", batchSize, batchWorkers, cfg.Duration)
+	res.Batch = closedLoop(ctx, batchWorkers, cfg.Warmup, cfg.Duration, nil, batchOp)
+	res.BatchJobsS = res.Batch.PerSec * batchSize
+	reqBytes := make([]byte, requestBytes(input))
+	for i := range reqBytes {
+		reqBytes[i] = 'x'
+	}
+	asyncOp := func(ctx context.Context) error {
+		for range batchSize {
+			if _, err := js.PublishAsync("bench.raw", reqBytes); err != nil {
+				return err
+			}
+		}
+		select {
+		case <-js.PublishAsyncComplete():
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	logf("submit: raw JetStream async publish, %d-message batches, %d goroutines, %v", batchSize, batchWorkers, cfg.Duration)
+	res.RawAsync = closedLoop(ctx, batchWorkers, cfg.Warmup, cfg.Duration, nil, asyncOp)
+	res.RawAsyncMsgS = res.RawAsync.PerSec * batchSize
 	return res, res.check()
+}
+
+// Batch submit load: batches of batchSize jobs from batchWorkers
+// goroutines (the issue's batch target compares jobs/s with raw async
+// publishes).
+const (
+	batchSize    = 1000
+	batchWorkers = 2
+)
+
+// requestBytes is the size of a stored request of the parked type with
+// input.
+func requestBytes(input json.RawMessage) int {
+	b, _ := jobs.Request{ID: jobs.NewID(time.Now()), Type: parkedType, Input: input, CreatedAt: time.Now(), Owner: "user:bench"}.MarshalJSON()
+	return len(b)
 }
 
 // parkType registers a job type that no runner serves, with the demo
@@ -168,8 +245,8 @@ func parkType(ctx context.Context, js jetstream.JetStream) (func(), error) {
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 		defer cancel()
 		_ = kv.Delete(cctx, parkedType)
-		if s, err := js.Stream(cctx, jobs.QueueStream); err == nil {
-			_ = s.Purge(cctx, jetstream.WithPurgeSubject(jobs.QueueSubject(parkedType)))
+		if s, err := js.Stream(cctx, jobs.Stream); err == nil {
+			_ = s.Purge(cctx, jetstream.WithPurgeSubject(jobs.QueueFilter(parkedType)))
 		}
 	}, nil
 }
@@ -180,7 +257,8 @@ func (r *submitResult) check() error {
 		name string
 		l    loadResult
 	}{{"jobwire closed loop", r.Jobwire}, {"raw closed loop", r.Raw}, {"jobwire open loop", r.JobwireOpen}, {"raw open loop", r.RawOpen},
-		{"parked closed loop", r.Parked}, {"parked open loop", r.ParkedOpen}} {
+		{"parked closed loop", r.Parked}, {"parked open loop", r.ParkedOpen}, {"Go submit closed loop", r.GoSubmit},
+		{"batch closed loop", r.Batch}, {"raw async closed loop", r.RawAsync}} {
 		if x.l.Errors > 0 {
 			return fmt.Errorf("submit, %s: %d errors, first: %s", x.name, x.l.Errors, x.l.FirstError)
 		}

@@ -129,8 +129,7 @@ func retryable(err error) bool {
 
 // topology is every stream and bucket of jobs.Topology, in its order.
 var topology = []struct{ kind, name, stream string }{
-	{"stream", jobs.QueueStream, jobs.QueueStream},
-	{"stream", jobs.EventsStream, jobs.EventsStream},
+	{"stream", jobs.Stream, jobs.Stream},
 	{"stream", jobs.RecordsStream, jobs.RecordsStream},
 	{"bucket", jobs.TypesBucket, jobs.BucketStream(jobs.TypesBucket)},
 	{"bucket", jobs.IdempotencyBucket, jobs.BucketStream(jobs.IdempotencyBucket)},

@@ -82,7 +82,7 @@ func TestAuthentication(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A JetStream request the runner may make, answered: no such stream yet.
-	if _, err := js.Stream(testContext(t, 5*time.Second), jobs.EventsStream); !errors.Is(err, jetstream.ErrStreamNotFound) {
+	if _, err := js.Stream(testContext(t, 5*time.Second), jobs.Stream); !errors.Is(err, jetstream.ErrStreamNotFound) {
 		t.Fatalf("JetStream request as runner with a password file: %v, want stream not found", err)
 	}
 }

@@ -63,7 +63,7 @@ func TestObserverCanOnlyWatch(t *testing.T) {
 
 	// What it receives is the stream's republication of a stored event: no
 	// reply subject, so no publisher's inbox to send forged acks to.
-	if m.Reply != "" || m.Header.Get("Nats-Stream") != jobs.EventsStream {
+	if m.Reply != "" || m.Header.Get("Nats-Stream") != jobs.Stream {
 		t.Fatalf("live event: reply %q, headers %v; want a republished stored event", m.Reply, m.Header)
 	}
 
@@ -74,7 +74,7 @@ func TestObserverCanOnlyWatch(t *testing.T) {
 		t.Fatal(err)
 	}
 	ob.errs.violation(t, "publish", jobs.ProgressSubject(forged))
-	jsPublishFails(t, ob, jobs.EventSubject(id), fakeEvent(id))
+	jsPublishFails(t, ob, jobs.EventSubject("demo", id), fakeEvent(id))
 	if _, _, err := jobs.LastEvent(ctx, gw.streams.Events, forged); err != jobs.ErrNotFound {
 		t.Fatalf("forged job: %v, want not found", err)
 	}
@@ -83,13 +83,14 @@ func TestObserverCanOnlyWatch(t *testing.T) {
 	}
 
 	// It may not submit jobs.
-	before := streamState(t, s, jobs.QueueStream).LastSeq
-	if err := ob.Publish(jobs.QueueSubject("demo"), fakeRequest()); err != nil {
+	reqSubj := jobs.QueueSubject("demo", jobs.NewID(time.Now()))
+	before := streamState(t, s, jobs.Stream).LastSeq
+	if err := ob.Publish(reqSubj, fakeRequest()); err != nil {
 		t.Fatal(err)
 	}
-	ob.errs.violation(t, "publish", jobs.QueueSubject("demo"))
-	jsPublishFails(t, ob, jobs.QueueSubject("demo"), fakeRequest())
-	if after := streamState(t, s, jobs.QueueStream).LastSeq; after != before {
+	ob.errs.violation(t, "publish", reqSubj)
+	jsPublishFails(t, ob, reqSubj, fakeRequest())
+	if after := streamState(t, s, jobs.Stream).LastSeq; after != before {
 		t.Fatalf("JOBS went from seq %d to %d", before, after)
 	}
 
@@ -99,7 +100,7 @@ func TestObserverCanOnlyWatch(t *testing.T) {
 	}
 	ob.errs.violation(t, "publish", jobs.CancelSubject(id))
 	jsPublishFails(t, ob, "$KV.JOBWIRE_TYPES.demo", []byte(`{"type":"demo"}`))
-	jsPublishFails(t, ob, jobs.OwnerSubject(id), []byte(`{"owner":"mallory"}`))
+	jsPublishFails(t, ob, jobs.QueueSubject("other", id), fakeRequest()) // a second owner
 	jsPublishFails(t, ob, jobs.EndSubject(id), []byte(`{"seq":1,"status":"failed"}`))
 
 	// Nor read what is not its own: cancel requests, job requests,
@@ -116,9 +117,9 @@ func TestObserverCanOnlyWatch(t *testing.T) {
 		"$JS.API.CONSUMER.CREATE.JOBS.thief",
 		"$JS.API.CONSUMER.MSG.NEXT.JOBS." + jobs.ConsumerName("demo"),
 		"$JS.API.STREAM.DELETE.JOBS",
-		"$JS.API.STREAM.PURGE.JOBS_EVENTS",
-		"$JS.API.STREAM.UPDATE.JOBS_EVENTS",
-		"$JS.API.STREAM.MSG.DELETE.JOBS_EVENTS",
+		"$JS.API.STREAM.PURGE.JOBS",
+		"$JS.API.STREAM.UPDATE.JOBS",
+		"$JS.API.STREAM.MSG.DELETE.JOBS",
 		"$JS.API.CONSUMER.CREATE.KV_JOBWIRE_TYPES.spy",
 	} {
 		if _, err := ob.Request(subj, []byte(`{}`), 200*time.Millisecond); err == nil {
@@ -126,7 +127,7 @@ func TestObserverCanOnlyWatch(t *testing.T) {
 		}
 		ob.errs.violation(t, "publish", subj)
 	}
-	if n := streamMsgs(t, s, jobs.QueueStream); n != 1 {
+	if n := streamMsgs(t, s, jobs.Stream); n != 1 {
 		t.Fatalf("JOBS holds %d messages, want the 1 queued job", n)
 	}
 }
@@ -135,22 +136,23 @@ func TestRunnerCannotSubmit(t *testing.T) {
 	t.Parallel()
 	s := startServer(t)
 	_, rn := startRunner(t, s)
-	before := streamState(t, s, jobs.QueueStream).LastSeq
-	if err := rn.Publish(jobs.QueueSubject("demo"), fakeRequest()); err != nil {
+	reqSubj := jobs.QueueSubject("demo", jobs.NewID(time.Now()))
+	before := streamState(t, s, jobs.Stream).LastSeq
+	if err := rn.Publish(reqSubj, fakeRequest()); err != nil {
 		t.Fatal(err)
 	}
-	rn.errs.violation(t, "publish", jobs.QueueSubject("demo"))
-	jsPublishFails(t, rn, jobs.QueueSubject("demo"), fakeRequest())
-	if after := streamState(t, s, jobs.QueueStream).LastSeq; after != before {
+	rn.errs.violation(t, "publish", reqSubj)
+	jsPublishFails(t, rn, reqSubj, fakeRequest())
+	if after := streamState(t, s, jobs.Stream).LastSeq; after != before {
 		t.Fatalf("JOBS went from seq %d to %d", before, after)
 	}
 	// Nor claim idempotency keys, nor own a job, nor delete streams.
 	jsPublishFails(t, rn, "$KV.JOBWIRE_IDEMPOTENCY.k", []byte(`{"job_id":"x"}`))
-	jsPublishFails(t, rn, jobs.OwnerSubject(jobs.NewID(time.Now())), []byte(`{"owner":"mallory"}`))
-	if _, err := rn.Request("$JS.API.STREAM.DELETE.JOBS_EVENTS", nil, 200*time.Millisecond); err == nil {
+	jsPublishFails(t, rn, jobs.QueueSubject("other", jobs.NewID(time.Now())), fakeRequest()) // a job of its own
+	if _, err := rn.Request("$JS.API.STREAM.DELETE.JOBS", nil, 200*time.Millisecond); err == nil {
 		t.Fatal("stream delete was answered")
 	}
-	rn.errs.violation(t, "publish", "$JS.API.STREAM.DELETE.JOBS_EVENTS")
+	rn.errs.violation(t, "publish", "$JS.API.STREAM.DELETE.JOBS")
 }
 
 // TestGatewayCannotConsumeWorkQueue: the gateway stores jobs but can never
@@ -183,11 +185,11 @@ func TestGatewayCannotConsumeWorkQueue(t *testing.T) {
 	}
 
 	// Through the JetStream API: the pool's consumer, a consumer of its own.
-	if _, err := gw.js.Consumer(testContext(t, 500*time.Millisecond), jobs.QueueStream, pool); err == nil {
+	if _, err := gw.js.Consumer(testContext(t, 500*time.Millisecond), jobs.Stream, pool); err == nil {
 		t.Fatal("the gateway looked up the runners' consumer")
 	}
 	gw.errs.violation(t, "publish", "$JS.API.CONSUMER.INFO.JOBS."+pool)
-	if _, err := gw.js.CreateOrUpdateConsumer(testContext(t, 500*time.Millisecond), jobs.QueueStream,
+	if _, err := gw.js.CreateOrUpdateConsumer(testContext(t, 500*time.Millisecond), jobs.Stream,
 		jetstream.ConsumerConfig{Durable: "thief", AckPolicy: jetstream.AckExplicitPolicy}); err == nil {
 		t.Fatal("the gateway created a consumer on JOBS")
 	}
@@ -230,7 +232,7 @@ func TestInboxesArePrivate(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 	defer cancel()
-	if _, err := js.Stream(ctx, jobs.EventsStream); err == nil || errors.Is(err, jetstream.ErrStreamNotFound) {
+	if _, err := js.Stream(ctx, jobs.Stream); err == nil || errors.Is(err, jetstream.ErrStreamNotFound) {
 		t.Fatalf("a request (that the gateway may make) with the default inbox prefix got its answer: %v", err)
 	}
 	waitFor(t, 5*time.Second, "a subscription violation for _INBOX.", func() bool {

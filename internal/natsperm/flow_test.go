@@ -126,14 +126,14 @@ func jobFlow(t *testing.T, s *server.Server) {
 	if err != nil || last.Seq != uint64(len(evs)) {
 		t.Fatalf("LastEvent as gateway: seq %d, %v; want seq %d", last.Seq, err, len(evs))
 	}
-	info, err := gw.streams.Events.Info(ctx, jetstream.WithSubjectFilter(jobs.AllEvents))
-	if err != nil || info.State.Subjects[jobs.EventSubject(id)] != uint64(len(evs)) {
+	info, err := gw.streams.Events.Info(ctx, jetstream.WithSubjectFilter(jobs.AllQueue))
+	if err != nil || info.State.Subjects[jobs.QueueSubject("demo", id)] != 1 {
 		t.Fatalf("events stream info as gateway: %v (subjects %v)", err, info)
 	}
 	if hist := replay(t, gw.Conn, id); len(hist) != len(evs) {
 		t.Fatalf("history as gateway: %d events, want %d", len(hist), len(evs))
 	}
-	if owner, err := jobs.ReadOwner(ctx, gw.streams.Records, id); err != nil || owner.Owner != "alice" {
+	if owner, err := jobs.ReadOwner(ctx, gw.streams.Events, id); err != nil || owner.Owner != "alice" {
 		t.Fatalf("owner record as gateway: %+v %v", owner, err)
 	}
 	// The runner writes the end record right after the final event.
@@ -184,7 +184,7 @@ func jobFlow(t *testing.T, s *server.Server) {
 	if last := longEvs[len(longEvs)-1]; last.Status != jobs.StatusSucceeded || last.Attempt != 1 {
 		t.Fatalf("long job ended %s at attempt %d, want succeeded at attempt 1", last.Status, last.Attempt)
 	}
-	waitFor(t, 5*time.Second, "the work queue empties", func() bool { return streamMsgs(t, s, jobs.QueueStream) == 0 })
+	waitFor(t, 5*time.Second, "the work queue empties", func() bool { return unsettledRequests(t, s) == 0 })
 
 	gw.errs.none(t, "gateway")
 	rn.errs.none(t, "runner")
@@ -241,7 +241,7 @@ func TestCancelWithRolePermissions(t *testing.T) {
 	_, rn := startRunner(t, s)
 	// The runner takes the canceled job's message and acks it unrun: the
 	// work queue empties and the job stays canceled.
-	waitFor(t, 10*time.Second, "the canceled job's request is acked", func() bool { return streamMsgs(t, s, jobs.QueueStream) == 0 })
+	waitFor(t, 10*time.Second, "the canceled job's request is acked", func() bool { return unsettledRequests(t, s) == 0 })
 	if ev, _, err := jobs.LastEvent(ctx, gw.streams.Events, queuedID); err != nil || ev.Status != jobs.StatusCanceled || ev.Seq != 2 {
 		t.Fatalf("queued job after cancel: %s seq %d %v; want canceled seq 2", ev.Status, ev.Seq, err)
 	}
@@ -270,7 +270,7 @@ func TestCancelWithRolePermissions(t *testing.T) {
 	if last := evs[len(evs)-1]; last.Status != jobs.StatusCanceled || last.Error == nil || last.Error.Message != "canceled by its owner: test" {
 		t.Fatalf("running job ended %s %+v, want canceled by its owner", last.Status, last.Error)
 	}
-	waitFor(t, 10*time.Second, "the canceled job's request is acked", func() bool { return streamMsgs(t, s, jobs.QueueStream) == 0 })
+	waitFor(t, 10*time.Second, "the canceled job's request is acked", func() bool { return unsettledRequests(t, s) == 0 })
 
 	gw.errs.none(t, "gateway")
 	rn.errs.none(t, "runner")

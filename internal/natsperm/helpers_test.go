@@ -325,6 +325,28 @@ func streamMsgs(t testing.TB, s *server.Server, stream string) uint64 {
 	return streamState(t, s, stream).Msgs
 }
 
+// unsettledRequests is how many job requests the runners' consumers have
+// not settled (not delivered yet, or not acked), read from the server
+// itself; the stream keeps settled requests, as the jobs' first events.
+func unsettledRequests(t testing.TB, s *server.Server) uint64 {
+	t.Helper()
+	jsz, err := s.Jsz(&server.JSzOptions{Accounts: true, Streams: true, Consumer: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n uint64
+	for _, a := range jsz.AccountDetails {
+		for _, sd := range a.Streams {
+			for _, c := range sd.Consumer {
+				if sd.Name == jobs.Stream && strings.HasPrefix(c.Name, "runners_") {
+					n += c.NumPending + uint64(c.NumAckPending)
+				}
+			}
+		}
+	}
+	return n
+}
+
 // streamState is the state of stream, read from the server itself.
 func streamState(t testing.TB, s *server.Server, stream string) server.StreamState {
 	t.Helper()

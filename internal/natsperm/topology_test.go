@@ -39,7 +39,7 @@ func TestServicesCannotCreateOrChangeStreams(t *testing.T) {
 			t.Fatalf("%s loosened %s", user, jobs.RecordsStream)
 		}
 		c.errs.violation(t, "publish", "$JS.API.STREAM.UPDATE.JOBS_RECORDS")
-		for _, name := range []string{jobs.QueueStream, jobs.EventsStream, jobs.RecordsStream, "KV_" + jobs.TypesBucket, "KV_" + jobs.IdempotencyBucket, "MINE"} {
+		for _, name := range []string{jobs.Stream, jobs.RecordsStream, "KV_" + jobs.TypesBucket, "KV_" + jobs.IdempotencyBucket, "MINE"} {
 			subject := "$JS.API.STREAM.CREATE." + name
 			if _, err := c.Request(subject, []byte(`{"name":"`+name+`","subjects":["mine.>"]}`), 200*time.Millisecond); err == nil {
 				t.Fatalf("%s: request on %s was answered", user, subject)
@@ -59,8 +59,8 @@ func TestServicesCannotCreateOrChangeStreams(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if jsz.Streams != 5 {
-		t.Fatalf("the server holds %d streams, want jobwire's 5", jsz.Streams)
+	if jsz.Streams != 4 {
+		t.Fatalf("the server holds %d streams, want jobwire's 4", jsz.Streams)
 	}
 }
 
@@ -72,15 +72,14 @@ func TestSetupUserOnlySetsUp(t *testing.T) {
 	setUpTopology(t, s)
 	su := connectAs(t, s, "setup")
 	id := jobs.NewID(time.Now())
-	jsPublishFails(t, su, jobs.QueueSubject("demo"), fakeRequest())
-	jsPublishFails(t, su, jobs.EventSubject(id), fakeEvent(id))
-	jsPublishFails(t, su, jobs.OwnerSubject(id), []byte(`{"owner":"mallory"}`))
+	jsPublishFails(t, su, jobs.QueueSubject("demo", id), fakeRequest())
+	jsPublishFails(t, su, jobs.EventSubject("demo", id), fakeEvent(id))
 	for _, subject := range []string{
 		"$JS.API.STREAM.CREATE.MINE",
 		"$JS.API.STREAM.DELETE.JOBS",
-		"$JS.API.STREAM.PURGE.JOBS_EVENTS",
+		"$JS.API.STREAM.PURGE.JOBS",
 		"$JS.API.CONSUMER.CREATE.JOBS.thief",
-		"$JS.API.DIRECT.GET.JOBS_EVENTS." + jobs.EventSubject(id),
+		"$JS.API.DIRECT.GET.JOBS." + jobs.JobSubjects(id),
 	} {
 		if _, err := su.Request(subject, []byte(`{}`), 200*time.Millisecond); err == nil {
 			t.Fatalf("request on %s was answered", subject)
@@ -123,7 +122,7 @@ func TestCheckModeReportsMissingAndDifferentStreams(t *testing.T) {
 		c.errs.none(t, user)
 	}
 	missing := []string{
-		"stream JOBS is missing", "stream JOBS_EVENTS is missing", "stream JOBS_RECORDS is missing",
+		"stream JOBS is missing", "stream JOBS_RECORDS is missing",
 		"bucket JOBWIRE_TYPES is missing", "bucket JOBWIRE_IDEMPOTENCY is missing",
 	}
 	check("gateway", missing...)
@@ -134,7 +133,7 @@ func TestCheckModeReportsMissingAndDifferentStreams(t *testing.T) {
 	if _, err := (jobs.Topology{EventsMaxAge: time.Hour}).CreateOrUpdate(testContext(t, 5*time.Second), js); err != nil {
 		t.Fatal(err)
 	}
-	different := []string{"stream JOBS_EVENTS: max_age is 1h0m0s, want 168h0m0s", "stream JOBS_RECORDS: max_age is 721h0m0s, want 888h0m0s"}
+	different := []string{"stream JOBS: max_age is 1h0m0s, want 168h0m0s", "stream JOBS_RECORDS: max_age is 721h0m0s, want 888h0m0s"}
 	check("gateway", different...)
 	check("runner", different...)
 }

@@ -66,7 +66,15 @@ type LostAnswers struct {
 
 // Publish publishes for real, then maybe loses the answer.
 func (l *LostAnswers) Publish(ctx context.Context, subject string, data []byte, opts ...jetstream.PublishOpt) (*jetstream.PubAck, error) {
-	ack, err := l.Publisher.Publish(ctx, subject, data, opts...)
+	return l.maybeLose(l.Publisher.Publish(ctx, subject, data, opts...))
+}
+
+// PublishMsg publishes for real, then maybe loses the answer.
+func (l *LostAnswers) PublishMsg(ctx context.Context, m *nats.Msg, opts ...jetstream.PublishOpt) (*jetstream.PubAck, error) {
+	return l.maybeLose(l.Publisher.PublishMsg(ctx, m, opts...))
+}
+
+func (l *LostAnswers) maybeLose(ack *jetstream.PubAck, err error) (*jetstream.PubAck, error) {
 	switch {
 	case err == nil && l.Lose.Add(-1) >= 0:
 		l.lost.Store(true)

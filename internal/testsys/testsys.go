@@ -433,12 +433,15 @@ func (s *System) History(t testing.TB, id string) []jobs.Event {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	info, err := s.Streams.Events.Info(ctx, jetstream.WithSubjectFilter(jobs.EventSubject(id)))
+	info, err := s.Streams.Events.Info(ctx, jetstream.WithSubjectFilter(jobs.JobSubjects(id)))
 	if err != nil {
 		t.Fatal(err)
 	}
-	n := info.State.Subjects[jobs.EventSubject(id)]
-	cons, err := s.Streams.Events.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: []string{jobs.EventSubject(id)}})
+	var n uint64
+	for _, count := range info.State.Subjects {
+		n += count
+	}
+	cons, err := s.Streams.Events.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: []string{jobs.JobSubjects(id)}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -457,20 +460,43 @@ func (s *System) History(t testing.TB, id string) []jobs.Event {
 	return evs
 }
 
-// StreamCounts returns how many messages the queue and events streams hold.
+// StreamCounts returns how many requests and events the jobs stream
+// holds.
 func (s *System) StreamCounts(t testing.TB) (queue, events uint64) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	qi, err := s.Streams.Queue.Info(ctx)
-	if err != nil {
+	count := func(filter string) (n uint64) {
+		info, err := s.Streams.Events.Info(ctx, jetstream.WithSubjectFilter(filter))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range info.State.Subjects {
+			n += c
+		}
+		return n
+	}
+	return count(jobs.AllQueue), count(jobs.AllEvents)
+}
+
+// UnsettledRequests returns how many job requests the runners' consumers
+// have not settled (not delivered yet, or delivered and not acked), and
+// how many runners' consumers there are.
+func (s *System) UnsettledRequests(t testing.TB) (n uint64, consumers int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	list := s.Streams.Events.ListConsumers(ctx)
+	for info := range list.Info() {
+		if strings.HasPrefix(info.Name, "runners_") {
+			consumers++
+			n += info.NumPending + uint64(info.NumAckPending)
+		}
+	}
+	if err := list.Err(); err != nil {
 		t.Fatal(err)
 	}
-	ei, err := s.Streams.Events.Info(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return qi.State.Msgs, ei.State.Msgs
+	return n, consumers
 }
 
 // CheckSeqs fails unless evs have seq 1, 2, 3, … with no gap or repeat.

@@ -119,7 +119,7 @@ func TestMetricsAfterRealJobs(t *testing.T) {
 		{"jobwire_runner_jobs_running", nil, 0, false},
 		{"jobwire_runner_queue_pending_jobs", []string{"type", "demo"}, 0, false},
 		{"jobwire_runner_job_type_info", []string{"type", "sleepy"}, 1, false},
-		{"jobwire_gateway_queue_stored_jobs", []string{"type", "flaky"}, 0, false},
+		{"jobwire_gateway_queue_newest_waiting_age_seconds", []string{"type", "flaky"}, 0, false},
 		{"jobwire_nats_connected", []string{"connection", "gateway"}, 1, false},
 		{"jobwire_nats_connected", []string{"connection", "runner"}, 1, false},
 		{"jobwire_nats_reconnects_total", nil, 0, false},

@@ -31,17 +31,17 @@ func TestRunRunsJobsFromNATS(t *testing.T) {
 		t.Fatal(err)
 	}
 	id := jobs.NewID(time.Now())
-	req, _ := json.Marshal(jobs.Request{ID: id, Type: "demo", Input: json.RawMessage(`{"steps":3,"step_ms":1}`), CreatedAt: time.Now()})
+	req := jobs.Request{ID: id, Type: "demo", Input: json.RawMessage(`{"steps":3,"step_ms":1}`), CreatedAt: time.Now()}
 	// The runner creates the stream at start-up; publishing retries until then.
 	for {
-		if _, err := js.Publish(ctx, jobs.QueueSubject("demo"), req); err == nil {
+		if _, err := jobs.Enqueue(ctx, js, req); err == nil {
 			break
 		} else if ctx.Err() != nil {
 			t.Fatal(err)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	events, err := js.Stream(ctx, jobs.EventsStream)
+	events, err := js.Stream(ctx, jobs.Stream)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -77,7 +77,7 @@ func TestCheckModeWaitsForTheTopology(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := js.Stream(ctx, jobs.QueueStream); err == nil {
+	if _, err := js.Stream(ctx, jobs.Stream); err == nil {
 		t.Fatal("the runner created the JOBS stream in check mode")
 	}
 	if _, err := (jobs.Topology{}).CreateOrUpdate(ctx, js); err != nil { // what jobwire-setup does

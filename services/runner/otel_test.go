@@ -55,7 +55,7 @@ func TestTracesExportedOverOTLPAndJSONLogs(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	events, err := js.Stream(ctx, jobs.EventsStream)
+	events, err := js.Stream(ctx, jobs.Stream)
 	if err != nil {
 		t.Fatal(err)
 	}

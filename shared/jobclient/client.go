@@ -5,7 +5,7 @@
 //   - Submit checks the job type against the types runners registered in
 //     the JOBWIRE_TYPES bucket, validates the input against the type's JSON
 //     Schema, and stores the job (its "queued" event, then its request).
-//   - Get reads a job's current state: its last event on JOBS_EVENTS, or,
+//   - Get reads a job's current state: its last message in JOBS, or,
 //     once it ended, the final event its end record on JOBS_RECORDS names.
 //   - Watch replays a job's events from a sequence number and follows it
 //     live to its end, gap-free and duplicate-free, across NATS reconnects.
@@ -39,7 +39,7 @@ var (
 	// for one NATS message.
 	ErrInvalidInput = errors.New("jobclient: invalid input")
 	// ErrGap means a job's history has a hole: the event after the last
-	// one a Watch yielded is no longer stored in JOBS_EVENTS (removed by
+	// one a Watch yielded is no longer stored in JOBS (removed by
 	// the stream's age or per-job limits while the watch lagged behind),
 	// so the watch cannot go on without a gap. See Client.Watch.
 	ErrGap = errors.New("jobclient: events missing from the job's history")
@@ -51,7 +51,7 @@ type Client struct {
 	js jetstream.JetStream
 
 	mu      sync.Mutex
-	events  jetstream.Stream // JOBS_EVENTS, looked up on first use
+	events  jetstream.Stream // JOBS, looked up on first use
 	records jetstream.Stream // JOBS_RECORDS, looked up on first use
 	types   *jobs.TypeReader // JOBWIRE_TYPES, looked up on first use
 }
@@ -95,9 +95,9 @@ func (c *Client) Get(ctx context.Context, id string) (jobs.Event, error) {
 	return ev, nil
 }
 
-// eventsStream returns the JOBS_EVENTS stream, looking it up once.
+// eventsStream returns the JOBS stream, looking it up once.
 func (c *Client) eventsStream(ctx context.Context) (jetstream.Stream, error) {
-	return c.stream(ctx, jobs.EventsStream, &c.events)
+	return c.stream(ctx, jobs.Stream, &c.events)
 }
 
 // stream returns stream name, looking it up once into *slot (guarded by

@@ -13,12 +13,12 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// storedMessages counts the messages in both of jobwire's streams.
+// storedMessages counts the messages in jobwire's jobs stream.
 func storedMessages(t *testing.T, s *system) uint64 {
 	t.Helper()
 	ctx := testContext(t, 10*time.Second)
 	var n uint64
-	for _, name := range []string{jobs.EventsStream, jobs.QueueStream} {
+	for _, name := range []string{jobs.Stream} {
 		st, err := s.js.Stream(ctx, name)
 		if err != nil {
 			t.Fatal(err)
@@ -229,5 +229,36 @@ func TestGetErrors(t *testing.T) {
 		if _, err := s.client.Get(ctx, id); !errors.Is(err, jobs.ErrInvalidID) {
 			t.Errorf("id %q: err = %v, want jobs.ErrInvalidID", id, err)
 		}
+	}
+}
+
+// SubmitMany submits the good jobs of a batch and says why each bad one
+// was refused, in order; the good ones run.
+func TestSubmitManyRunsTheGoodJobs(t *testing.T) {
+	t.Parallel()
+	s := startSystem(t)
+	ctx := testContext(t, 30*time.Second)
+	got := s.client.SubmitMany(ctx, []jobclient.Job{
+		{Type: "demo", Input: map[string]int{"steps": 2, "step_ms": 1}},
+		{Type: "nosuch"},
+		{Type: "demo", Input: map[string]any{"steps": "many"}},
+		{Type: "demo", Input: json.RawMessage(`{"steps": 1, "step_ms": 0}`)},
+	})
+	if len(got) != 4 {
+		t.Fatalf("%d outcomes, want 4", len(got))
+	}
+	if !errors.Is(got[1].Err, jobclient.ErrUnknownType) || !errors.Is(got[2].Err, jobclient.ErrInvalidInput) {
+		t.Errorf("bad jobs: %v, %v; want ErrUnknownType, ErrInvalidInput", got[1].Err, got[2].Err)
+	}
+	for _, i := range []int{0, 3} {
+		if got[i].Err != nil || got[i].Event.Kind != jobs.KindQueued || got[i].Event.Seq != 1 {
+			t.Fatalf("job %d: %+v", i, got[i])
+		}
+		if final := waitTerminal(t, s.client, got[i].Event.JobID); final.Status != jobs.StatusSucceeded {
+			t.Errorf("job %d ended %s", i, final.Status)
+		}
+	}
+	if got[0].Event.JobID == got[3].Event.JobID {
+		t.Error("two jobs of a batch share an id")
 	}
 }

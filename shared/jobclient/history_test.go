@@ -13,7 +13,7 @@ import (
 func appendEvent(t *testing.T, s *system, id string, kind jobs.Kind, status jobs.Status) {
 	t.Helper()
 	ctx := testContext(t, 10*time.Second)
-	events, err := s.js.Stream(ctx, jobs.EventsStream)
+	events, err := s.js.Stream(ctx, jobs.Stream)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -48,7 +48,7 @@ func TestManyWatchesLeaveNoConsumers(t *testing.T) {
 	s := startBare(t)
 	id := submitEnded(t, s)
 	ctx := testContext(t, 60*time.Second)
-	events, err := s.js.Stream(ctx, jobs.EventsStream)
+	events, err := s.js.Stream(ctx, jobs.Stream)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/jobwire/jobwire/shared/jobs"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -26,33 +27,92 @@ import (
 // Then it calls jobs.Enqueue with a new id: when Submit returns without an
 // error the job is stored and will run.
 func (c *Client) Submit(ctx context.Context, typ string, input any) (jobs.Event, error) {
-	if err := jobs.ValidateType(typ); err != nil {
-		return jobs.Event{}, fmt.Errorf("jobclient: %w: %w", ErrUnknownType, err)
-	}
-	jt, err := c.registeredType(ctx, typ)
+	req, err := c.request(ctx, typ, input, time.Now(), nil)
 	if err != nil {
 		return jobs.Event{}, err
-	}
-	data, err := encodeInput(input)
-	if err != nil {
-		return jobs.Event{}, fmt.Errorf("%w: %v", ErrInvalidInput, err)
-	}
-	if err := jt.Validate(data); err != nil {
-		return jobs.Event{}, fmt.Errorf("%w for job type %s: %v", ErrInvalidInput, typ, err)
-	}
-	now := time.Now()
-	req := jobs.Request{ID: jobs.NewID(now), Type: typ, Input: data, CreatedAt: now}
-	// An oversized request would be refused after the job's "queued"
-	// event is stored, leaving a failed job behind: refuse it here.
-	if b, err := json.Marshal(req); err == nil && int64(len(b)) > c.nc.MaxPayload() {
-		return jobs.Event{}, fmt.Errorf("%w: the job request is %d bytes, the NATS server takes at most %d per message",
-			ErrInvalidInput, len(b), c.nc.MaxPayload())
 	}
 	ev, err := jobs.Enqueue(ctx, c.js, req)
 	if err != nil {
 		return jobs.Event{}, fmt.Errorf("submit %s job: %w", typ, err)
 	}
 	return ev, nil
+}
+
+// Job is one job of a SubmitMany: its type and input, as Submit takes them.
+type Job struct {
+	Type  string
+	Input any
+}
+
+// Submitted is the outcome of one job of a SubmitMany: its "queued" event
+// (the job's id is in Event.JobID), or why it was not submitted.
+type Submitted struct {
+	Event jobs.Event
+	Err   error
+}
+
+// SubmitMany submits many jobs at once and returns one outcome per job, in
+// order. Each job is checked as Submit checks it; the good ones are stored
+// together, pipelined (jobs.EnqueueMany: each its own durable write,
+// acknowledged by JetStream before SubmitMany returns), so a batch costs
+// about one round trip instead of one per job, and a bad job never keeps
+// the others from being submitted.
+func (c *Client) SubmitMany(ctx context.Context, batch []Job) []Submitted {
+	out := make([]Submitted, len(batch))
+	msgs := make([]*nats.Msg, len(batch))
+	reqs := make([]jobs.Request, len(batch))
+	types := map[string]jobs.RegisteredType{}
+	now := time.Now()
+	for i, j := range batch {
+		req, err := c.request(ctx, j.Type, j.Input, now, types)
+		if err == nil {
+			msgs[i], err = jobs.RequestMsg(req)
+		}
+		reqs[i], out[i].Err = req, err
+	}
+	for i, err := range jobs.EnqueueMany(ctx, c.js, msgs) {
+		switch {
+		case msgs[i] == nil:
+		case err != nil:
+			out[i].Err = fmt.Errorf("submit %s job: %w", batch[i].Type, err)
+		default:
+			out[i].Event = reqs[i].Queued()
+		}
+	}
+	return out
+}
+
+// request checks a job of type typ with input (see Submit) and returns its
+// request with a new id. types, if not nil, keeps the registrations read.
+func (c *Client) request(ctx context.Context, typ string, input any, now time.Time, types map[string]jobs.RegisteredType) (jobs.Request, error) {
+	if err := jobs.ValidateType(typ); err != nil {
+		return jobs.Request{}, fmt.Errorf("jobclient: %w: %w", ErrUnknownType, err)
+	}
+	jt, ok := types[typ]
+	if !ok {
+		var err error
+		if jt, err = c.registeredType(ctx, typ); err != nil {
+			return jobs.Request{}, err
+		}
+		if types != nil {
+			types[typ] = jt
+		}
+	}
+	data, err := encodeInput(input)
+	if err != nil {
+		return jobs.Request{}, fmt.Errorf("%w: %v", ErrInvalidInput, err)
+	}
+	if err := jt.Validate(data); err != nil {
+		return jobs.Request{}, fmt.Errorf("%w for job type %s: %v", ErrInvalidInput, typ, err)
+	}
+	req := jobs.Request{ID: jobs.NewID(now), Type: typ, Input: data, CreatedAt: now}
+	// An oversized request would be refused by the server with a less
+	// clear error: refuse it here.
+	if b, err := json.Marshal(req); err == nil && int64(len(b)) > c.nc.MaxPayload() {
+		return jobs.Request{}, fmt.Errorf("%w: the job request is %d bytes, the NATS server takes at most %d per message",
+			ErrInvalidInput, len(b), c.nc.MaxPayload())
+	}
+	return req, nil
 }
 
 // registeredType reads typ's registration from the types bucket (every

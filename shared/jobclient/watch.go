@@ -34,7 +34,7 @@ import (
 //
 // Each yielded event's seq is exactly one more than the previous one's.
 // The first event is afterSeq+1, except when that part of the history is
-// no longer stored (JOBS_EVENTS keeps a bounded number of events per job
+// no longer stored (JOBS keeps a bounded number of events per job
 // for a bounded time): then the first event is the oldest one still
 // stored, and its seq is greater than afterSeq+1. Every event is a full
 // snapshot of the job, so that event still tells the job's whole state;
@@ -168,7 +168,10 @@ func (f *follower) catchUp(ctx context.Context, nc *nats.Conn) error {
 			return fmt.Errorf("watch job %s: the event at stream sequence %d is not a valid event of this job (err: %v)", f.id, m.StreamSeq, err)
 		}
 		wasFirst := f.first
-		f.first = false
+		// The job's request (seq 1) stays as long as its events do, but
+		// the events right after it may have aged out: a gap after it is
+		// a truncated history, not a lost event.
+		f.first = wasFirst && ev.Seq == 1
 		f.from = m.StreamSeq + 1
 		if ev.Seq > f.prev+1 && !wasFirst {
 			return fmt.Errorf("watch job %s: %w: after seq %d comes %d", f.id, ErrGap, f.prev, ev.Seq)

@@ -158,7 +158,7 @@ func TestWatchTruncatedHistory(t *testing.T) {
 	s := startBare(t)
 	ctx := testContext(t, 10*time.Second)
 	id, streamSeqs := storeHistory(t, s, 6)
-	events, err := s.js.Stream(ctx, jobs.EventsStream)
+	events, err := s.js.Stream(ctx, jobs.Stream)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -219,7 +219,7 @@ func TestWatchStopLeaksNothing(t *testing.T) {
 	if _, err := s.client.Get(ctx, queued.JobID); err != nil { // warm up the connection
 		t.Fatal(err)
 	}
-	events, err := s.js.Stream(ctx, jobs.EventsStream)
+	events, err := s.js.Stream(ctx, jobs.Stream)
 	if err != nil {
 		t.Fatal(err)
 	}

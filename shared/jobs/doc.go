@@ -5,11 +5,13 @@
 //
 // Subjects:
 //
-//	jobs.<id>.progress      every event of job <id> (JSON Event), live, once stored
-//	jobwire.events.<id>     where those events are written and kept: stream JOBS_EVENTS,
-//	                        which republishes each stored event on jobs.<id>.progress
-//	jobs.<id>.cancel        cancel requests for job <id> (core NATS)
-//	jobwire.queue.<type>    job requests (JSON Request), stored in work-queue stream JOBS
+//	jobs.<id>.progress             every event of job <id> (JSON Event), live, once stored
+//	jobwire.queue.<type>.<id>      job <id>'s request (JSON Request, also its "queued"
+//	                               event, seq 1), stored once in stream JOBS
+//	jobwire.events.<type>.<id>     the job's later events, stored in JOBS; the stream
+//	                               republishes every stored message on jobs.<id>.progress
+//	jobwire.ends.<id>              the job's end record (stream JOBS_RECORDS)
+//	jobs.<id>.cancel               cancel requests for job <id> (core NATS)
 //
 // The queue and event subjects live under a different first token than
 // jobs.*.progress so that no stream and no wildcard subscription can ever

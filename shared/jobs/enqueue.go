@@ -4,95 +4,124 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// Enqueue stores a new job: first its owner record (req.Owner, fixed for
-// good: see RecordOwner), then its "queued" event (seq 1), then its
-// request on the queue stream, all acknowledged by JetStream, so every
-// job's history starts with "queued" and a runner that picks it up at once
-// continues after it. If the request cannot be stored, the job's history is
-// closed with a "failed" event (code submit_failed), its end recorded, and
-// the error returned: the job was not accepted. Input must already be
-// checked by the caller.
+// ErrDuplicateID means a job with this id is stored already (of any
+// type): a request is stored only on a job id that has no messages.
+var ErrDuplicateID = errors.New("a job with this id exists already")
+
+// Enqueue stores a new job: its request, which is also its "queued" event
+// (seq 1) and names its owner (req.Owner, fixed for good). That one write,
+// acknowledged by JetStream, is the whole submit: when Enqueue returns nil
+// the job is stored and will run. It returns the queued event. Input must
+// already be checked by the caller.
 //
-// A write whose answer does not come back (a timeout) may have been stored
-// all the same; Enqueue tries it once more, and the second answer tells:
-// the owner record and the queued event are fenced (a new job's subject must be empty, so "wrong
-// last sequence" means the first write landed), the request deduplicated
-// by its Nats-Msg-Id (the job id). So a lost answer neither leaves a job
-// that is queued for ever without a request nor fails a job that runs.
+// The write is fenced on the job id: it is stored only if no message of
+// the id exists (any type), else the error wraps ErrDuplicateID. A write
+// whose answer does not come back (a timeout) may have been stored all the
+// same; Enqueue tries it once more, and the second answer tells: "wrong
+// last sequence" then means the first write landed (and Nats-Msg-Id, the
+// job id, deduplicates within the stream's window). So a lost answer
+// neither loses a job nor stores it twice.
 //
 // When ctx carries a span (the submit's, where the caller traces), the
-// queued event and the request carry its W3C trace context as NATS
-// headers (see TraceparentHeader), so the runner's attempts and the
-// events they store join the submit's trace.
+// request carries its W3C trace context as NATS headers (see
+// TraceparentHeader), so the runner's attempts and the events they store
+// join the submit's trace.
 func Enqueue(ctx context.Context, js jetstream.Publisher, req Request) (Event, error) {
-	if err := ValidateID(req.ID); err != nil {
+	m, err := RequestMsg(req)
+	if err != nil {
 		return Event{}, err
+	}
+	if err := EnqueueMsg(ctx, js, m); err != nil {
+		return Event{}, err
+	}
+	return req.Queued(), nil
+}
+
+// RequestMsg is req as Enqueue stores it: its JSON on QueueSubject, its id
+// as Nats-Msg-Id and the fence that refuses a second job of the same id.
+// A caller that adds headers of its own (trace context) adds them to the
+// message and stores it with EnqueueMsg or EnqueueMany.
+func RequestMsg(req Request) (*nats.Msg, error) {
+	if err := ValidateID(req.ID); err != nil {
+		return nil, err
 	}
 	if err := ValidateType(req.Type); err != nil {
-		return Event{}, err
+		return nil, err
 	}
-	owner := func(ctx context.Context) (struct{}, error) {
-		return struct{}{}, RecordOwner(ctx, js, req.ID, OwnerRecord{Owner: req.Owner, Type: req.Type, CreatedAt: req.CreatedAt})
-	}
-	_, err := owner(ctx)
-	if unsure(err) {
-		if _, err = again(ctx, owner); errors.Is(err, ErrRecorded) {
-			err = nil // the first write was stored
-		}
-	}
-	if err != nil {
-		return Event{}, fmt.Errorf("store owner record: %w", err)
-	}
-	queued := req.Queued()
-	storeQueued := func(ctx context.Context) (uint64, error) { return PublishEvent(ctx, js, queued, 0) }
-	queuedSeq, err := storeQueued(ctx)
-	if unsure(err) {
-		queuedSeq, err = again(ctx, storeQueued)
-		if IsWrongLastSequence(err) {
-			// The first write was stored; only its stream sequence is
-			// unknown, so the runner will read the state instead.
-			queuedSeq, err = 0, nil
-		}
-	}
-	if err != nil {
-		return Event{}, fmt.Errorf("store queued state: %w", err)
-	}
-	req.QueuedSeq = queuedSeq
 	data, err := req.MarshalJSON()
 	if err != nil {
-		return Event{}, err
+		return nil, err
 	}
-	storeRequest := func(ctx context.Context) (*jetstream.PubAck, error) {
-		return publish(ctx, js, QueueSubject(req.Type), data, jetstream.WithMsgID(req.ID), jetstream.WithExpectStream(QueueStream))
-	}
-	_, err = storeRequest(ctx)
-	if unsure(err) {
-		_, err = again(ctx, storeRequest)
+	m := &nats.Msg{Subject: QueueSubject(req.Type, req.ID), Data: data, Header: make(nats.Header, 5)}
+	m.Header[jetstream.MsgIDHeader] = []string{req.ID}
+	fence(m.Header, req.ID, 0)
+	return m, nil
+}
+
+// EnqueueMsg stores a RequestMsg as Enqueue does, with the trace context
+// of ctx (if it carries a span) as headers.
+func EnqueueMsg(ctx context.Context, js jetstream.Publisher, m *nats.Msg) error {
+	InjectTrace(ctx, m.Header)
+	store := func(ctx context.Context) (*jetstream.PubAck, error) { return js.PublishMsg(ctx, m) }
+	_, err := store(ctx)
+	return settleRequest(ctx, m, err, store)
+}
+
+// settleRequest decides what the answer err to the first write of request
+// m means, trying once more (with store) if it may or may not have been
+// stored.
+func settleRequest(ctx context.Context, m *nats.Msg, err error, store func(context.Context) (*jetstream.PubAck, error)) error {
+	switch {
+	case err == nil:
+		return nil
+	case unsure(err):
+		_, err = again(ctx, store)
+		if IsWrongLastSequence(err) {
+			return nil // the first write was stored
+		}
+	case IsWrongLastSequence(err):
+		return fmt.Errorf("%w: %s", ErrDuplicateID, m.Header.Get(jetstream.MsgIDHeader))
 	}
 	if err != nil {
-		failed := queued.Next(KindFailed, time.Now())
-		failed.Status, failed.EndedAt = StatusFailed, &failed.Time
-		failed.Error = &Error{Code: "submit_failed", Message: "the job could not be stored; it was not accepted"}
-		if queuedSeq == 0 {
-			return Event{}, fmt.Errorf("store request: %w (its queued state stays: its sequence is unknown)", err)
-		}
-		failedSeq, ferr := again(ctx, func(ctx context.Context) (uint64, error) { return PublishEvent(ctx, js, failed, queuedSeq) })
-		if ferr == nil {
-			_, ferr = again(ctx, func(ctx context.Context) (struct{}, error) { return struct{}{}, RecordEnd(ctx, js, failed, failedSeq) })
-		}
-		if ferr != nil {
-			return Event{}, fmt.Errorf("store request: %w (and closing its queued state: %v)", err, ferr)
-		}
-		return Event{}, fmt.Errorf("store request: %w", err)
+		return fmt.Errorf("store job request: %w", err)
 	}
-	return queued, nil
+	return nil
 }
+
+// EnqueueMany stores many RequestMsgs as Enqueue does, pipelined: up to
+// maxInFlight writes wait for their answers at once, so a batch costs
+// about one round trip per maxInFlight jobs, not one per job. Each message
+// keeps its own fence and outcome: errs[i] is nil when msgs[i] is stored,
+// and one refused or failed write never holds the others back. A nil
+// message is skipped (errs[i] nil).
+func EnqueueMany(ctx context.Context, js jetstream.Publisher, msgs []*nats.Msg) []error {
+	errs := make([]error, len(msgs))
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range min(len(msgs), maxInFlight) {
+		wg.Go(func() {
+			for i := int(next.Add(1)) - 1; i < len(msgs); i = int(next.Add(1)) - 1 {
+				if msgs[i] != nil {
+					errs[i] = EnqueueMsg(ctx, js, msgs[i])
+				}
+			}
+		})
+	}
+	wg.Wait()
+	return errs
+}
+
+// maxInFlight bounds the writes of one EnqueueMany that wait for their
+// answers at once.
+const maxInFlight = 256
 
 // unsure reports whether a publish failed without an answer (it timed out,
 // or the caller stopped waiting), so it may or may not have been stored.

@@ -113,7 +113,7 @@ func TestRequestGolden(t *testing.T) {
 		Type:      "resize-images",
 		Input:     json.RawMessage(`{"urls":["https://example.com/17.png"],"width":640}`),
 		CreatedAt: time.Date(2025, time.March, 14, 9, 39, 26, 123456789, time.UTC),
-		QueuedSeq: 1041,
+		Owner:     "user:alice",
 	}
 	checkGolden(t, "request", encode(t, req))
 }

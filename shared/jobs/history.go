@@ -13,10 +13,11 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// StoredEvent is one event as EventsStream stores it.
+// StoredEvent is one event of a job as Stream stores it (its request is
+// its first, "queued", event).
 type StoredEvent struct {
-	Subject   string // EventSubject of its job
-	StreamSeq uint64 // its sequence in EventsStream
+	Subject   string // QueueSubject or EventSubject of its job
+	StreamSeq uint64 // its sequence in Stream
 	Data      []byte // the event JSON
 }
 
@@ -28,15 +29,15 @@ const (
 	historyBatchTimeout = 5 * time.Second
 )
 
-// DirectGetSubject is where direct gets of EventsStream are asked: a batch
+// DirectGetSubject is where direct gets of Stream are asked: a batch
 // get (History) uses it, as does the NATS CLI's "nats stream get".
-const DirectGetSubject = "$JS.API.DIRECT.GET." + EventsStream
+const DirectGetSubject = "$JS.API.DIRECT.GET." + Stream
 
 // ErrHistory wraps a failed read of a job's history: no answer from the
 // stream (NATS down, JetStream still starting), or an error status.
 var ErrHistory = errors.New("cannot read the job's history")
 
-// History yields the events of job id stored in EventsStream at stream
+// History yields the events of job id stored in Stream (its request first) at stream
 // sequence from or later (0 and 1 both mean from the start), in stream
 // order, through the last one stored while it reads. It reads with batched
 // direct gets (the stream allows direct access): no consumer, nothing is
@@ -47,7 +48,7 @@ func History(ctx context.Context, nc *nats.Conn, id string, from uint64) iter.Se
 	return func(yield func(StoredEvent, error) bool) {
 		next := max(from, 1)
 		for {
-			more, err := historyBatchGet(ctx, nc, EventSubject(id), next, func(ev StoredEvent) bool {
+			more, err := historyBatchGet(ctx, nc, JobSubjects(id), next, func(ev StoredEvent) bool {
 				next = ev.StreamSeq + 1
 				return yield(ev, nil)
 			})

@@ -20,10 +20,10 @@ func TestHistory(t *testing.T) {
 	var lastA, lastB uint64 // stream sequences of each job's last event
 	const count = 600       // more than two batches
 	for seq := uint64(1); seq <= count; seq++ {
-		if lastA, err = jobs.PublishEvent(ctx, js, jobs.Event{JobID: a, Seq: seq, Kind: jobs.KindLog, Status: jobs.StatusRunning}, lastA); err != nil {
+		if lastA, err = jobs.PublishEvent(ctx, js, jobs.Event{JobID: a, Type: "demo", Seq: seq, Kind: jobs.KindLog, Status: jobs.StatusRunning}, lastA); err != nil {
 			t.Fatal(err)
 		}
-		if lastB, err = jobs.PublishEvent(ctx, js, jobs.Event{JobID: b, Seq: seq, Kind: jobs.KindLog, Status: jobs.StatusRunning}, lastB); err != nil {
+		if lastB, err = jobs.PublishEvent(ctx, js, jobs.Event{JobID: b, Type: "demo", Seq: seq, Kind: jobs.KindLog, Status: jobs.StatusRunning}, lastB); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -34,7 +34,7 @@ func TestHistory(t *testing.T) {
 				t.Fatal(err)
 			}
 			var ev jobs.Event
-			if err := json.Unmarshal(m.Data, &ev); err != nil || ev.JobID != a || m.Subject != jobs.EventSubject(a) {
+			if err := json.Unmarshal(m.Data, &ev); err != nil || ev.JobID != a || m.Subject != jobs.EventSubject("demo", a) {
 				t.Fatalf("event %s at %d: %v", m.Data, m.StreamSeq, err)
 			}
 			seqs = append(seqs, ev.Seq)
@@ -67,7 +67,7 @@ func TestHistory(t *testing.T) {
 	}
 
 	// Without the stream (or NATS) answering, it fails with ErrHistory.
-	if err := js.DeleteStream(ctx, jobs.EventsStream); err != nil {
+	if err := js.DeleteStream(ctx, jobs.Stream); err != nil {
 		t.Fatal(err)
 	}
 	cctx, cancelNow := context.WithCancel(ctx)

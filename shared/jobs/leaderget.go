@@ -54,6 +54,16 @@ func (l leaderReads) GetMsg(ctx context.Context, seq uint64, opts ...jetstream.G
 type msgGetRequest struct {
 	Seq     uint64 `json:"seq,omitempty"`
 	LastFor string `json:"last_by_subj,omitempty"`
+	NextFor string `json:"next_by_subj,omitempty"`
+}
+
+// firstMsg reads the first message on subject (wildcards allowed) that
+// stream holds, from its leader if stream is a LeaderReads.
+func firstMsg(ctx context.Context, stream jetstream.Stream, subject string) (*jetstream.RawStreamMsg, error) {
+	if l, ok := stream.(leaderReads); ok {
+		return l.get(ctx, msgGetRequest{Seq: 1, NextFor: subject})
+	}
+	return stream.GetMsg(ctx, 1, jetstream.WithGetMsgSubject(subject))
 }
 
 func (l leaderReads) get(ctx context.Context, req msgGetRequest) (*jetstream.RawStreamMsg, error) {

@@ -7,66 +7,77 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// A job's records are facts the server lets be written once: who owns the
-// job (written by the gateway at submit, on jobwire.owners.<id>) and where
-// it ended (written by whoever stored its final event, on
-// jobwire.ends.<id>). RecordsStream keeps one message per subject and
-// refuses a second one (DiscardNewPerSubject), so no later write, not even
-// one with a runner's credentials, can change them.
+// A job's end record is a fact the server lets be written once: where it
+// ended (written by whoever stored its final event, on jobwire.ends.<id>).
+// RecordsStream keeps one message per subject and refuses a second one
+// (DiscardNewPerSubject), so no later write, not even one with a runner's
+// credentials, can change it. Who owns a job is its request's Owner (see
+// Request): runners may not write requests.
 
-// OwnerRecord is stored once per job at submit.
+// OwnerRecord is who owns a job, read from its request (ReadOwner).
 type OwnerRecord struct {
 	Owner     string    `json:"owner"`
 	Type      string    `json:"type"`
 	CreatedAt time.Time `json:"created_at"`
 }
 
-// EndRecord names a job's final event: its stream sequence in EventsStream
-// and its status. A job's state is that event; anything stored after it is
-// ignored.
+// EndRecord names a job's final event: its stream sequence in Stream and
+// its status, and whose job it was (the owner its events carry), which
+// stays known after the job's request and events have aged out. A job's
+// state is that event; anything stored after it is ignored.
 type EndRecord struct {
 	Seq    uint64    `json:"seq"`
 	Status Status    `json:"status"`
 	Time   time.Time `json:"time"`
+	Owner  string    `json:"owner,omitempty"`
 }
 
 // ErrRecorded means a record of the job exists already (the first write
 // won).
 var ErrRecorded = errors.New("job record exists already")
 
-// RecordOwner stores job id's owner record. It fails with ErrRecorded if
-// the job has one.
-func RecordOwner(ctx context.Context, js jetstream.Publisher, id string, rec OwnerRecord) error {
-	rec.CreatedAt = rec.CreatedAt.UTC()
-	return writeRecord(ctx, js, id, OwnerSubject(id), rec)
-}
-
 // RecordEnd stores that job ev.JobID ended with ev, stored at stream
 // sequence seq. It fails with ErrRecorded if the job's end is recorded
 // already (by this writer, whose answer was lost, or by another).
 func RecordEnd(ctx context.Context, js jetstream.Publisher, ev Event, seq uint64) error {
-	if !ev.Status.Terminal() || seq == 0 {
-		return fmt.Errorf("job %s: only a stored final event ends a job (status %s, seq %d)", ev.JobID, ev.Status, seq)
-	}
-	return writeRecord(ctx, js, ev.JobID, EndSubject(ev.JobID), EndRecord{Seq: seq, Status: ev.Status, Time: ev.Time.UTC()})
-}
-
-func writeRecord(ctx context.Context, js jetstream.Publisher, id, subject string, rec any) error {
-	if err := ValidateID(id); err != nil {
-		return err
-	}
-	data, err := json.Marshal(rec)
+	m, err := EndMsg(ev, seq)
 	if err != nil {
 		return err
 	}
+	_, err = js.PublishMsg(ctx, m)
+	if err != nil {
+		return fmt.Errorf("%w: %s", EndRecordError(err), m.Subject)
+	}
+	return nil
+}
+
+// EndMsg is the end record RecordEnd stores, as a message to publish.
+func EndMsg(ev Event, seq uint64) (*nats.Msg, error) {
+	if !ev.Status.Terminal() || seq == 0 {
+		return nil, fmt.Errorf("job %s: only a stored final event ends a job (status %s, seq %d)", ev.JobID, ev.Status, seq)
+	}
+	if err := ValidateID(ev.JobID); err != nil {
+		return nil, err
+	}
+	data, err := json.Marshal(EndRecord{Seq: seq, Status: ev.Status, Time: ev.Time.UTC(), Owner: ev.Owner})
+	if err != nil {
+		return nil, err
+	}
 	// Expecting an empty subject gives an honest second writer a clear
 	// answer; the stream refuses a second message even without it.
-	_, err = js.Publish(ctx, subject, data, jetstream.WithExpectStream(RecordsStream), jetstream.WithExpectLastSequencePerSubject(0))
+	h := nats.Header{jetstream.ExpectedStreamHeader: {RecordsStream}, jetstream.ExpectedLastSubjSeqHeader: {"0"}}
+	return &nats.Msg{Subject: EndSubject(ev.JobID), Data: data, Header: h}, nil
+}
+
+// EndRecordError maps the error of an end record's write (an EndMsg):
+// ErrRecorded when the job's end is recorded already, else err.
+func EndRecordError(err error) error {
 	if IsWrongLastSequence(err) || isPerSubjectLimit(err) {
-		return fmt.Errorf("%w: %s", ErrRecorded, subject)
+		return ErrRecorded
 	}
 	return err
 }
@@ -82,37 +93,44 @@ func isPerSubjectLimit(err error) bool {
 // stream's limits refuse ("maximum messages per subject exceeded").
 const jsErrCodeStreamStoreFailed = 10077
 
-// ReadOwner reads job id's owner record; ErrNotFound if it has none.
-func ReadOwner(ctx context.Context, records jetstream.Stream, id string) (OwnerRecord, error) {
-	var rec OwnerRecord
-	_, err := readRecord(ctx, records, id, OwnerSubject(id), &rec)
-	return rec, err
+// ReadOwner reads who owns job id from its request in stream (Stream);
+// ErrNotFound if it has none (never submitted, or aged out). It reads the
+// first request stored for the id: Enqueue never stores a second one, and
+// one stored around it (not jobwire's doing) changes nothing.
+func ReadOwner(ctx context.Context, stream jetstream.Stream, id string) (OwnerRecord, error) {
+	if err := ValidateID(id); err != nil {
+		return OwnerRecord{}, err
+	}
+	m, err := firstMsg(ctx, stream, RequestSubjects(id))
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return OwnerRecord{}, ErrNotFound
+	}
+	if err != nil {
+		return OwnerRecord{}, err
+	}
+	var req Request
+	if err := json.Unmarshal(m.Data, &req); err != nil || req.ID != id {
+		return OwnerRecord{}, fmt.Errorf("job %s: stored request is not valid: %v", id, err)
+	}
+	return OwnerRecord{Owner: req.Owner, Type: req.Type, CreatedAt: req.CreatedAt}, nil
 }
 
 // ReadEnd reads job id's end record; found is false if it has none.
 func ReadEnd(ctx context.Context, records jetstream.Stream, id string) (rec EndRecord, found bool, err error) {
-	_, err = readRecord(ctx, records, id, EndSubject(id), &rec)
-	if errors.Is(err, ErrNotFound) {
+	if err := ValidateID(id); err != nil {
+		return EndRecord{}, false, err
+	}
+	m, err := records.GetLastMsgForSubject(ctx, EndSubject(id))
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
 		return EndRecord{}, false, nil
 	}
-	return rec, err == nil, err
-}
-
-func readRecord(ctx context.Context, records jetstream.Stream, id, subject string, rec any) (uint64, error) {
-	if err := ValidateID(id); err != nil {
-		return 0, err
-	}
-	m, err := records.GetLastMsgForSubject(ctx, subject)
-	if errors.Is(err, jetstream.ErrMsgNotFound) {
-		return 0, ErrNotFound
-	}
 	if err != nil {
-		return 0, err
+		return EndRecord{}, false, err
 	}
-	if err := json.Unmarshal(m.Data, rec); err != nil {
-		return 0, fmt.Errorf("job %s: stored record %s is not valid: %w", id, subject, err)
+	if err := json.Unmarshal(m.Data, &rec); err != nil {
+		return EndRecord{}, false, fmt.Errorf("job %s: stored end record is not valid: %w", id, err)
 	}
-	return m.Sequence, nil
+	return rec, true, nil
 }
 
 // State reads the current state of job id and its stream sequence: the
@@ -166,7 +184,7 @@ func readState(ctx context.Context, events, records jetstream.Stream, id string)
 
 // lastEvent reads job id's last stored event.
 func lastEvent(ctx context.Context, events jetstream.Stream, id string) (state, error) {
-	m, err := events.GetLastMsgForSubject(ctx, EventSubject(id))
+	m, err := events.GetLastMsgForSubject(ctx, JobSubjects(id))
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
 		return state{}, ErrNotFound
 	}
@@ -187,13 +205,13 @@ func finalEventAt(ctx context.Context, events jetstream.Stream, id string, seq u
 		return state{}, err
 	}
 	var ev Event
-	if m.Subject != EventSubject(id) || json.Unmarshal(m.Data, &ev) != nil || ev.JobID != id || !ev.Status.Terminal() {
+	if _, sid, _ := JobOfSubject(m.Subject); sid != id || json.Unmarshal(m.Data, &ev) != nil || ev.JobID != id || !ev.Status.Terminal() {
 		return state{}, fmt.Errorf("job %s: stream sequence %d is not its final event", id, seq)
 	}
 	return state{ev, m.Sequence, m.Data}, nil
 }
 
-// Job is what the gateway knows of a job: its owner record and state.
+// Job is what the gateway knows of a job: who owns it and its state.
 type Job struct {
 	Owner OwnerRecord
 	State Event
@@ -201,10 +219,10 @@ type Job struct {
 	Data  []byte // State as stored
 }
 
-// ReadJob reads job id's owner record and its state (see State) at once.
-// A job without an owner record (stored around jobs.Enqueue, or before
-// owner records existed) has the zero OwnerRecord: nobody owns it. It
-// returns ErrNotFound when the job has no events.
+// ReadJob reads who owns job id (its request) and its state (see State)
+// at once. A job without a request (events written without one: not
+// jobwire's doing) has the zero OwnerRecord: nobody owns it. It returns
+// ErrNotFound when the job has no stored messages.
 func ReadJob(ctx context.Context, events, records jetstream.Stream, id string) (Job, error) {
 	if err := ValidateID(id); err != nil {
 		return Job{}, err
@@ -215,7 +233,7 @@ func ReadJob(ctx context.Context, events, records jetstream.Stream, id string) (
 	}
 	ownerc := make(chan owned, 1)
 	go func() {
-		rec, err := ReadOwner(ctx, records, id)
+		rec, err := ReadOwner(ctx, events, id)
 		ownerc <- owned{rec, err}
 	}()
 	st, err := readState(ctx, events, records, id)

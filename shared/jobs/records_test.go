@@ -30,6 +30,9 @@ func TestStateEndsAtTheFirstFinalEvent(t *testing.T) {
 	_, queuedSeq, _ := jobs.LastEvent(ctx, streams.Events, req.ID)
 	done := queued.Next(jobs.KindSucceeded, time.Now())
 	done.Status = jobs.StatusSucceeded
+	if _, err := jobs.Enqueue(ctx, js, jobs.Request{ID: req.ID, Type: "demo", CreatedAt: time.Now(), Owner: "user:mallory"}); !errors.Is(err, jobs.ErrDuplicateID) {
+		t.Errorf("a second request for the job: %v, want ErrDuplicateID", err)
+	}
 	doneSeq := store(done, queuedSeq)
 	if err := jobs.RecordEnd(ctx, js, done, doneSeq); err != nil {
 		t.Fatal(err)
@@ -39,14 +42,14 @@ func TestStateEndsAtTheFirstFinalEvent(t *testing.T) {
 	store(forged, doneSeq)
 
 	job, err := jobs.ReadJob(ctx, streams.Events, streams.Records, req.ID)
+	if end, found, err := jobs.ReadEnd(ctx, streams.Records, req.ID); err != nil || !found || end.Owner != "user:alice" || end.Seq != doneSeq {
+		t.Errorf("end record %+v, %v, %v; want user:alice's, at %d", end, found, err, doneSeq)
+	}
 	if err != nil || job.Owner.Owner != "user:alice" || job.Owner.Type != "demo" || job.Seq != doneSeq || job.State.Status != jobs.StatusSucceeded {
 		t.Fatalf("ReadJob = owner %+v, %s at %d, %v; want user:alice, succeeded at %d", job.Owner, job.State.Status, job.Seq, err, doneSeq)
 	}
 	if err := jobs.RecordEnd(ctx, js, forged, doneSeq+1); !errors.Is(err, jobs.ErrRecorded) {
 		t.Errorf("second RecordEnd: %v, want ErrRecorded", err)
-	}
-	if err := jobs.RecordOwner(ctx, js, req.ID, jobs.OwnerRecord{Owner: "user:mallory"}); !errors.Is(err, jobs.ErrRecorded) {
-		t.Errorf("second RecordOwner: %v, want ErrRecorded", err)
 	}
 	if _, err := jobs.ReadJob(ctx, streams.Events, streams.Records, jobs.NewID(time.Now())); !errors.Is(err, jobs.ErrNotFound) {
 		t.Errorf("ReadJob of an unknown job: %v, want ErrNotFound", err)

@@ -2,35 +2,67 @@ package jobs
 
 import (
 	"encoding/json"
+	"fmt"
 	"time"
 )
 
-// Request is the message stored on jobwire.queue.<type>: one job to run.
+// Request is the message stored on jobwire.queue.<type>.<id>: one job to
+// run. It is also the job's first event: its JSON is the job's "queued"
+// event (seq 1) with the job's input added, so the stream republishes it
+// on jobs.<id>.progress like every later event, and a job's history
+// starts with it. Who owns the job is its Owner, fixed for good: no later
+// write can change a request (runners may not write requests).
 type Request struct {
-	ID        string          `json:"id"`
-	Type      string          `json:"type"`
-	Input     json.RawMessage `json:"input,omitempty"`
-	CreatedAt time.Time       `json:"created_at"`
-	Owner     string          `json:"owner,omitempty"`
-	// QueuedSeq is the stream sequence of the job's queued event (set by
-	// Enqueue). The first delivery's runner writes the next event fenced
-	// on it instead of reading the job's state first.
-	QueuedSeq uint64 `json:"queued_seq,omitempty"`
+	ID        string
+	Type      string
+	Input     json.RawMessage
+	CreatedAt time.Time
+	Owner     string
 }
 
-// Queued is the job's first event, as Enqueue stores it; a runner that
-// trusts QueuedSeq starts from it.
+// requestJSON is a Request on the wire: a queued Event's fields, in the
+// same order, and the input.
+type requestJSON struct {
+	JobID     string          `json:"job_id"`
+	Type      string          `json:"type"`
+	Owner     string          `json:"owner,omitempty"`
+	Seq       uint64          `json:"seq"`
+	Kind      Kind            `json:"kind"`
+	Status    Status          `json:"status"`
+	Time      time.Time       `json:"time"`
+	CreatedAt time.Time       `json:"created_at"`
+	Input     json.RawMessage `json:"input,omitempty"`
+}
+
+// Queued is the job's first event: the request seen as an event, without
+// its input.
 func (r Request) Queued() Event {
 	created := r.CreatedAt.UTC()
 	return Event{JobID: r.ID, Type: r.Type, Owner: r.Owner, Seq: 1, Kind: KindQueued, Status: StatusQueued, Time: created, CreatedAt: &created}
 }
 
-// MarshalJSON writes CreatedAt in UTC, like every time on the wire.
+// MarshalJSON writes the request as its queued event plus its input, every
+// time in UTC.
 func (r Request) MarshalJSON() ([]byte, error) {
-	type plain Request
-	p := plain(r)
-	p.CreatedAt = p.CreatedAt.UTC()
-	return json.Marshal(p)
+	created := r.CreatedAt.UTC()
+	return json.Marshal(requestJSON{
+		JobID: r.ID, Type: r.Type, Owner: r.Owner, Seq: 1, Kind: KindQueued, Status: StatusQueued,
+		Time: created, CreatedAt: created, Input: r.Input,
+	})
+}
+
+// UnmarshalJSON reads a request; one that is not a queued event (seq 1)
+// is refused.
+func (r *Request) UnmarshalJSON(b []byte) error {
+	var w requestJSON
+	if err := json.Unmarshal(b, &w); err != nil {
+		return err
+	}
+	if w.Seq != 1 || w.Kind != KindQueued {
+		return fmt.Errorf("a job request is the job's queued event (seq 1); got seq %d, kind %q", w.Seq, w.Kind)
+	}
+	*r = Request{ID: w.JobID, Type: w.Type, Input: w.Input, CreatedAt: w.CreatedAt, Owner: w.Owner}
+	return nil
 }
 
 // TypeInfo is what a runner registers for a job type in TypesBucket, so the

@@ -7,36 +7,44 @@ import (
 
 // Stream, consumer and bucket names.
 const (
-	// QueueStream is the work-queue stream holding job requests.
-	QueueStream = "JOBS"
-	// EventsStream keeps every job's events, so a job's history can be
-	// replayed and its last event (its current state) read directly. It
-	// stores them on jobwire.events.<id> and then republishes each one on
-	// jobs.<id>.progress: live subscribers see only events that are stored.
-	EventsStream = "JOBS_EVENTS"
+	// Stream keeps every job: its request, stored once at submit on
+	// jobwire.queue.<type>.<id>, which is also the job's first event
+	// ("queued", seq 1), then its events on jobwire.events.<type>.<id>.
+	// Runners consume the requests through one durable consumer per type
+	// (ConsumerName); the stream keeps them after the ack (limits
+	// retention, the events' age), so a job's history is every message on
+	// JobSubjects(id), in stream order, and its last message its current
+	// state. The stream republishes every stored message on
+	// jobs.<id>.progress: live subscribers see only what is stored.
+	Stream = "JOBS"
 	// TypesBucket is the key-value bucket where runners register job types.
 	TypesBucket = "JOBWIRE_TYPES"
 	// IdempotencyBucket maps Idempotency-Key values to job ids.
 	IdempotencyBucket = "JOBWIRE_IDEMPOTENCY"
-	// RecordsStream keeps each job's write-once records: its owner (written
-	// at submit by the gateway) and its end (which event is final). It keeps
-	// them past the events' age, so an ended job whose events have aged out
-	// is "expired", not unknown.
+	// RecordsStream keeps each job's write-once end record (which event is
+	// final, and whose job it was). It keeps them past the events' age, so
+	// an ended job whose events have aged out is "expired", not unknown.
 	RecordsStream = "JOBS_RECORDS"
+	// OldEventsStream is the events stream of jobwire's first layout
+	// (requests in a work-queue stream JOBS, events in JOBS_EVENTS, owner
+	// records in JOBS_RECORDS). This version neither reads nor writes it;
+	// see ErrOldLayout.
+	OldEventsStream = "JOBS_EVENTS"
 )
 
 // Wildcards for subscriptions and stream subjects.
 const (
 	// AllProgress matches the progress subject of every job.
 	AllProgress = "jobs.*.progress"
-	// AllEvents matches the subject every job's events are written to.
-	AllEvents = "jobwire.events.*"
+	// AllEvents matches the subject every job's events after its request
+	// are written to.
+	AllEvents = "jobwire.events.*.*"
 	// AllCancel matches the cancel subject of every job.
 	AllCancel = "jobs.*.cancel"
 	// AllQueue matches every job request.
-	AllQueue = "jobwire.queue.>"
-	// AllOwners matches every job's owner record.
-	AllOwners = "jobwire.owners.*"
+	AllQueue = "jobwire.queue.*.*"
+	// AllJobs matches every message of Stream: requests and events.
+	AllJobs = "jobwire.*.*.*"
 	// AllEnds matches every job's end record.
 	AllEnds = "jobwire.ends.*"
 )
@@ -54,49 +62,65 @@ const (
 // once it is stored. The id must have passed ValidateID.
 func ProgressSubject(id string) string { return "jobs." + id + ".progress" }
 
-// EventSubject is where the events of job id are written and stored (in
-// EventsStream, which republishes them on ProgressSubject). Write with
-// PublishEvent; read history and state from the stream on this subject.
-func EventSubject(id string) string { return "jobwire.events." + id }
+// EventSubject is where the events of job id (of type typ) after its
+// request are written and stored (in Stream, which republishes them on
+// ProgressSubject). Write with PublishEvent; read history and state on
+// JobSubjects. Type and id must have passed ValidateType and ValidateID.
+func EventSubject(typ, id string) string { return "jobwire.events." + typ + "." + id }
 
-// OwnerSubject is where job id's owner record is stored (RecordsStream).
-func OwnerSubject(id string) string { return "jobwire.owners." + id }
+// QueueSubject is where the request of job id, of type typ, is stored:
+// the job's first message. Write with Enqueue.
+func QueueSubject(typ, id string) string { return "jobwire.queue." + typ + "." + id }
+
+// QueueFilter matches the requests of every job of type typ: the filter
+// of its runners' consumer.
+func QueueFilter(typ string) string { return "jobwire.queue." + typ + ".*" }
+
+// JobSubjects matches every stored message of job id, its request and its
+// events: its history. Every write of a job is fenced on the last
+// message of these subjects.
+func JobSubjects(id string) string { return "jobwire.*.*." + id }
+
+// RequestSubjects matches job id's request, whatever its type.
+func RequestSubjects(id string) string { return "jobwire.queue.*." + id }
 
 // EndSubject is where job id's end record is stored (RecordsStream).
 func EndSubject(id string) string { return "jobwire.ends." + id }
 
-// progressDestination is how EventsStream republishes: jobwire.events.<id>
-// becomes jobs.<id>.progress.
-const progressDestination = "jobs.{{wildcard(1)}}.progress"
+// progressDestination is how Stream republishes: jobwire.queue.<type>.<id>
+// and jobwire.events.<type>.<id> become jobs.<id>.progress.
+const progressDestination = "jobs.{{wildcard(3)}}.progress"
 
 // CancelSubject is the subject for cancel requests of job id.
 func CancelSubject(id string) string { return "jobs." + id + ".cancel" }
-
-// QueueSubject is the subject a request for a job of type typ is stored on.
-func QueueSubject(typ string) string { return "jobwire.queue." + typ }
-
-// TypeFromQueueSubject returns the job type of a jobwire.queue.<type>
-// subject.
-func TypeFromQueueSubject(subject string) (string, bool) {
-	typ, ok := strings.CutPrefix(subject, "jobwire.queue.")
-	if !ok || ValidateType(typ) != nil {
-		return "", false
-	}
-	return typ, true
-}
 
 // IDFromProgressSubject returns the job id of a jobs.<id>.progress subject.
 func IDFromProgressSubject(subject string) (string, bool) {
 	return idFromSubject(subject, ".progress")
 }
 
-// IDFromEventSubject returns the job id of a jobwire.events.<id> subject.
+// IDFromEventSubject returns the job id of a subject a job's message is
+// stored on: jobwire.queue.<type>.<id> or jobwire.events.<type>.<id>.
 func IDFromEventSubject(subject string) (string, bool) {
-	id, ok := strings.CutPrefix(subject, "jobwire.events.")
-	if !ok || ValidateID(id) != nil {
-		return "", false
+	_, id, ok := JobOfSubject(subject)
+	return id, ok
+}
+
+// JobOfSubject returns the type and id of a subject a job's message is
+// stored on: jobwire.queue.<type>.<id> or jobwire.events.<type>.<id>.
+func JobOfSubject(subject string) (typ, id string, ok bool) {
+	rest, ok := strings.CutPrefix(subject, "jobwire.queue.")
+	if !ok {
+		rest, ok = strings.CutPrefix(subject, "jobwire.events.")
 	}
-	return id, true
+	if !ok {
+		return "", "", false
+	}
+	typ, id, ok = strings.Cut(rest, ".")
+	if !ok || ValidateType(typ) != nil || ValidateID(id) != nil {
+		return "", "", false
+	}
+	return typ, id, true
 }
 
 // IDFromCancelSubject returns the job id of a jobs.<id>.cancel subject.
@@ -116,7 +140,7 @@ func idFromSubject(subject, suffix string) (string, bool) {
 	return id, true
 }
 
-// ConsumerName is the durable consumer of job type typ on QueueStream:
+// ConsumerName is the durable consumer of job type typ on Stream:
 // "runners_<type>". Every runner that serves the type uses it, whatever
 // other types it serves, so runners serving different sets of types (a
 // rolling update that adds or removes a type) share the consumers of the

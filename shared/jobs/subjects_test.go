@@ -1,10 +1,12 @@
 package jobs_test
 
 import (
+	"slices"
 	"testing"
 
 	"github.com/jobwire/jobwire/shared/jobs"
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 func TestSubjects(t *testing.T) {
@@ -13,18 +15,34 @@ func TestSubjects(t *testing.T) {
 	for _, tc := range []struct{ got, want string }{
 		{jobs.ProgressSubject(id), "jobs.01JPA8ZV9N3Q6T8X2M4K7B5C1D.progress"},
 		{jobs.CancelSubject(id), "jobs.01JPA8ZV9N3Q6T8X2M4K7B5C1D.cancel"},
-		{jobs.QueueSubject("resize-images"), "jobwire.queue.resize-images"},
+		{jobs.QueueSubject("resize-images", id), "jobwire.queue.resize-images.01JPA8ZV9N3Q6T8X2M4K7B5C1D"},
+		{jobs.EventSubject("resize-images", id), "jobwire.events.resize-images.01JPA8ZV9N3Q6T8X2M4K7B5C1D"},
+		{jobs.QueueFilter("resize-images"), "jobwire.queue.resize-images.*"},
+		{jobs.JobSubjects(id), "jobwire.*.*.01JPA8ZV9N3Q6T8X2M4K7B5C1D"},
 		{jobs.AllProgress, "jobs.*.progress"},
-		{jobs.AllQueue, "jobwire.queue.>"},
+		{jobs.AllQueue, "jobwire.queue.*.*"},
 		{jobs.AllCancel, "jobs.*.cancel"},
 	} {
 		if tc.got != tc.want {
 			t.Errorf("subject = %q, want %q", tc.got, tc.want)
 		}
 	}
-	for _, s := range []string{jobs.ProgressSubject(id), jobs.CancelSubject(id), jobs.QueueSubject("resize-images")} {
+	for _, s := range []string{jobs.ProgressSubject(id), jobs.CancelSubject(id), jobs.QueueSubject("resize-images", id), jobs.EventSubject("resize-images", id)} {
 		if !server.IsValidLiteralSubject(s) {
 			t.Errorf("%q is not a valid literal subject", s)
+		}
+	}
+	for _, s := range []string{jobs.QueueSubject("resize-images", id), jobs.EventSubject("resize-images", id)} {
+		if typ, got, ok := jobs.JobOfSubject(s); !ok || typ != "resize-images" || got != id {
+			t.Errorf("JobOfSubject(%q) = %q, %q, %v", s, typ, got, ok)
+		}
+		if !server.SubjectsCollide(s, jobs.JobSubjects(id)) || server.SubjectsCollide(s, jobs.JobSubjects("other")) {
+			t.Errorf("%q is not exactly among job %s's subjects", s, id)
+		}
+	}
+	for _, s := range []string{"jobwire.queue.a", "jobwire.queue.a.b.c", "jobwire.events.a.b*", "jobwire.ends.a.b", "jobs.a.progress"} {
+		if _, _, ok := jobs.JobOfSubject(s); ok {
+			t.Errorf("JobOfSubject(%q) is ok", s)
 		}
 	}
 }
@@ -82,26 +100,6 @@ func TestIDFromCancelSubject(t *testing.T) {
 	}
 }
 
-func TestTypeFromQueueSubject(t *testing.T) {
-	t.Parallel()
-	for _, tc := range []struct {
-		subject, typ string
-		ok           bool
-	}{
-		{jobs.QueueSubject("demo"), "demo", true},
-		{"jobwire.queue.resize_v2", "resize_v2", true},
-		{"jobwire.queue.", "", false},
-		{"jobwire.queue.a.b", "", false},
-		{"jobwire.queue.*", "", false},
-		{"jobwire.events.demo", "", false},
-	} {
-		typ, ok := jobs.TypeFromQueueSubject(tc.subject)
-		if typ != tc.typ || ok != tc.ok {
-			t.Errorf("TypeFromQueueSubject(%q) = %q, %v; want %q, %v", tc.subject, typ, ok, tc.typ, tc.ok)
-		}
-	}
-}
-
 // TestOnlyProgressMatchesAllProgress: `nats sub 'jobs.*.progress'` must
 // show job events and nothing else the system sends.
 func TestOnlyProgressMatchesAllProgress(t *testing.T) {
@@ -117,7 +115,7 @@ func TestOnlyProgressMatchesAllProgress(t *testing.T) {
 		if err := jobs.ValidateType(name); err != nil {
 			t.Fatalf("test name %q is not a valid type: %v", name, err)
 		}
-		for _, s := range []string{jobs.QueueSubject(name), jobs.CancelSubject(name)} {
+		for _, s := range []string{jobs.QueueSubject(name, name), jobs.EventSubject(name, name), jobs.CancelSubject(name)} {
 			if server.SubjectsCollide(s, jobs.AllProgress) {
 				t.Errorf("%q matches %q", s, jobs.AllProgress)
 			}
@@ -125,8 +123,8 @@ func TestOnlyProgressMatchesAllProgress(t *testing.T) {
 		if !server.SubjectsCollide(jobs.ProgressSubject(name), jobs.AllProgress) {
 			t.Errorf("%q does not match %q", jobs.ProgressSubject(name), jobs.AllProgress)
 		}
-		if !server.SubjectsCollide(jobs.QueueSubject(name), jobs.AllQueue) {
-			t.Errorf("%q is not captured by %q", jobs.QueueSubject(name), jobs.AllQueue)
+		if !server.SubjectsCollide(jobs.QueueSubject(name, name), jobs.AllQueue) {
+			t.Errorf("%q is not captured by %q", jobs.QueueSubject(name, name), jobs.AllQueue)
 		}
 		if server.SubjectsCollide(jobs.ProgressSubject(name), jobs.AllQueue) {
 			t.Errorf("%q is captured by the queue stream's %q", jobs.ProgressSubject(name), jobs.AllQueue)
@@ -154,57 +152,56 @@ func TestOnlyProgressMatchesAllProgress(t *testing.T) {
 func TestStreamsDoNotOverlap(t *testing.T) {
 	t.Parallel()
 	for _, topo := range []jobs.Topology{{}, {Replicas: 3, EventsMaxPerJob: 5}} {
-		q, e := topo.QueueStreamConfig(), topo.EventsStreamConfig()
-		if q.Name == e.Name {
-			t.Fatalf("both streams are named %q", q.Name)
+		j, r := topo.StreamConfig(), topo.RecordsStreamConfig()
+		if j.Name == r.Name {
+			t.Fatalf("both streams are named %q", j.Name)
 		}
-		if len(q.Subjects) == 0 || len(e.Subjects) == 0 {
-			t.Fatalf("a stream has no subjects: queue %q, events %q", q.Subjects, e.Subjects)
-		}
-		for _, qs := range q.Subjects {
-			for _, es := range e.Subjects {
-				if server.SubjectsCollide(qs, es) {
-					t.Errorf("queue stream subject %q overlaps events stream subject %q", qs, es)
+		for _, js := range j.Subjects {
+			for _, rs := range r.Subjects {
+				if server.SubjectsCollide(js, rs) {
+					t.Errorf("jobs stream subject %q overlaps records stream subject %q", js, rs)
 				}
 			}
 		}
-		if !server.SubjectsCollide(e.Subjects[0], jobs.EventSubject("a")) {
-			t.Errorf("events stream subjects %q do not capture events", e.Subjects)
+		for _, s := range []string{jobs.QueueSubject("a", "b"), jobs.EventSubject("a", "b")} {
+			if !slices.ContainsFunc(j.Subjects, func(js string) bool { return server.SubjectsCollide(js, s) }) {
+				t.Errorf("jobs stream subjects %q do not capture %q", j.Subjects, s)
+			}
+			if !server.SubjectsCollide(jobs.AllJobs, s) {
+				t.Errorf("%q is not republished", s)
+			}
 		}
 		// It republishes what it stored on the progress subjects, which it
 		// must not capture itself (that would be a loop).
-		if server.SubjectsCollide(e.Subjects[0], jobs.AllProgress) || server.SubjectsCollide(q.Subjects[0], jobs.AllProgress) {
-			t.Errorf("a stream captures %q", jobs.AllProgress)
-		}
-		if e.RePublish == nil || e.RePublish.Source != jobs.AllEvents || e.RePublish.HeadersOnly {
-			t.Errorf("events stream republish = %+v, want every stored event with its body", e.RePublish)
-		}
-		if !server.SubjectsCollide(q.Subjects[0], jobs.QueueSubject("a")) {
-			t.Errorf("queue stream subjects %q do not capture requests", q.Subjects)
-		}
-		for _, s := range append(q.Subjects, e.Subjects...) {
-			if server.SubjectsCollide(s, jobs.AllCancel) {
-				t.Errorf("stream subject %q captures cancel requests", s)
+		for _, s := range append(j.Subjects, r.Subjects...) {
+			if server.SubjectsCollide(s, jobs.AllProgress) || server.SubjectsCollide(s, jobs.AllCancel) {
+				t.Errorf("stream subject %q captures progress or cancel subjects", s)
 			}
+		}
+		if j.RePublish == nil || j.RePublish.Source != jobs.AllJobs || j.RePublish.HeadersOnly {
+			t.Errorf("jobs stream republish = %+v, want every stored message with its body", j.RePublish)
+		}
+		if j.Retention != jetstream.LimitsPolicy {
+			t.Errorf("jobs stream retention %v: a request must stay after its ack, as its job's first event", j.Retention)
 		}
 	}
 }
 
 func TestTopologyDefaults(t *testing.T) {
 	t.Parallel()
-	q, e := jobs.Topology{}.QueueStreamConfig(), jobs.Topology{}.EventsStreamConfig()
-	if q.Name != jobs.QueueStream || e.Name != jobs.EventsStream {
-		t.Errorf("stream names %q, %q; want %q, %q", q.Name, e.Name, jobs.QueueStream, jobs.EventsStream)
+	e := jobs.Topology{}.StreamConfig()
+	if e.Name != jobs.Stream {
+		t.Errorf("stream name %q; want %q", e.Name, jobs.Stream)
 	}
-	if q.Replicas != 1 || e.Replicas != 1 {
-		t.Errorf("replicas %d, %d; want 1", q.Replicas, e.Replicas)
+	if e.Replicas != 1 {
+		t.Errorf("replicas %d; want 1", e.Replicas)
 	}
 	if e.MaxAge != jobs.DefaultEventsMaxAge || e.MaxMsgsPerSubject != jobs.DefaultEventsMaxPerJob {
 		t.Errorf("events MaxAge %v, MaxMsgsPerSubject %d; want %v, %d",
 			e.MaxAge, e.MaxMsgsPerSubject, jobs.DefaultEventsMaxAge, jobs.DefaultEventsMaxPerJob)
 	}
 	if !e.AllowDirect {
-		t.Error("events stream does not allow direct get")
+		t.Error("jobs stream does not allow direct get")
 	}
 }
 

@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -44,27 +46,15 @@ func (t Topology) withDefaults() Topology {
 	return t
 }
 
-// QueueStreamConfig is the work-queue stream of job requests.
-func (t Topology) QueueStreamConfig() jetstream.StreamConfig {
+// StreamConfig is the stream of every job's request and events (Stream).
+func (t Topology) StreamConfig() jetstream.StreamConfig {
 	t = t.withDefaults()
 	return jetstream.StreamConfig{
-		Name:        QueueStream,
-		Description: "jobwire job requests (work queue)",
-		Subjects:    []string{AllQueue},
-		Retention:   jetstream.WorkQueuePolicy,
-		Storage:     jetstream.FileStorage,
-		Replicas:    t.Replicas,
-		Duplicates:  DefaultQueueDuplicateWindow,
-	}
-}
-
-// EventsStreamConfig is the stream that keeps every job's events.
-func (t Topology) EventsStreamConfig() jetstream.StreamConfig {
-	t = t.withDefaults()
-	return jetstream.StreamConfig{
-		Name:              EventsStream,
-		Description:       "jobwire job events (history and current state)",
-		Subjects:          []string{AllEvents},
+		Name:        Stream,
+		Description: "jobwire jobs: requests (each one also its job's queued event) and events",
+		Subjects:    []string{AllQueue, AllEvents},
+		// Limits, not a work queue: a request stays after its ack, as the
+		// job's first event, until its events age out.
 		Retention:         jetstream.LimitsPolicy,
 		Storage:           jetstream.FileStorage,
 		Replicas:          t.Replicas,
@@ -75,20 +65,20 @@ func (t Topology) EventsStreamConfig() jetstream.StreamConfig {
 		AllowDirect:       true,
 		// Writes that the stream refuses (a fenced write that lost) never
 		// reach the subscribers of jobs.<id>.progress; stored ones do, in
-		// stream order.
-		RePublish: &jetstream.RePublish{Source: AllEvents, Destination: progressDestination},
+		// stream order, the request first.
+		RePublish: &jetstream.RePublish{Source: AllJobs, Destination: progressDestination},
 	}
 }
 
-// RecordsStreamConfig is the stream of the jobs' write-once records (see
-// RecordOwner, RecordEnd): one message per subject, and the server refuses
+// RecordsStreamConfig is the stream of the jobs' write-once end records
+// (see RecordEnd): one message per subject, and the server refuses
 // a second one, so the first write wins whoever writes next.
 func (t Topology) RecordsStreamConfig() jetstream.StreamConfig {
 	t = t.withDefaults()
 	return jetstream.StreamConfig{
 		Name:                 RecordsStream,
-		Description:          "jobwire job owners and ends (write-once)",
-		Subjects:             []string{AllOwners, AllEnds},
+		Description:          "jobwire job ends (write-once)",
+		Subjects:             []string{AllEnds},
 		Retention:            jetstream.LimitsPolicy,
 		Storage:              jetstream.FileStorage,
 		Replicas:             t.Replicas,
@@ -112,7 +102,7 @@ func (t Topology) RunnerConsumerConfig(typ string, ackWait time.Duration) jetstr
 		Description:    "jobwire runners of job type " + typ,
 		AckPolicy:      jetstream.AckExplicitPolicy,
 		AckWait:        ackWait,
-		FilterSubjects: []string{QueueSubject(typ)},
+		FilterSubjects: []string{QueueFilter(typ)},
 		MaxAckPending:  10_000,
 		Replicas:       t.Replicas,
 	}
@@ -120,7 +110,7 @@ func (t Topology) RunnerConsumerConfig(typ string, ackWait time.Duration) jetstr
 
 // Streams are the handles to jobwire's streams and buckets.
 type Streams struct {
-	Queue       jetstream.Stream
+	// Events is Stream: every job's request and events.
 	Events      jetstream.Stream
 	Types       jetstream.KeyValue
 	Idempotency jetstream.KeyValue
@@ -136,11 +126,11 @@ func (t Topology) CreateOrUpdate(ctx context.Context, js jetstream.JetStream) (*
 	t = t.withDefaults()
 	var s Streams
 	var err error
-	if s.Queue, err = js.CreateOrUpdateStream(ctx, t.QueueStreamConfig()); err != nil {
-		return nil, fmt.Errorf("stream %s: %w", QueueStream, err)
+	if err := refuseOldLayout(ctx, js); err != nil {
+		return nil, err
 	}
-	if s.Events, err = js.CreateOrUpdateStream(ctx, t.EventsStreamConfig()); err != nil {
-		return nil, fmt.Errorf("stream %s: %w", EventsStream, err)
+	if s.Events, err = js.CreateOrUpdateStream(ctx, t.StreamConfig()); err != nil {
+		return nil, fmt.Errorf("stream %s: %w", Stream, err)
 	}
 	if s.Records, err = js.CreateOrUpdateStream(ctx, t.RecordsStreamConfig()); err != nil {
 		return nil, fmt.Errorf("stream %s: %w", RecordsStream, err)
@@ -152,6 +142,31 @@ func (t Topology) CreateOrUpdate(ctx context.Context, js jetstream.JetStream) (*
 		return nil, fmt.Errorf("bucket %s: %w", IdempotencyBucket, err)
 	}
 	return t.readers(js, &s), nil
+}
+
+// ErrOldLayout means the server holds jobwire's first layout: a
+// work-queue stream JOBS of requests (beside JOBS_EVENTS and owner
+// records). That stream cannot be changed into this version's JOBS in
+// place (JetStream does not change a stream's retention), and its jobs are
+// not readable by this version. docs/lifecycle.md ("Upgrading from the
+// first layout") says how to move: let the old runners finish the queued
+// jobs, then remove the old JOBS stream and run the set-up again.
+var ErrOldLayout = errors.New("the NATS server holds jobwire's first stream layout (JOBS is a work queue)")
+
+// refuseOldLayout returns ErrOldLayout if Stream is a work queue.
+func refuseOldLayout(ctx context.Context, js jetstream.JetStream) error {
+	st, err := js.Stream(ctx, Stream)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("stream %s: %w", Stream, err)
+	}
+	if info := st.CachedInfo(); info.Config.Retention == jetstream.WorkQueuePolicy {
+		return fmt.Errorf("%w: it holds %d job requests; let the old runners finish them, then remove it (nats stream rm %s) and run the set-up again; "+
+			"%s and the owner records in %s belong to the old layout too and are no longer read", ErrOldLayout, info.State.Msgs, Stream, OldEventsStream, RecordsStream)
+	}
+	return nil
 }
 
 // readers sets how s reads: on a replicated cluster a job's state and
@@ -204,26 +219,57 @@ func IsWrongLastSequence(err error) bool {
 		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant
 }
 
-// PublishEvent stores ev on its job's progress subject, but only if the
-// last stored event of that job is still the one at stream sequence
-// lastSubjectSeq (0: the job has no events yet). This fences writers: two
+// PublishEvent stores ev on its job's event subject, but only if the
+// last stored message of that job (its request, or its last event) is
+// still the one at stream sequence lastSeq. This fences writers: two
 // writers can never interleave events of one job, and one that lost the
 // race gets an error for which IsWrongLastSequence is true. It returns the
 // stream sequence of the stored event. When ctx carries a span, the event
 // carries its W3C trace context as NATS headers (see TraceparentHeader).
-func PublishEvent(ctx context.Context, js jetstream.Publisher, ev Event, lastSubjectSeq uint64) (uint64, error) {
-	if err := ValidateID(ev.JobID); err != nil {
-		return 0, err
-	}
-	data, err := ev.MarshalJSON() // directly: json.Marshal would re-scan the output
+func PublishEvent(ctx context.Context, js jetstream.Publisher, ev Event, lastSeq uint64) (uint64, error) {
+	m, err := EventMsg(ev, lastSeq)
 	if err != nil {
 		return 0, err
 	}
-	ack, err := publish(ctx, js, EventSubject(ev.JobID), data,
-		jetstream.WithExpectStream(EventsStream),
-		jetstream.WithExpectLastSequencePerSubject(lastSubjectSeq))
+	return PublishEventMsg(ctx, js, m)
+}
+
+// EventMsg is ev as PublishEvent stores it: its JSON on the job's event
+// subject, with the headers that fence it on the job's message at stream
+// sequence lastSeq. A caller that adds headers of its own (trace context)
+// adds them to the message and stores it with PublishEventMsg.
+func EventMsg(ev Event, lastSeq uint64) (*nats.Msg, error) {
+	if err := ValidateID(ev.JobID); err != nil {
+		return nil, err
+	}
+	if err := ValidateType(ev.Type); err != nil {
+		return nil, err
+	}
+	data, err := ev.MarshalJSON() // directly: json.Marshal would re-scan the output
+	if err != nil {
+		return nil, err
+	}
+	m := &nats.Msg{Subject: EventSubject(ev.Type, ev.JobID), Data: data, Header: make(nats.Header, 4)}
+	fence(m.Header, ev.JobID, lastSeq)
+	return m, nil
+}
+
+// PublishEventMsg stores an EventMsg, with the trace context of ctx (if
+// it carries a span) as headers, and returns its stream sequence.
+func PublishEventMsg(ctx context.Context, js jetstream.Publisher, m *nats.Msg) (uint64, error) {
+	InjectTrace(ctx, m.Header)
+	ack, err := js.PublishMsg(ctx, m)
 	if err != nil {
 		return 0, err
 	}
 	return ack.Sequence, nil
+}
+
+// fence sets the headers that make Stream store a message of job id only
+// if the job's last stored message is at stream sequence lastSeq (0: the
+// job has none yet).
+func fence(h nats.Header, id string, lastSeq uint64) {
+	h[jetstream.ExpectedStreamHeader] = []string{Stream}
+	h[jetstream.ExpectedLastSubjSeqHeader] = []string{strconv.FormatUint(lastSeq, 10)}
+	h[jetstream.ExpectedLastSubjSeqSubjHeader] = []string{JobSubjects(id)}
 }

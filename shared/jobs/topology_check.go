@@ -38,16 +38,17 @@ func (t Topology) Check(ctx context.Context, js jetstream.JetStream) (*Streams, 
 			return false, nil
 		}
 		switch stream {
-		case QueueStream:
-			s.Queue = got
-		case EventsStream:
+		case Stream:
 			s.Events = got
 		case RecordsStream:
 			s.Records = got
 		}
 		return true, nil
 	}
-	for _, want := range []jetstream.StreamConfig{t.QueueStreamConfig(), t.EventsStreamConfig(), t.RecordsStreamConfig()} {
+	if err := refuseOldLayout(ctx, js); err != nil {
+		return nil, err
+	}
+	for _, want := range []jetstream.StreamConfig{t.StreamConfig(), t.RecordsStreamConfig()} {
 		if _, err := look("stream", want.Name, want.Name, want); err != nil {
 			return nil, err
 		}

@@ -50,7 +50,7 @@ func TestTopologyCheck(t *testing.T) {
 
 	// Nothing there: all five are reported, and nothing is created.
 	want := []string{
-		"stream JOBS is missing", "stream JOBS_EVENTS is missing", "stream JOBS_RECORDS is missing",
+		"stream JOBS is missing", "stream JOBS_RECORDS is missing",
 		"bucket JOBWIRE_TYPES is missing", "bucket JOBWIRE_IDEMPOTENCY is missing",
 	}
 	if got := problems(jobs.Topology{}); !slices.Equal(got, want) {
@@ -65,7 +65,7 @@ func TestTopologyCheck(t *testing.T) {
 		t.Fatal(err)
 	}
 	want = []string{
-		"stream JOBS_EVENTS: max_age is 1h0m0s, want 168h0m0s",
+		"stream JOBS: max_age is 1h0m0s, want 168h0m0s",
 		"stream JOBS_RECORDS: max_age is 721h0m0s, want 888h0m0s",
 		"bucket JOBWIRE_IDEMPOTENCY: max_age is 1h0m0s, want 24h0m0s",
 	}
@@ -74,22 +74,22 @@ func TestTopologyCheck(t *testing.T) {
 	}
 
 	// A stream made by hand that jobwire cannot work with.
-	if err := js.DeleteStream(ctx, jobs.EventsStream); err != nil {
+	if err := js.DeleteStream(ctx, jobs.Stream); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{
-		Name: jobs.EventsStream, Subjects: []string{"jobwire.events.>"}, Storage: jetstream.MemoryStorage, MaxBytes: 1 << 20,
+		Name: jobs.Stream, Subjects: []string{"jobwire.events.>"}, Storage: jetstream.MemoryStorage, MaxBytes: 1 << 20,
 	}); err != nil {
 		t.Fatal(err)
 	}
 	got := problems(jobs.Topology{EventsMaxAge: time.Hour, IdempotencyTTL: time.Hour})
 	if len(got) != 1 {
-		t.Fatalf("problems: %q, want the events stream's only", got)
+		t.Fatalf("problems: %q, want the jobs stream's only", got)
 	}
 	for _, diff := range []string{
-		"subjects is [jobwire.events.>], want [jobwire.events.*]", "storage is Memory, want File", "max_age is 0s, want 1h0m0s",
+		"subjects is [jobwire.events.>], want [jobwire.queue.*.* jobwire.events.*.*]", "storage is Memory, want File", "max_age is 0s, want 1h0m0s",
 		"allow_direct is false, want true", "max_bytes is 1048576, want no limit", "max_msgs_per_subject is -1, want 10000",
-		"republish is none, want jobwire.events.* to jobs.{{wildcard(1)}}.progress",
+		"republish is none, want jobwire.*.*.* to jobs.{{wildcard(3)}}.progress",
 	} {
 		if !strings.Contains(got[0], diff) {
 			t.Errorf("problem %q does not say %q", got[0], diff)
@@ -98,7 +98,22 @@ func TestTopologyCheck(t *testing.T) {
 
 	// Made as asked: the handles work.
 	topo := jobs.Topology{EventsMaxAge: 2 * time.Hour}
-	if err := js.DeleteStream(ctx, jobs.EventsStream); err != nil {
+	if err := js.DeleteStream(ctx, jobs.Stream); err != nil {
+		t.Fatal(err)
+	}
+	// The first layout (a work-queue JOBS) is refused, by both.
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{
+		Name: jobs.Stream, Subjects: []string{"jobwire.queue.>"}, Retention: jetstream.WorkQueuePolicy,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := topo.CreateOrUpdate(ctx, js); !errors.Is(err, jobs.ErrOldLayout) {
+		t.Fatalf("CreateOrUpdate over the first layout: %v, want ErrOldLayout", err)
+	}
+	if _, err := topo.Check(ctx, js); !errors.Is(err, jobs.ErrOldLayout) {
+		t.Fatalf("Check of the first layout: %v, want ErrOldLayout", err)
+	}
+	if err := js.DeleteStream(ctx, jobs.Stream); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := topo.CreateOrUpdate(ctx, js); err != nil {
@@ -109,7 +124,7 @@ func TestTopologyCheck(t *testing.T) {
 		t.Fatalf("Check after CreateOrUpdate with the same settings: %v", err)
 	}
 	id := jobs.NewID(time.Now())
-	if _, err := jobs.PublishEvent(ctx, js, jobs.Request{ID: id, Type: "demo", CreatedAt: time.Now()}.Queued(), 0); err != nil {
+	if _, err := jobs.Enqueue(ctx, js, jobs.Request{ID: id, Type: "demo", CreatedAt: time.Now()}); err != nil {
 		t.Fatal(err)
 	}
 	if _, _, err := jobs.LastEvent(ctx, streams.Events, id); err != nil {
@@ -119,7 +134,7 @@ func TestTopologyCheck(t *testing.T) {
 		t.Fatalf("put through Check's types bucket: %v", err)
 	}
 	for name, got := range map[string]string{
-		jobs.QueueStream:       streams.Queue.CachedInfo().Config.Name,
+		jobs.Stream:            streams.Events.CachedInfo().Config.Name,
 		jobs.RecordsStream:     streams.Records.CachedInfo().Config.Name,
 		jobs.IdempotencyBucket: streams.Idempotency.Bucket(),
 	} {

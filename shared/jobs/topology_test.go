@@ -34,8 +34,7 @@ func TestTopologyAndEventsOnNATS(t *testing.T) {
 		t.Fatalf("second CreateOrUpdate: %v", err)
 	}
 	for name, got := range map[string]string{
-		jobs.QueueStream:       streams.Queue.CachedInfo().Config.Name,
-		jobs.EventsStream:      streams.Events.CachedInfo().Config.Name,
+		jobs.Stream:            streams.Events.CachedInfo().Config.Name,
 		jobs.TypesBucket:       streams.Types.Bucket(),
 		jobs.IdempotencyBucket: streams.Idempotency.Bucket(),
 	} {
@@ -45,8 +44,8 @@ func TestTopologyAndEventsOnNATS(t *testing.T) {
 	}
 	// Stream subjects overlapping would have failed CreateOrUpdate; also
 	// check the server kept the subjects we asked for.
-	if got := streams.Events.CachedInfo().Config.Subjects; len(got) != 1 || got[0] != jobs.AllEvents {
-		t.Errorf("events stream subjects = %q, want [%q]", got, jobs.AllEvents)
+	if got := streams.Events.CachedInfo().Config.Subjects; !slices.Equal(got, []string{jobs.AllQueue, jobs.AllEvents}) {
+		t.Errorf("stream subjects = %q, want [%q %q]", got, jobs.AllQueue, jobs.AllEvents)
 	}
 
 	msgs := func() uint64 {
@@ -92,7 +91,7 @@ func TestTopologyAndEventsOnNATS(t *testing.T) {
 
 	// The fence is per job: another job starts at 0 although the stream
 	// has messages, and does not move the first job's last sequence.
-	other := jobs.Event{JobID: jobs.NewID(time.Now()), Seq: 1, Kind: jobs.KindQueued, Status: jobs.StatusQueued, Time: now}
+	other := jobs.Event{JobID: jobs.NewID(time.Now()), Type: "demo", Seq: 1, Kind: jobs.KindQueued, Status: jobs.StatusQueued, Time: now}
 	if _, err := jobs.PublishEvent(ctx, js, other, 0); err != nil {
 		t.Fatalf("PublishEvent of another job with last sequence 0: %v", err)
 	}
@@ -166,7 +165,7 @@ func mustJSON(t *testing.T, v any) string {
 // order: a fenced write that the stream refused never reaches them.
 func TestProgressSubscribersSeeOnlyStoredEvents(t *testing.T) {
 	t.Parallel()
-	ctx, nc, js, _ := withTopology(t)
+	ctx, nc, js, streams := withTopology(t)
 	id := jobs.NewID(time.Now())
 	sub, err := nc.SubscribeSync(jobs.AllProgress)
 	if err != nil {
@@ -176,8 +175,11 @@ func TestProgressSubscribersSeeOnlyStoredEvents(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	queued := jobs.Request{ID: id, Type: "demo", CreatedAt: time.Now()}.Queued()
-	seq1, err := jobs.PublishEvent(ctx, js, queued, 0)
+	queued, err := jobs.Enqueue(ctx, js, jobs.Request{ID: id, Type: "demo", CreatedAt: time.Now()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, seq1, err := jobs.LastEvent(ctx, streams.Events, id)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -213,43 +215,69 @@ func TestProgressSubscribersSeeOnlyStoredEvents(t *testing.T) {
 	}
 }
 
-// Enqueue with its answers lost on the way back (the writes were stored):
-// it tries once more, learns that they landed, and reports the job as
-// accepted; the job has one owner record, one queued event and one request.
+// Enqueue with its answer lost on the way back (the request was stored):
+// it tries once more, learns that it landed, and reports the job as
+// accepted; the job has one request, which is its queued event and names
+// its owner. A second job with the same id, of any type, is refused.
+// EnqueueMany does the same for each job of a batch.
 func TestEnqueueSurvivesLostAnswers(t *testing.T) {
 	t.Parallel()
 	ctx, _, js, streams := withTopology(t)
-	for lose := int64(1); lose <= 3; lose++ { // the owner record's answer; then the queued event's; then the request's too
-		lossy := &natstest.LostAnswers{Publisher: js}
-		lossy.Lose.Store(lose)
-		req := jobs.Request{ID: jobs.NewID(time.Now()), Type: fmt.Sprintf("lossy%d", lose), CreatedAt: time.Now()}
-		queued, err := jobs.Enqueue(ctx, lossy, req)
-		if err != nil {
-			t.Fatalf("%d answers lost: %v", lose, err)
-		}
+	check := func(what string, req jobs.Request) {
+		t.Helper()
 		last, _, err := jobs.LastEvent(ctx, streams.Events, req.ID)
-		if err != nil || last.Seq != 1 || last.Kind != jobs.KindQueued || !last.Time.Equal(queued.Time) {
-			t.Fatalf("%d answers lost: state %+v, %v; want the one queued event", lose, last, err)
+		if err != nil || last.Seq != 1 || last.Kind != jobs.KindQueued || !last.Time.Equal(req.CreatedAt) {
+			t.Fatalf("%s: state %+v, %v; want the queued request", what, last, err)
 		}
-		info, err := streams.Queue.Info(ctx, jetstream.WithSubjectFilter(jobs.QueueSubject(req.Type)))
+		info, err := streams.Events.Info(ctx, jetstream.WithSubjectFilter(jobs.JobSubjects(req.ID)))
 		if err != nil {
 			t.Fatal(err)
 		}
-		if n := info.State.Subjects[jobs.QueueSubject(req.Type)]; n != 1 {
-			t.Fatalf("%d answers lost: %d requests stored, want 1", lose, n)
+		if n := info.State.Subjects[jobs.QueueSubject(req.Type, req.ID)]; n != 1 || len(info.State.Subjects) != 1 {
+			t.Fatalf("%s: stored %v, want one request", what, info.State.Subjects)
 		}
-		m, err := streams.Queue.GetLastMsgForSubject(ctx, jobs.QueueSubject(req.Type))
-		if err != nil {
+		if owner, err := jobs.ReadOwner(ctx, streams.Events, req.ID); err != nil || owner.Type != req.Type || owner.Owner != req.Owner {
+			t.Fatalf("%s: owner %+v, %v", what, owner, err)
+		}
+	}
+	newReq := func(typ string) jobs.Request {
+		return jobs.Request{ID: jobs.NewID(time.Now()), Type: typ, CreatedAt: time.Now().UTC(), Owner: "user:alice"}
+	}
+	lossy := &natstest.LostAnswers{Publisher: js}
+	lossy.Lose.Store(1)
+	req := newReq("lossy")
+	if _, err := jobs.Enqueue(ctx, lossy, req); err != nil {
+		t.Fatalf("answer lost: %v", err)
+	}
+	check("answer lost", req)
+	dup := req
+	dup.Type, dup.Owner = "other", "user:mallory"
+	if _, err := jobs.Enqueue(ctx, js, dup); !errors.Is(err, jobs.ErrDuplicateID) {
+		t.Fatalf("a second job with the same id: %v, want ErrDuplicateID", err)
+	}
+	check("after a duplicate", req)
+
+	batch := []jobs.Request{newReq("a"), newReq("b"), req, newReq("c")}
+	msgs := make([]*nats.Msg, len(batch))
+	for i, r := range batch {
+		var err error
+		if msgs[i], err = jobs.RequestMsg(r); err != nil {
 			t.Fatal(err)
 		}
-		var stored jobs.Request
-		queuedLost := lose >= 2
-		if err := json.Unmarshal(m.Data, &stored); err != nil || stored.ID != req.ID || (stored.QueuedSeq == 0) != queuedLost {
-			t.Fatalf("%d answers lost: request %s (%v); want queued_seq left out only if its answer was lost", lose, m.Data, err)
+	}
+	lossy.Lose.Store(2) // the first two answers of the batch
+	errs := jobs.EnqueueMany(ctx, lossy, msgs)
+	for i, r := range batch {
+		if r.ID == req.ID {
+			if !errors.Is(errs[i], jobs.ErrDuplicateID) {
+				t.Errorf("batch item %d (an id that exists): %v, want ErrDuplicateID", i, errs[i])
+			}
+			continue
 		}
-		if owner, err := jobs.ReadOwner(ctx, streams.Records, req.ID); err != nil || owner.Type != req.Type {
-			t.Fatalf("%d answers lost: owner record %+v, %v", lose, owner, err)
+		if errs[i] != nil {
+			t.Fatalf("batch item %d: %v", i, errs[i])
 		}
+		check(fmt.Sprintf("batch item %d", i), r)
 	}
 }
 

@@ -5,9 +5,7 @@ import (
 	"net/textproto"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"go.opentelemetry.io/otel/propagation"
-	"go.opentelemetry.io/otel/trace"
 )
 
 // The W3C Trace Context headers (https://www.w3.org/TR/trace-context/)
@@ -42,31 +40,6 @@ func ExtractTrace(ctx context.Context, h nats.Header) context.Context {
 		return ctx
 	}
 	return traceContext.Extract(ctx, headerCarrier(h))
-}
-
-// publish stores data on subject with the trace context of ctx as
-// headers. Without one (tracing off) it is js.Publish as it was: no
-// header, and no message allocated here (js.Publish keeps its own on the
-// stack, one allocation fewer than a *nats.Msg passed through the
-// interface).
-func publish(ctx context.Context, js jetstream.Publisher, subject string, data []byte, opts ...jetstream.PublishOpt) (*jetstream.PubAck, error) {
-	h := traceHeader(ctx)
-	if h == nil {
-		return js.Publish(ctx, subject, data, opts...)
-	}
-	return js.PublishMsg(ctx, &nats.Msg{Subject: subject, Data: data, Header: h}, opts...)
-}
-
-// traceHeader is the header to publish a message with under ctx: nil (no
-// allocation, one context lookup) when ctx carries no span context, as
-// when tracing is off.
-func traceHeader(ctx context.Context) nats.Header {
-	if !trace.SpanContextFromContext(ctx).IsValid() {
-		return nil
-	}
-	h := make(nats.Header, 4) // room for what JetStream's options add
-	InjectTrace(ctx, h)
-	return h
 }
 
 // headerCarrier adapts nats.Header (whose keys are case-sensitive) to the

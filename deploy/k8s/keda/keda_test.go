@@ -214,7 +214,7 @@ func checkTarget(t *testing.T, o *objects, so *kedav1alpha1.ScaledObject) *appsv
 
 // topology is what the ScaledObject must name of jobwire's NATS layout.
 type topology struct {
-	queueStream    string          // shared/jobs.QueueStream
+	queueStream    string          // shared/jobs.Stream
 	consumerPrefix string          // shared/jobs.ConsumerName(typ) = prefix + typ
 	builtinTypes   []string        // services/runner/jobtypes
 	accounts       map[string]bool // accounts of deploy/k8s/base/nats/nats.conf
@@ -257,7 +257,7 @@ func checkTriggers(t *testing.T, o *objects, so *kedav1alpha1.ScaledObject, d *a
 			}
 		}
 		if md["stream"] != topo.queueStream {
-			t.Errorf("%s: stream %q; the work queue is %s (shared/jobs.QueueStream)", what, md["stream"], topo.queueStream)
+			t.Errorf("%s: stream %q; the work queue is %s (shared/jobs.Stream)", what, md["stream"], topo.queueStream)
 		}
 		typ, ok := strings.CutPrefix(md["consumer"], topo.consumerPrefix)
 		if !ok || !slices.Contains(served, typ) {
@@ -409,7 +409,7 @@ func jobwireTopology(t *testing.T) topology {
 		switch n := n.(type) {
 		case *ast.ValueSpec:
 			for i, id := range n.Names {
-				if id.Name == "QueueStream" && i < len(n.Values) {
+				if id.Name == "Stream" && i < len(n.Values) {
 					topo.queueStream = stringLit(n.Values[i])
 				}
 			}
@@ -426,7 +426,7 @@ func jobwireTopology(t *testing.T) topology {
 		return true
 	})
 	if topo.queueStream == "" || topo.consumerPrefix == "" {
-		t.Fatalf("shared/jobs/subjects.go: no QueueStream constant (%q) or ConsumerName of the form prefix + typ (%q)", topo.queueStream, topo.consumerPrefix)
+		t.Fatalf("shared/jobs/subjects.go: no Stream constant (%q) or ConsumerName of the form prefix + typ (%q)", topo.queueStream, topo.consumerPrefix)
 	}
 	pkgs, err := filepath.Glob(filepath.Join(repoRoot, "services/runner/jobtypes/*.go"))
 	if err != nil {

@@ -27,7 +27,7 @@ func TestCancelQueuedJobNeverRuns(t *testing.T) {
 	testsys.StartRunner(t, ctx, &wg, sys.NATS, testsys.Logger(t))
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		if q, _ := sys.StreamCounts(t); q == 0 {
+		if n, consumers := sys.UnsettledRequests(t); consumers > 0 && n == 0 {
 			break
 		}
 		if time.Now().After(deadline) {

@@ -39,7 +39,7 @@ type clusterFault struct {
 }
 
 // On a 3-node cluster with JETSTREAM_REPLICAS=3, the leader of each stream
-// is killed in turn (JOBS, then JOBS_EVENTS, then JOBS_RECORDS; the node
+// is killed in turn (JOBS, then JOBS_RECORDS; the node
 // comes back before the next) while jobs are submitted over HTTP at a
 // steady rate and watched over WebSockets. No accepted job is lost, none
 // gets two final states, a GET right after the 202 always finds the job,
@@ -53,13 +53,13 @@ func TestClusterLosesNoJobWhenAStreamLeaderDies(t *testing.T) {
 	c := natstest.Cluster(t, 3)
 	sys := testsys.StartOnURLs(t, c.URLs(), testsys.WithReplicas(3), testsys.WithRunners(2),
 		testsys.WithNATSOptions(nats.MaxReconnects(-1), nats.ReconnectWait(250*time.Millisecond)))
-	for _, s := range []string{jobs.QueueStream, jobs.EventsStream, jobs.RecordsStream} {
+	for _, s := range []string{jobs.Stream, jobs.RecordsStream} {
 		c.WaitStreamCurrent(sys.JS, s, 30*time.Second)
 	}
 
 	load := startClusterLoad(t, sys)
 	var faults []*clusterFault
-	for _, stream := range []string{jobs.QueueStream, jobs.EventsStream, jobs.RecordsStream} {
+	for _, stream := range []string{jobs.Stream, jobs.RecordsStream} {
 		leader := c.StreamLeader(sys.JS, stream)
 		f := &clusterFault{stream: stream, node: c.Name(leader)}
 		faults = append(faults, f)
@@ -72,7 +72,7 @@ func TestClusterLosesNoJobWhenAStreamLeaderDies(t *testing.T) {
 			return time.Since(start) > 4*time.Second && load.healthy(2*time.Second) || time.Since(start) > 20*time.Second
 		})
 		c.Start(leader)
-		for _, s := range []string{jobs.QueueStream, jobs.EventsStream, jobs.RecordsStream} {
+		for _, s := range []string{jobs.Stream, jobs.RecordsStream} {
 			c.WaitStreamCurrent(sys.JS, s, 30*time.Second)
 		}
 		f.lasted = time.Since(start)

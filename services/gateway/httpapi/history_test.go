@@ -33,7 +33,7 @@ func tryAppendEvent(nc *nats.Conn, id string, kind jobs.Kind, status jobs.Status
 	if err != nil {
 		return err
 	}
-	events, err := js.Stream(ctx, jobs.EventsStream)
+	events, err := js.Stream(ctx, jobs.Stream)
 	if err != nil {
 		return err
 	}

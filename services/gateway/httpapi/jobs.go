@@ -30,6 +30,55 @@ func handleSubmit(g *Gateway) http.HandlerFunc {
 	}
 }
 
+// batchBodyBytes is the largest body of a batch submit: room for MaxBatch
+// small jobs, or MAX_BODY_BYTES if that is larger.
+func batchBodyBytes(limit int64) int64 { return max(limit, 8<<20) }
+
+// handleSubmitBatch submits up to jobops.MaxBatch jobs in one request:
+// each item is checked and stored on its own, with its own result in the
+// answer, in order (200, whatever the items' outcomes).
+func handleSubmitBatch(g *Gateway) http.HandlerFunc {
+	type request struct {
+		Jobs []jobops.BatchItem `json:"jobs"`
+	}
+	type result struct {
+		Status   int            `json:"status"`
+		Job      *jobs.Snapshot `json:"job,omitempty"`
+		Replayed bool           `json:"replayed,omitempty"`
+		Error    *apiError      `json:"error,omitempty"`
+	}
+	type response struct {
+		Results []result `json:"results"`
+	}
+	return func(w http.ResponseWriter, r *http.Request) {
+		var req request
+		if err := decode(w, r, batchBodyBytes(g.cfg.MaxBodyBytes), &req); err != nil {
+			writeError(w, err)
+			return
+		}
+		if req.Jobs == nil {
+			writeError(w, &jobops.InvalidArgumentError{Msg: `"jobs" is required: an array of {"type", "input", "idempotency_key"}`})
+			return
+		}
+		results, err := g.ops.SubmitMany(r.Context(), principalFrom(r.Context()).caller(), req.Jobs)
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		resp := response{Results: make([]result, len(results))}
+		for i, res := range results {
+			if res.Err != nil {
+				ae := apiErrorOf(res.Err)
+				resp.Results[i] = result{Status: ae.Status, Error: ae}
+				continue
+			}
+			job := res.Job
+			resp.Results[i] = result{Status: http.StatusAccepted, Job: &job, Replayed: res.Replayed}
+		}
+		encode(w, http.StatusOK, resp)
+	}
+}
+
 func handleGet(g *Gateway) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		ev, err := g.ops.Get(r.Context(), principalFrom(r.Context()).caller(), chi.URLParam(r, "id"))

@@ -156,8 +156,8 @@ func TestGatewayMetricsFollowClients(t *testing.T) {
 		t.Errorf("routes counted: %v, want unmatched paths as \"unmatched\" and \"/api/*\"", routes)
 	}
 	// The queue figure reads the stream: every registered type, 0 waiting.
-	if !m.Has("jobwire_gateway_queue_stored_jobs", "type", "demo") {
-		t.Errorf("no jobwire_gateway_queue_stored_jobs for type demo")
+	if !m.Has("jobwire_gateway_queue_newest_waiting_age_seconds", "type", "demo") {
+		t.Errorf("no jobwire_gateway_queue_newest_waiting_age_seconds for type demo")
 	}
 }
 
@@ -173,17 +173,21 @@ func labelValuesOf(m metricstest.Families, name, label string) []string {
 	return out
 }
 
-// Jobs that wait in the queue show in the gateway's per-type count, also
-// for a type no runner serves.
-func TestGatewayCountsStoredJobsPerType(t *testing.T) {
+// A job that waits in the queue shows in the gateway's per-type age of
+// the newest waiting job, also for a type no runner serves.
+func TestGatewayShowsTheNewestWaitingJobPerType(t *testing.T) {
 	t.Parallel()
 	sys := testsys.Start(t, testsys.WithoutRunner())
+	waitMetrics(t, sys, "nothing waits yet", func(m metricstest.Families) (bool, string) {
+		n := m.Value("jobwire_gateway_queue_newest_waiting_age_seconds", "type", "demo")
+		return m.Has("jobwire_gateway_queue_newest_waiting_age_seconds", "type", "demo") && n == 0, fmt.Sprint(n)
+	})
 	for range 3 {
 		sys.Submit(t, "demo", `{"steps":1}`)
 	}
-	waitMetrics(t, sys, "3 demo jobs stored", func(m metricstest.Families) (bool, string) {
-		n := m.Value("jobwire_gateway_queue_stored_jobs", "type", "demo")
-		return n == 3, fmt.Sprint(n)
+	waitMetrics(t, sys, "the newest demo job waits", func(m metricstest.Families) (bool, string) {
+		n := m.Value("jobwire_gateway_queue_newest_waiting_age_seconds", "type", "demo")
+		return n > 0, fmt.Sprint(n)
 	})
 }
 

@@ -2,6 +2,7 @@ package httpapi_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"strings"
@@ -69,12 +70,17 @@ func TestRunnerCredentialsCannotTakeOverAJob(t *testing.T) {
 		e.Status, e.Error = jobs.StatusFailed, &jobs.Error{Code: "forged", Message: "forged"}
 	})
 	f.append(t, running.ID, jobs.KindProgress, toBob)
-	// The records are written once: a second one is refused by the
+	// The end record is written once: a second one is refused by the
 	// server, also without the writer's own "expect an empty subject".
-	for _, subj := range []string{jobs.OwnerSubject(done.ID), jobs.EndSubject(done.ID)} {
-		if _, err := f.js.Publish(f.ctx, subj, []byte(`{"owner":"user:bob","seq":1,"status":"failed"}`)); err == nil {
-			t.Errorf("a second record on %s was stored", subj)
-		}
+	if _, err := f.js.Publish(f.ctx, jobs.EndSubject(done.ID), []byte(`{"owner":"user:bob","seq":1,"status":"failed"}`)); err == nil {
+		t.Errorf("a second record on %s was stored", jobs.EndSubject(done.ID))
+	}
+	// A second request of the job (only the gateway may write requests,
+	// and it fences them; this one is not fenced) names no new owner: the
+	// owner is the job's first request's.
+	second, _ := json.Marshal(jobs.Request{ID: done.ID, Type: "demo", CreatedAt: time.Now(), Owner: "user:bob"})
+	if _, err := f.js.Publish(f.ctx, jobs.QueueSubject("other", done.ID), second); err != nil {
+		t.Fatal(err)
 	}
 	if err := jobs.RecordEnd(f.ctx, f.js, jobs.Event{JobID: done.ID, Status: jobs.StatusFailed}, 1); !errors.Is(err, jobs.ErrRecorded) {
 		t.Errorf("RecordEnd over an existing end: %v, want ErrRecorded", err)

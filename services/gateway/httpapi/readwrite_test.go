@@ -40,7 +40,7 @@ func TestClusterReadsYourWriteRightAfter202(t *testing.T) {
 	if _, err := (jobs.Topology{Replicas: 3}).CreateOrUpdate(ctx, ajs); err != nil {
 		t.Fatal(err)
 	}
-	for _, s := range []string{jobs.EventsStream, jobs.RecordsStream} {
+	for _, s := range []string{jobs.Stream, jobs.RecordsStream} {
 		c.WaitStreamCurrent(ajs, s, 30*time.Second)
 		for try := 0; c.StreamLeader(ajs, s) == 0; try++ {
 			if try == 10 {
@@ -64,7 +64,7 @@ func TestClusterReadsYourWriteRightAfter202(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	events0, err := js0.Stream(ctx, jobs.EventsStream)
+	events0, err := js0.Stream(ctx, jobs.Stream)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,7 +74,7 @@ func TestClusterReadsYourWriteRightAfter202(t *testing.T) {
 		snap := sys.Submit(t, "demo", `{"steps":1,"step_ms":1}`)
 		var wg sync.WaitGroup
 		wg.Go(func() {
-			if _, err := events0.GetLastMsgForSubject(ctx, jobs.EventSubject(snap.ID)); errors.Is(err, jetstream.ErrMsgNotFound) {
+			if _, err := events0.GetLastMsgForSubject(ctx, jobs.JobSubjects(snap.ID)); errors.Is(err, jetstream.ErrMsgNotFound) {
 				directMissed++
 			}
 		})

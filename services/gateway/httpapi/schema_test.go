@@ -200,12 +200,15 @@ func storedEvents(t testing.TB, sys *testsys.System, id string) [][]byte {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	subject := jobs.EventSubject(id)
+	subject := jobs.JobSubjects(id)
 	info, err := sys.Streams.Events.Info(ctx, jetstream.WithSubjectFilter(subject))
 	if err != nil {
 		t.Fatal(err)
 	}
-	n := info.State.Subjects[subject]
+	var n uint64
+	for _, c := range info.State.Subjects {
+		n += c
+	}
 	cons, err := sys.Streams.Events.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: []string{subject}})
 	if err != nil {
 		t.Fatal(err)
@@ -275,7 +278,7 @@ func TestContractStoredEvents(t *testing.T) {
 	// The request of a job no runner serves stays on its queue subject.
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	req, err := sys.Streams.Queue.GetLastMsgForSubject(ctx, jobs.QueueSubject("contract-orphan"))
+	req, err := sys.Streams.Events.GetLastMsgForSubject(ctx, jobs.QueueSubject("contract-orphan", queued.ID))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -706,22 +709,40 @@ func TestContractWebSocketTruncated(t *testing.T) {
 	sys := testsys.Start(t, testsys.WithoutRunner(), testsys.WithConfig(func(c *httpapi.Config) { c.EventsMaxPerJob = 1 }))
 	ws := &contractWS{dialWS(t, sys), newContract(t)}
 	snap := sys.Submit(t, "demo", `{"steps":1,"step_ms":0}`)
+	// A runner started it and vanished; then it is canceled. Only the last
+	// event after the job's request is kept (the request stays).
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	queued, qseq, err := jobs.LastEvent(ctx, sys.Streams.Events, snap.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	js, err := jetstream.New(sys.NC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	started := queued.Next(jobs.KindStarted, now)
+	started.Status, started.Attempt, started.StartedAt = jobs.StatusRunning, 1, &now
+	if _, err := jobs.PublishEvent(ctx, js, started, qseq); err != nil {
+		t.Fatal(err)
+	}
 	if code, _ := sys.Cancel(t, snap.ID, ""); code != http.StatusAccepted {
 		t.Fatalf("cancel: %d", code)
 	}
-	ws.send(`{"op":"watch","job_id":"`+snap.ID+`","after_seq":0}`, true)
+	ws.send(`{"op":"watch","job_id":"`+snap.ID+`","after_seq":1}`, true)
 	f := ws.read()
-	if f.Op != "event" || !f.Truncated || f.ev.Seq != 2 || f.ev.Kind != jobs.KindCanceled {
-		t.Fatalf("got %s, want the canceled state (seq 2) marked truncated", f.raw)
+	if f.Op != "event" || !f.Truncated || f.ev.Seq != 3 || f.ev.Kind != jobs.KindCanceled {
+		t.Fatalf("got %s, want the canceled state (seq 3) marked truncated", f.raw)
 	}
 	// The same over Server-Sent Events.
-	resp, b := call(t, sys, "GET", "/api/jobs/"+snap.ID+"/events?after_seq=0", "", "", nil)
+	resp, b := call(t, sys, "GET", "/api/jobs/"+snap.ID+"/events?after_seq=1", "", "", nil)
 	ws.k.checkResponse("/api/jobs/{id}/events", "GET", resp, b)
 	if !strings.HasPrefix(string(b), "event: truncated\ndata: {}\n\n") {
 		t.Errorf("SSE after aged-out history: %q, want the truncated marker first", b)
 	}
-	if seqs := ws.k.checkSSE(b, snap.ID); !slices.Equal(seqs, []uint64{2}) {
-		t.Errorf("SSE after aged-out history: seqs %v, want [2]", seqs)
+	if seqs := ws.k.checkSSE(b, snap.ID); !slices.Equal(seqs, []uint64{3}) {
+		t.Errorf("SSE after aged-out history: seqs %v, want [3]", seqs)
 	}
 }
 

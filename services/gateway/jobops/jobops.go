@@ -54,7 +54,7 @@ func New(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, streams *jo
 	}
 	return &Service{
 		cfg: cfg, log: log, nc: nc, js: js, streams: streams, catalog: cat,
-		cursors: newCursorSealer(cfg.CursorKey), metrics: newOpsMetrics(bg, streams.Queue, cat), stop: stop,
+		cursors: newCursorSealer(cfg.CursorKey), metrics: newOpsMetrics(bg, streams.Events, cat), stop: stop,
 	}, nil
 }
 

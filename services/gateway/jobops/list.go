@@ -48,8 +48,8 @@ func (s *Service) List(ctx context.Context, who Caller, q ListQuery) (page []job
 			break
 		}
 		scanned, last = scanned+1, id
-		// The owner record first: a job of another owner costs one read.
-		owner, err := jobs.ReadOwner(ctx, s.streams.Records, id)
+		// The request first: a job of another owner costs one read.
+		owner, err := jobs.ReadOwner(ctx, s.streams.Events, id)
 		if err != nil && !errors.Is(err, jobs.ErrNotFound) || !who.CanSee(owner.Owner) || q.Type != "" && owner.Type != "" && owner.Type != q.Type {
 			continue // not who's, or aged out between listing and reading
 		}
@@ -61,9 +61,9 @@ func (s *Service) List(ctx context.Context, who Caller, q ListQuery) (page []job
 	return page, next, nil
 }
 
-// jobIDs lists the ids of every job with stored events, newest first.
+// jobIDs lists the ids of every job with a stored request, newest first.
 func (s *Service) jobIDs(ctx context.Context) ([]string, error) {
-	info, err := s.streams.Events.Info(ctx, jetstream.WithSubjectFilter(jobs.AllEvents))
+	info, err := s.streams.Events.Info(ctx, jetstream.WithSubjectFilter(jobs.AllQueue))
 	if err != nil {
 		return nil, err
 	}
@@ -74,6 +74,7 @@ func (s *Service) jobIDs(ctx context.Context) ([]string, error) {
 		}
 	}
 	slices.Sort(ids)
+	ids = slices.Compact(ids) // a second request of an id (not jobwire's doing)
 	slices.Reverse(ids)
 	return ids, nil
 }

@@ -34,7 +34,7 @@ const (
 	queueInfoTimeout = 3 * time.Second
 )
 
-func newOpsMetrics(ctx context.Context, queue jetstream.Stream, cat *catalog) *opsMetrics {
+func newOpsMetrics(ctx context.Context, stream jetstream.Stream, cat *catalog) *opsMetrics {
 	m := &opsMetrics{
 		submissions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "jobwire_gateway_submissions_total",
@@ -42,47 +42,54 @@ func newOpsMetrics(ctx context.Context, queue jetstream.Stream, cat *catalog) *o
 		}, []string{"type", "outcome", "reason"}),
 		byType: map[string]*typeCounters{},
 	}
-	stored := prometheus.NewDesc("jobwire_gateway_queue_stored_jobs",
-		"Job requests stored in the work queue (waiting, running or waiting for a retry), by type, read from the JOBS stream at most every 5 s; includes types no runner serves.",
+	waiting := prometheus.NewDesc("jobwire_gateway_queue_newest_waiting_age_seconds",
+		"Age of the type's newest job if it has not started yet (still queued), else 0, by registered type, read from the JOBS stream at most every 5 s (two direct gets per type); includes types no runner serves.",
 		[]string{"type"}, nil)
 	m.queue = &metrics.Cached{
-		Descs: []*prometheus.Desc{stored}, MaxAge: queueInfoMaxAge, Timeout: queueInfoTimeout, Parent: ctx,
+		Descs: []*prometheus.Desc{waiting}, MaxAge: queueInfoMaxAge, Timeout: queueInfoTimeout, Parent: ctx,
 		Errors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "jobwire_gateway_queue_read_errors_total",
-			Help: "Readings of the JOBS stream's per-type counts that failed (jobwire_gateway_queue_stored_jobs is then absent).",
+			Help: "Readings of the JOBS stream's newest job per type that failed (jobwire_gateway_queue_newest_waiting_age_seconds is then absent).",
 		}),
 		Read: func(ctx context.Context) ([]prometheus.Metric, error) {
-			return readQueueCounts(ctx, queue, cat, stored)
+			return readNewestWaiting(ctx, stream, cat, waiting)
 		},
 	}
 	m.all = metrics.Set{m.submissions, m.queue}
 	return m
 }
 
-// readQueueCounts reads how many requests the queue stream holds per
-// subject (one stream info request) and makes them per-type gauges.
-// Every registered type gets one, 0 when it has none stored.
-func readQueueCounts(ctx context.Context, queue jetstream.Stream, cat *catalog, desc *prometheus.Desc) ([]prometheus.Metric, error) {
-	info, err := queue.Info(ctx, jetstream.WithSubjectFilter(jobs.AllQueue))
-	if err != nil {
-		return nil, err
-	}
-	counts := map[string]uint64{}
-	for _, t := range cat.list() {
-		counts[t.Type] = 0
-	}
-	for subject, n := range info.State.Subjects {
-		typ, ok := jobs.TypeFromQueueSubject(subject)
-		if _, known := counts[typ]; !ok || !known {
-			typ = metrics.UnknownType
+// readNewestWaiting reads, for every registered type, its newest job
+// request and that job's last message: if the job has not started, its
+// age. The stream keeps requests after they ran, so counting them would
+// grow with the store; the newest one is two reads per type, and a job
+// that waits there means the type's queue is not being served.
+func readNewestWaiting(ctx context.Context, stream jetstream.Stream, cat *catalog, desc *prometheus.Desc) ([]prometheus.Metric, error) {
+	types := cat.list()
+	out := make([]prometheus.Metric, 0, len(types))
+	var errs []error
+	for _, t := range types {
+		age := 0.0
+		req, err := stream.GetLastMsgForSubject(ctx, jobs.QueueFilter(t.Type))
+		switch {
+		case errors.Is(err, jetstream.ErrMsgNotFound):
+		case err != nil:
+			errs = append(errs, err)
+			continue
+		default:
+			_, id, _ := jobs.JobOfSubject(req.Subject)
+			last, err := stream.GetLastMsgForSubject(ctx, jobs.JobSubjects(id))
+			if err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			if last.Sequence == req.Sequence { // nothing stored after the request: not started
+				age = max(time.Since(req.Time).Seconds(), 0)
+			}
 		}
-		counts[typ] += n
+		out = append(out, prometheus.MustNewConstMetric(desc, prometheus.GaugeValue, age, t.Type))
 	}
-	out := make([]prometheus.Metric, 0, len(counts))
-	for typ, n := range counts {
-		out = append(out, prometheus.MustNewConstMetric(desc, prometheus.GaugeValue, float64(n), typ))
-	}
-	return out, nil
+	return out, errors.Join(errs...)
 }
 
 // forType is the counters of registered type typ, made on first use.

@@ -33,15 +33,11 @@ func (s *Service) ReadJob(ctx context.Context, who Caller, id string) (jobs.Job,
 	return job, nil
 }
 
-// notFound is the error for a job with no stored events: ErrExpired if it
-// ended and its events have aged out since (and who owns it: its records
-// outlive its events), ErrNotFound otherwise.
+// notFound is the error for a job with no stored messages: ErrExpired if
+// it ended and its request and events have aged out since (and who owned
+// it: its end record, which outlives them, says), ErrNotFound otherwise.
 func (s *Service) notFound(ctx context.Context, who Caller, id string) error {
-	owner, err := jobs.ReadOwner(ctx, s.streams.Records, id)
-	if err != nil && !errors.Is(err, jobs.ErrNotFound) || !who.CanSee(owner.Owner) {
-		return &JobError{ID: id, Err: ErrNotFound}
-	}
-	if _, ended, err := jobs.ReadEnd(ctx, s.streams.Records, id); err == nil && ended {
+	if end, ended, err := jobs.ReadEnd(ctx, s.streams.Records, id); err == nil && ended && who.CanSee(end.Owner) {
 		return &JobError{ID: id, Err: ErrExpired}
 	}
 	return &JobError{ID: id, Err: ErrNotFound}

@@ -24,32 +24,15 @@ type SubmitRequest struct {
 // submitTimeout bounds the stores of one submission.
 const submitTimeout = 10 * time.Second
 
-// Submit checks a job request, stores it in the queue stream and records
-// the job's "queued" state; both are acknowledged by JetStream before it
-// returns. With an idempotency key, a repeated submit returns the first
+// Submit checks a job request and stores it (jobs.Enqueue: one write,
+// which is also the job's "queued" state), acknowledged by JetStream
+// before it returns. With an idempotency key, a repeated submit returns the first
 // job, and replayed is true.
 func (s *Service) Submit(ctx context.Context, who Caller, req SubmitRequest, idemKey string) (snap jobs.Snapshot, replayed bool, err error) {
 	known := false // a registered type: its name may be a label value
 	defer func() { s.metrics.submitted(req.Type, known, replayed, err) }()
-	if req.Type == "" {
-		return jobs.Snapshot{}, false, &InvalidArgumentError{`"type" is required`}
-	}
-	if len(req.Input) > 0 && !json.Valid(req.Input) {
-		return jobs.Snapshot{}, false, &InvalidArgumentError{`"input" is not valid JSON`}
-	}
-	if d := jsonDepth(req.Input); d > s.cfg.MaxJSONDepth {
-		return jobs.Snapshot{}, false, &InvalidArgumentError{fmt.Sprintf(`"input" nests %d deep; at most %d is accepted`, d, s.cfg.MaxJSONDepth)}
-	}
-	t, err := s.catalog.lookup(ctx, req.Type)
-	if errors.Is(err, jobs.ErrUnknownType) {
-		return jobs.Snapshot{}, false, &UnknownTypeError{Type: req.Type}
-	}
-	if err != nil {
-		return jobs.Snapshot{}, false, unavailable(err)
-	}
-	known = true
-	if err := t.Validate(req.Input); err != nil {
-		return jobs.Snapshot{}, false, &InvalidInputError{Type: req.Type, Err: err}
+	if known, err = s.check(ctx, req); err != nil {
+		return jobs.Snapshot{}, false, err
 	}
 	if !s.nc.IsConnected() {
 		return jobs.Snapshot{}, false, unavailable(nats.ErrConnectionClosed)
@@ -57,7 +40,7 @@ func (s *Service) Submit(ctx context.Context, who Caller, req SubmitRequest, ide
 
 	// One deadline for every store of this submission (JetStream would
 	// otherwise make one per publish), and no cancellation: a client that
-	// goes away half-way must not leave a queued event without its request.
+	// goes away half-way must not leave an idempotency key without its job.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), submitTimeout)
 	defer cancel()
 	now := time.Now().UTC()
@@ -70,15 +53,7 @@ func (s *Service) Submit(ctx context.Context, who Caller, req SubmitRequest, ide
 		}
 		idemRecord = key
 		if existing != "" {
-			ev, _, err := jobs.State(ctx, s.streams.Events, s.streams.Records, existing)
-			if errors.Is(err, jobs.ErrNotFound) {
-				// The first request with this key is still being stored.
-				return jobs.Snapshot{}, false, ErrInProgress
-			}
-			if err != nil {
-				return jobs.Snapshot{}, false, unavailable(err)
-			}
-			return jobs.SnapshotOf(ev), true, nil
+			return s.replay(ctx, existing)
 		}
 	}
 
@@ -88,6 +63,129 @@ func (s *Service) Submit(ctx context.Context, who Caller, req SubmitRequest, ide
 		return jobs.Snapshot{}, false, unavailable(err)
 	}
 	return jobs.SnapshotOf(queued), false, nil
+}
+
+// check checks a job request against the rules and its type's input
+// schema.
+func (s *Service) check(ctx context.Context, req SubmitRequest) (known bool, err error) {
+	if req.Type == "" {
+		return false, &InvalidArgumentError{`"type" is required`}
+	}
+	if len(req.Input) > 0 && !json.Valid(req.Input) {
+		return false, &InvalidArgumentError{`"input" is not valid JSON`}
+	}
+	if d := jsonDepth(req.Input); d > s.cfg.MaxJSONDepth {
+		return false, &InvalidArgumentError{fmt.Sprintf(`"input" nests %d deep; at most %d is accepted`, d, s.cfg.MaxJSONDepth)}
+	}
+	t, err := s.catalog.lookup(ctx, req.Type)
+	if errors.Is(err, jobs.ErrUnknownType) {
+		return false, &UnknownTypeError{Type: req.Type}
+	}
+	if err != nil {
+		return false, unavailable(err)
+	}
+	if err := t.Validate(req.Input); err != nil {
+		return true, &InvalidInputError{Type: req.Type, Err: err}
+	}
+	return true, nil
+}
+
+// MaxBatch is the most jobs one SubmitMany takes.
+const MaxBatch = 1000
+
+// BatchItem is one job of a batch submit: a SubmitRequest and, if the
+// caller wants its submit to be idempotent, its own idempotency key.
+type BatchItem struct {
+	SubmitRequest
+	IdempotencyKey string `json:"idempotency_key,omitempty"`
+}
+
+// BatchResult is the outcome of one BatchItem: the job's snapshot (with
+// Replayed when an idempotency key named a job submitted before), or the
+// error that kept it from being submitted.
+type BatchResult struct {
+	Job      jobs.Snapshot
+	Replayed bool
+	Err      error
+}
+
+// SubmitMany submits each item as Submit does, and returns one result per
+// item, in order. Items are checked one by one; the good ones are stored
+// together, pipelined (jobs.EnqueueMany: each is its own durable, fenced
+// write, acknowledged by JetStream before SubmitMany returns), so a bad
+// or failed item never keeps the others from being submitted. It fails as
+// a whole only for a batch of more than MaxBatch items.
+func (s *Service) SubmitMany(ctx context.Context, who Caller, items []BatchItem) ([]BatchResult, error) {
+	if len(items) > MaxBatch {
+		return nil, &InvalidArgumentError{fmt.Sprintf("a batch holds at most %d jobs; this one has %d", MaxBatch, len(items))}
+	}
+	results := make([]BatchResult, len(items))
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), submitTimeout)
+	defer cancel()
+	connected := s.nc.IsConnected()
+	msgs := make([]*nats.Msg, len(items))
+	reqs := make([]jobs.Request, len(items))
+	idem := make([]string, len(items))
+	known := make([]bool, len(items))
+	defer func() {
+		for i, r := range results {
+			s.metrics.submitted(items[i].Type, known[i], r.Replayed, r.Err)
+		}
+	}()
+	now := time.Now().UTC()
+	for i, it := range items {
+		r := &results[i]
+		if known[i], r.Err = s.check(ctx, it.SubmitRequest); r.Err != nil {
+			continue
+		}
+		if !connected {
+			r.Err = unavailable(nats.ErrConnectionClosed)
+			continue
+		}
+		id := jobs.NewID(now)
+		if it.IdempotencyKey != "" {
+			existing, key, err := s.claimIdempotencyKey(ctx, who.Owner+"\x00"+it.IdempotencyKey, it.SubmitRequest, id)
+			if err != nil {
+				r.Err = err
+				continue
+			}
+			if existing != "" {
+				r.Job, r.Replayed, r.Err = s.replay(ctx, existing)
+				continue
+			}
+			idem[i] = key
+		}
+		reqs[i] = jobs.Request{ID: id, Type: it.Type, Input: it.Input, CreatedAt: now, Owner: who.Owner}
+		if msgs[i], r.Err = jobs.RequestMsg(reqs[i]); r.Err != nil {
+			msgs[i] = nil
+			s.forgetIdempotencyKey(idem[i])
+		}
+	}
+	for i, err := range jobs.EnqueueMany(ctx, s.js, msgs) {
+		switch {
+		case msgs[i] == nil:
+		case err != nil:
+			results[i].Err = unavailable(err)
+			s.forgetIdempotencyKey(idem[i])
+		default:
+			results[i].Job = jobs.SnapshotOf(reqs[i].Queued())
+		}
+	}
+	return results, nil
+}
+
+// replay is the answer to a submit whose idempotency key names job id,
+// submitted before.
+func (s *Service) replay(ctx context.Context, id string) (jobs.Snapshot, bool, error) {
+	ev, _, err := jobs.State(ctx, s.streams.Events, s.streams.Records, id)
+	if errors.Is(err, jobs.ErrNotFound) {
+		// The first request with this key is still being stored.
+		return jobs.Snapshot{}, false, ErrInProgress
+	}
+	if err != nil {
+		return jobs.Snapshot{}, false, unavailable(err)
+	}
+	return jobs.SnapshotOf(ev), true, nil
 }
 
 // idempotencyRecord is stored per key: the job it made and a hash of the

@@ -98,7 +98,7 @@ func (n *Node) catchUp(ctx context.Context, who jobops.Caller, box *outbox, id s
 	if err != nil {
 		return err
 	}
-	last, ok := eventMsg(jobs.EventSubject(id), job.Data, n.frame)
+	last, ok := eventMsg(jobs.ProgressSubject(id), job.Data, n.frame)
 	if !ok {
 		return ErrStateDamaged
 	}
@@ -153,14 +153,15 @@ const replayLagPatience = 5 * time.Second
 // the stream from sequence fromStream (0: from the start) through the
 // job's first final event or the last one stored, at the watcher's pace.
 // It reads with batched direct gets and leaves nothing on the server. If
-// the events after afterSeq have aged out it queues the current state
-// instead (the first final event, or the last stored), marked truncated.
-// It returns the highest seq it read, the stream sequence to read on
-// from, and how many events it queued.
+// events after afterSeq have aged out (the first one it lacks is missing)
+// it queues the current state instead (the first final event, or the last
+// stored), marked truncated. It returns the highest seq it read, the
+// stream sequence to read on from, and how many events it queued.
 func (n *Node) replay(ctx context.Context, box *outbox, id string, afterSeq, fromStream uint64) (reached, next uint64, queued int, err error) {
 	rctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	first, truncated := true, false
+	truncated := false
+	expect := afterSeq + 1 // the next seq the watcher lacks
 	var current Msg
 	next = fromStream
 	for m, err := range jobs.History(rctx, n.nc, id, fromStream) {
@@ -174,18 +175,20 @@ func (n *Node) replay(ctx context.Context, box *outbox, id string, afterSeq, fro
 		}
 		reached = max(reached, ev.seq)
 		ev.streamSeq = m.StreamSeq
-		if first && ev.seq > afterSeq+1 {
+		// A gap (the job's request stays, the events after it may have
+		// aged out) ends the replay's detail: the state is what follows.
+		if ev.seq > expect {
 			truncated = true
 		}
-		first = false
 		if truncated {
 			current = ev
-		} else if ev.seq > afterSeq {
+		} else if ev.seq == expect {
 			if err := box.waitRoom(rctx, coalesceAt/2); err != nil {
 				return reached, next, queued, unavailable(err)
 			}
 			box.add(ev)
 			queued++
+			expect++
 		}
 		if ev.terminal {
 			break // the job's end: nothing stored after it counts

@@ -67,23 +67,23 @@ func Example() {
 	ran := make(chan error, 1)
 	go func() { ran <- r.Run(runCtx) }()
 
-	// Submit a job as the gateway does: a request on the type's queue
-	// subject. (The gateway also stores the "queued" event first.)
+	// Submit a job as the gateway does: one request on the type's queue
+	// subject, which is also the job's "queued" event.
 	js, err := jetstream.New(nc)
 	if err != nil {
 		log.Fatal(err)
 	}
 	id := jobs.NewID(time.Now())
-	req, _ := json.Marshal(jobs.Request{ID: id, Type: "count-words", Input: json.RawMessage(`{"text":"the quick brown fox"}`), CreatedAt: time.Now()})
-	if _, err := js.Publish(ctx, jobs.QueueSubject("count-words"), req); err != nil {
+	req := jobs.Request{ID: id, Type: "count-words", Input: json.RawMessage(`{"text":"the quick brown fox"}`), CreatedAt: time.Now()}
+	if _, err := jobs.Enqueue(ctx, js, req); err != nil {
 		log.Fatal(err)
 	}
 
 	// Follow the job's events (every one is on jobs.<id>.progress) until it
 	// ends. Progress events may be coalesced; log lines and the final
 	// state never are.
-	events, err := js.OrderedConsumer(ctx, jobs.EventsStream, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{jobs.EventSubject(id)},
+	events, err := js.OrderedConsumer(ctx, jobs.Stream, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{jobs.JobSubjects(id)},
 	})
 	if err != nil {
 		log.Fatal(err)

@@ -84,7 +84,7 @@ func newEnv(t *testing.T) *env {
 	if err != nil {
 		t.Fatalf("create topology: %v", err)
 	}
-	e.queue, e.events = streams.Queue, streams.Events
+	e.queue, e.events = streams.Events, streams.Events
 	return e
 }
 
@@ -210,27 +210,25 @@ func (e *env) submitID(id, typ, input string) {
 // type subjectType, whatever type it names.
 func (e *env) submitOn(subjectType, id, typ, input string) {
 	e.t.Helper()
-	now := time.Now().UTC()
-	queued := jobs.Event{JobID: id, Type: typ, Seq: 1, Kind: jobs.KindQueued, Status: jobs.StatusQueued, Time: now, CreatedAt: &now}
-	qseq, err := jobs.PublishEvent(e.ctx, e.js, queued, 0)
-	if err != nil {
-		e.t.Fatalf("publish queued event: %v", err)
-	}
-	req := jobs.Request{ID: id, Type: typ, CreatedAt: now, QueuedSeq: qseq}
+	req := jobs.Request{ID: id, Type: typ, CreatedAt: time.Now().UTC()}
 	if input != "" {
 		req.Input = json.RawMessage(input)
 	}
-	data, err := json.Marshal(req)
+	m, err := jobs.RequestMsg(req)
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	e.publishRequest(subjectType, data)
+	m.Subject = jobs.QueueSubject(subjectType, id)
+	if err := jobs.EnqueueMsg(e.ctx, e.js, m); err != nil {
+		e.t.Fatalf("store job request: %v", err)
+	}
 }
 
-// publishRequest stores raw bytes as a job request of type typ.
+// publishRequest stores raw bytes as a job request of type typ (on the
+// queue subject of a new job id).
 func (e *env) publishRequest(typ string, data []byte) {
 	e.t.Helper()
-	if _, err := e.js.Publish(e.ctx, jobs.QueueSubject(typ), data, jetstream.WithExpectStream(jobs.QueueStream)); err != nil {
+	if _, err := e.js.Publish(e.ctx, jobs.QueueSubject(typ, jobs.NewID(time.Now())), data, jetstream.WithExpectStream(jobs.Stream)); err != nil {
 		e.t.Fatalf("publish job request: %v", err)
 	}
 }
@@ -316,15 +314,15 @@ func (e *env) history(id string) []jobs.Event {
 	e.t.Helper()
 	ctx, cancel := context.WithTimeout(e.ctx, waitTimeout)
 	defer cancel()
-	lastMsg, err := e.events.GetLastMsgForSubject(ctx, jobs.EventSubject(id))
+	lastMsg, err := e.events.GetLastMsgForSubject(ctx, jobs.JobSubjects(id))
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
 		return nil
 	}
 	if err != nil {
 		e.t.Fatalf("last event of %s: %v", id, err)
 	}
-	cons, err := e.js.OrderedConsumer(ctx, jobs.EventsStream, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{jobs.EventSubject(id)},
+	cons, err := e.js.OrderedConsumer(ctx, jobs.Stream, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{jobs.JobSubjects(id)},
 	})
 	if err != nil {
 		e.t.Fatalf("ordered consumer: %v", err)
@@ -375,15 +373,37 @@ func ofKind(evs []jobs.Event, kind jobs.Kind) []jobs.Event {
 // describe and describeAll summarise events for failure messages.
 var describe, describeAll = natstest.Describe, natstest.DescribeAll
 
-// queueMsgs is how many job requests the queue stream holds.
+// queueMsgs is how many job requests wait or are in flight: what the
+// runners' consumers have not delivered yet or not seen settled (the
+// stream keeps settled requests as the jobs' first events). With no
+// runners' consumer yet, every stored request.
 func (e *env) queueMsgs() (uint64, error) {
 	ctx, cancel := context.WithTimeout(e.ctx, 5*time.Second)
 	defer cancel()
-	info, err := e.queue.Info(ctx)
+	var n uint64
+	consumers := 0
+	list := e.queue.ListConsumers(ctx)
+	for info := range list.Info() {
+		if !strings.HasPrefix(info.Name, "runners_") {
+			continue // the ordered consumers history reads with
+		}
+		consumers++
+		n += info.NumPending + uint64(info.NumAckPending)
+	}
+	if err := list.Err(); err != nil {
+		return 0, err
+	}
+	if consumers > 0 {
+		return n, nil
+	}
+	info, err := e.queue.Info(ctx, jetstream.WithSubjectFilter(jobs.AllQueue))
 	if err != nil {
 		return 0, err
 	}
-	return info.State.Msgs, nil
+	for _, c := range info.State.Subjects {
+		n += c
+	}
+	return n, nil
 }
 
 // consumer reads the state of the last started runner's consumer.
@@ -394,7 +414,7 @@ func (e *env) consumer() (*jetstream.ConsumerInfo, error) {
 func (e *env) consumerNamed(name string) (*jetstream.ConsumerInfo, error) {
 	ctx, cancel := context.WithTimeout(e.ctx, 5*time.Second)
 	defer cancel()
-	c, err := e.js.Consumer(ctx, jobs.QueueStream, name)
+	c, err := e.js.Consumer(ctx, jobs.Stream, name)
 	if err != nil {
 		return nil, err
 	}
@@ -482,7 +502,7 @@ const ackSubjects = "$JS.ACK.>"
 func (e *env) readsOfState(id string) func() int {
 	e.t.Helper()
 	ch := make(chan *nats.Msg, 1024)
-	sub, err := e.nc.ChanSubscribe("$JS.API.DIRECT.GET."+jobs.EventsStream+"."+jobs.EventSubject(id), ch)
+	sub, err := e.nc.ChanSubscribe("$JS.API.DIRECT.GET."+jobs.Stream+"."+jobs.JobSubjects(id), ch)
 	if err != nil {
 		e.t.Fatal(err)
 	}

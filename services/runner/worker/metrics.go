@@ -225,7 +225,7 @@ func newQueueMetrics(types []string, js jetstream.JetStream, queue jetstream.Str
 			var out []prometheus.Metric
 			var errs []error
 			for _, typ := range types {
-				cons, err := js.Consumer(ctx, jobs.QueueStream, jobs.ConsumerName(typ))
+				cons, err := js.Consumer(ctx, jobs.Stream, jobs.ConsumerName(typ))
 				if err != nil {
 					errs = append(errs, err)
 					continue
@@ -235,7 +235,7 @@ func newQueueMetrics(types []string, js jetstream.JetStream, queue jetstream.Str
 				if info.NumPending > 0 {
 					// The oldest job not delivered yet: the first on the
 					// type's subject after the last one delivered.
-					msg, err := queue.GetMsg(ctx, info.Delivered.Stream+1, jetstream.WithGetMsgSubject(jobs.QueueSubject(typ)))
+					msg, err := queue.GetMsg(ctx, info.Delivered.Stream+1, jetstream.WithGetMsgSubject(jobs.QueueFilter(typ)))
 					switch {
 					case err == nil:
 						age = max(time.Since(msg.Time).Seconds(), 0)

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/jobwire/jobwire/shared/jobs"
-	"github.com/nats-io/nats.go/jetstream"
 )
 
 // runs counts the handler calls of each job id.
@@ -88,29 +87,6 @@ func TestPoolsChangeTypesSideBySide(t *testing.T) {
 	}
 }
 
-// A pool consumer from before jobwire had one consumer per type (one
-// consumer for several types) is replaced when it has nothing in flight.
-func TestOldPoolConsumerIsReplaced(t *testing.T) {
-	t.Parallel()
-	e := newEnv(t)
-	const legacy = "runners_demo_other"
-	if _, err := e.js.CreateOrUpdateConsumer(e.ctx, jobs.QueueStream, jetstream.ConsumerConfig{
-		Durable: legacy, AckPolicy: jetstream.AckExplicitPolicy,
-		FilterSubjects: []string{jobs.QueueSubject("demo"), jobs.QueueSubject("other")},
-	}); err != nil {
-		t.Fatal(err)
-	}
-	id := e.submit("demo", "")
-	var r runs
-	e.startRunner(Config{}, r.jobType("demo"))
-	if end := e.waitEnded(id); end.Status != jobs.StatusSucceeded || r.of(id) != 1 {
-		t.Errorf("job ended %s after %d runs, want succeeded once", describe(end), r.of(id))
-	}
-	if _, err := e.js.Consumer(e.ctx, jobs.QueueStream, legacy); err == nil {
-		t.Errorf("the old pool consumer %s is still there", legacy)
-	}
-}
-
 // A runner whose consumer is deleted under it (nats consumer rm) creates
 // it again and takes jobs, without flooding its log.
 func TestRunnerRecoversItsDeletedConsumer(t *testing.T) {
@@ -131,7 +107,7 @@ func TestRunnerRecoversItsDeletedConsumer(t *testing.T) {
 		}
 		return ci.NumWaiting > 0, fmt.Sprintf("%d waiting", ci.NumWaiting)
 	})
-	if err := e.js.DeleteConsumer(e.ctx, jobs.QueueStream, e.consumerName); err != nil {
+	if err := e.js.DeleteConsumer(e.ctx, jobs.Stream, e.consumerName); err != nil {
 		t.Fatal(err)
 	}
 	id := e.submit("alpha", "")

@@ -86,7 +86,10 @@ func (r *Runner) process(ctx context.Context, msg jetstream.Msg) {
 func (r *Runner) deliver(ctx context.Context, msg jetstream.Msg, req jobs.Request, sc trace.SpanContext) *execution {
 	storeCtx := context.WithoutCancel(ctx)
 	meta, err := msg.Metadata()
-	w, err := r.openWriter(storeCtx, req, err == nil && meta.NumDelivered == 1)
+	if err != nil {
+		meta = nil // not a JetStream message: read the job's state
+	}
+	w, err := r.openWriter(storeCtx, req, meta)
 	if err != nil {
 		// The attempt is not known before the job's state is read.
 		delivery := uint64(0)
@@ -287,8 +290,11 @@ func (x *execution) fail(ctx context.Context, jerr *jobs.Error) {
 	x.end(ctx, jobs.KindFailed, jobs.StatusFailed, nil, jerr)
 }
 
-// end stores the job's final event and records the job's end (so nothing
-// stored after it counts), and only then acks the job message.
+// end stores the job's final event, and only then acks the job message;
+// the record of the job's end (so nothing stored after it counts) is sent
+// with the ack, not before it: the final event is what a redelivery reads,
+// and it records the end again if this runner dies before that record is
+// stored.
 func (x *execution) end(ctx context.Context, kind jobs.Kind, status jobs.Status, result json.RawMessage, jerr *jobs.Error) {
 	now := time.Now()
 	err := x.w.emit(ctx, kind, func(e *jobs.Event) {
@@ -305,12 +311,25 @@ func (x *execution) end(ctx context.Context, kind jobs.Kind, status jobs.Status,
 		return
 	}
 	x.outcome = x.m.finished(status)
-	x.recordEnd(ctx)
+	recorded := x.sendEndRecord(ctx)
 	// No need to wait for the ack's confirmation: the final state is
 	// stored, so a redelivery after a lost ack only acks.
 	if err := x.msg.Ack(); err != nil {
 		x.log.Warn("ack failed after the final state was stored", "err", err)
 	}
+	recorded()
+}
+
+// sendEndRecord starts storing the record of the job's end, so that it
+// travels with the ack instead of before it; the function it returns
+// waits until it is stored.
+func (x *execution) sendEndRecord(ctx context.Context) (wait func()) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		x.recordEnd(ctx)
+	}()
+	return func() { <-done }
 }
 
 // recordEnd records that the job ended with the writer's last (final)

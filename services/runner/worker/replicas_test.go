@@ -72,7 +72,7 @@ func TestReplicasConvergeFromR1WithoutLosingOrRerunningJobs(t *testing.T) {
 	if n := info.NumAckPending + int(info.NumPending); n != 5 || info.NumAckPending < 2 {
 		t.Fatalf("consumer after the update: %d in flight, %d waiting; want the 5 jobs, 2+ in flight", info.NumAckPending, info.NumPending)
 	}
-	for _, name := range []string{jobs.QueueStream, jobs.EventsStream, jobs.RecordsStream, "KV_" + jobs.TypesBucket, "KV_" + jobs.IdempotencyBucket} {
+	for _, name := range []string{jobs.Stream, jobs.RecordsStream, "KV_" + jobs.TypesBucket, "KV_" + jobs.IdempotencyBucket} {
 		s, err := e.js.Stream(e.ctx, name)
 		if err != nil {
 			t.Fatal(err)
@@ -98,17 +98,13 @@ func TestReplicasConvergeFromR1WithoutLosingOrRerunningJobs(t *testing.T) {
 
 	// The consumer now has a copy on every node: losing its leader does
 	// not strand the queue.
-	for _, stream := range []string{jobs.QueueStream, jobs.EventsStream} {
-		c.WaitStreamCurrent(e.js, stream, waitTimeout)
-	}
+	c.WaitStreamCurrent(e.js, jobs.Stream, waitTimeout)
 	leader := consumerLeader(t, e)
 	c.Stop(leader)
 	// The node may have led the streams a submit writes to as well: a
 	// write sent while a stream has no leader waits for an answer that
 	// never comes, so submit once both have one again.
-	for _, stream := range []string{jobs.QueueStream, jobs.EventsStream} {
-		c.StreamLeader(e.js, stream)
-	}
+	c.StreamLeader(e.js, jobs.Stream)
 	after := e.submit("block", "")
 	if ev := e.waitEnded(after); ev.Status != jobs.StatusSucceeded {
 		t.Errorf("job submitted after the consumer's leader %s died ended %s", c.Name(leader), ev.Status)
@@ -131,7 +127,7 @@ func newClusterEnv(t *testing.T, c *natstest.ClusterNATS) *env {
 	if err != nil {
 		t.Fatalf("create topology: %v", err)
 	}
-	e.queue, e.events = streams.Queue, streams.Events
+	e.queue, e.events = streams.Events, streams.Events
 	return e
 }
 

@@ -61,8 +61,8 @@ func TestNewRejectsBadJobTypes(t *testing.T) {
 	}
 
 	// A refused registration created nothing on the server.
-	if _, err := e.js.Stream(e.ctx, jobs.QueueStream); !errors.Is(err, jetstream.ErrStreamNotFound) {
-		t.Errorf("after refused registrations, stream %s: err = %v, want ErrStreamNotFound", jobs.QueueStream, err)
+	if _, err := e.js.Stream(e.ctx, jobs.Stream); !errors.Is(err, jetstream.ErrStreamNotFound) {
+		t.Errorf("after refused registrations, stream %s: err = %v, want ErrStreamNotFound", jobs.Stream, err)
 	}
 
 	// The same server accepts a good registration: streams, consumer and
@@ -70,7 +70,7 @@ func TestNewRejectsBadJobTypes(t *testing.T) {
 	if _, err := New(e.ctx, e.nc, Config{}, jobType("alpha", ok)); err != nil {
 		t.Fatalf("New with a good type: %v", err)
 	}
-	if _, err := e.js.Consumer(e.ctx, jobs.QueueStream, jobs.ConsumerName("alpha")); err != nil {
+	if _, err := e.js.Consumer(e.ctx, jobs.Stream, jobs.ConsumerName("alpha")); err != nil {
 		t.Errorf("consumer after a good New: %v", err)
 	}
 	kv, err := e.js.KeyValue(e.ctx, jobs.TypesBucket)
@@ -265,20 +265,20 @@ func TestAlreadyEndedJobIsAckedWithoutRunning(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	var c calls
-	e.startRunner(Config{}, jobType("once", func(ctx context.Context, job *Job) (any, error) {
-		c.add(job)
-		return nil, nil
-	}))
-
-	// With queued_seq (jobs.Enqueue's requests) the runner does not read the
-	// state before its first write; the fenced write finds the job ended.
-	// Without it (another producer's request) it reads the state first.
-	for i, withQueuedSeq := range []bool{true, false} {
+	// The jobs end (an earlier delivery's final event, or a cancel) before
+	// any runner starts. A first delivery does not read the state before
+	// its first write, which is fenced on the request: that write finds the
+	// job ended.
+	var ids []string
+	for range 2 {
 		id := jobs.NewID(time.Now())
 		now := time.Now().UTC()
 		req := jobs.Request{ID: id, Type: "once", CreatedAt: now}
-		queued := req.Queued()
-		qseq, err := jobs.PublishEvent(e.ctx, e.js, queued, 0)
+		queued, err := jobs.Enqueue(e.ctx, e.js, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, qseq, err := jobs.LastEvent(e.ctx, e.events, id)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -287,24 +287,25 @@ func TestAlreadyEndedJobIsAckedWithoutRunning(t *testing.T) {
 		if _, err := jobs.PublishEvent(e.ctx, e.js, done, qseq); err != nil {
 			t.Fatal(err)
 		}
-		if withQueuedSeq {
-			req.QueuedSeq = qseq
-		}
-		data, _ := json.Marshal(req)
-		e.publishRequest("once", data)
-
-		q := e.waitQueueSettled()
-		if got := c.seen(); len(got) != 0 {
-			t.Errorf("queued_seq %v: handler ran %d times for a job that had already ended", withQueuedSeq, len(got))
-		}
+		ids = append(ids, id)
+	}
+	e.startRunner(Config{}, jobType("once", func(ctx context.Context, job *Job) (any, error) {
+		c.add(job)
+		return nil, nil
+	}))
+	q := e.waitQueueSettled()
+	if got := c.seen(); len(got) != 0 {
+		t.Errorf("handler ran %d times for jobs that had already ended", len(got))
+	}
+	for _, id := range ids {
 		evs := e.history(id)
 		checkSeqs(t, id, evs)
 		if len(evs) != 2 || evs[1].Kind != jobs.KindSucceeded || string(evs[1].Result) != `"earlier"` {
-			t.Errorf("queued_seq %v: history of an ended job changed:\n%s", withQueuedSeq, describeAll(evs))
+			t.Errorf("history of an ended job changed:\n%s", describeAll(evs))
 		}
-		if q.delivered != uint64(i+1) { // once each
-			t.Errorf("queued_seq %v: requests delivered %d in all, want %d", withQueuedSeq, q.delivered, i+1)
-		}
+	}
+	if q.delivered != uint64(len(ids)) { // once each
+		t.Errorf("requests delivered %d in all, want %d", q.delivered, len(ids))
 	}
 }
 
@@ -432,12 +433,12 @@ func TestPoisonMessagesAreTerminated(t *testing.T) {
 	if got := w.entries(); count(got, "ack +TERM") != 3 || count(got, "ack -NAK")+count(got, "ack +ACK") != 0 {
 		t.Errorf("settlements on the wire: %s, want exactly three +TERM", strings.Join(got, ", "))
 	}
-	info, err := e.events.Info(e.ctx)
+	info, err := e.events.Info(e.ctx, jetstream.WithSubjectFilter(jobs.AllEvents))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if info.State.Msgs != 0 {
-		t.Errorf("poison messages produced %d events", info.State.Msgs)
+	if len(info.State.Subjects) != 0 {
+		t.Errorf("poison messages produced events: %v", info.State.Subjects)
 	}
 
 	// A well-formed request of a type this runner does not know fails the

@@ -30,21 +30,20 @@ type writer struct {
 }
 
 // openWriter starts from the job's stored state. On a job's first
-// delivery a request that names its queued event's stream sequence saves
-// the read: the queued event is what the request says, and the first write
-// is fenced on that sequence, so if anything was stored since (a cancel),
-// the write fails and the writer reads the state then.
-func (r *Runner) openWriter(ctx context.Context, req jobs.Request, firstDelivery bool) (*writer, error) {
+// delivery the request itself is that state (its queued event, at the
+// message's stream sequence), which saves a read: the first write is
+// fenced on the request, so if anything was stored since (a cancel), the
+// write fails and the writer reads the state then.
+func (r *Runner) openWriter(ctx context.Context, req jobs.Request, meta *jetstream.MsgMetadata) (*writer, error) {
 	w := &writer{js: r.js, events: r.events, ev: jobs.Event{JobID: req.ID}, fencedLost: r.metrics.forType(req.Type).fencedWritesLost}
-	if firstDelivery && req.QueuedSeq > 0 {
-		w.ev, w.lastSeq = req.Queued(), req.QueuedSeq
+	if meta != nil && meta.NumDelivered == 1 && meta.Sequence.Stream > 0 {
+		w.ev, w.lastSeq = req.Queued(), meta.Sequence.Stream
 		return w, nil
 	}
 	if err := w.reload(ctx); errors.Is(err, jobs.ErrNotFound) {
-		// The "queued" event is not stored (yet): start from what it would
-		// be, as the job's first event to store.
+		// Nothing of the job is stored any more (its request aged out
+		// while it was delivered): start from its queued event.
 		w.ev = req.Queued()
-		w.ev.Seq = 0
 	} else if err != nil {
 		return nil, err
 	}

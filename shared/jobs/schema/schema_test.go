@@ -357,9 +357,9 @@ func TestAsyncAPIChannelsAreTheContractSubjects(t *testing.T) {
 	}
 	for _, c := range []struct{ channel, want, wildcard, all string }{
 		{"jobProgress", jobs.ProgressSubject("{jobId}"), jobs.ProgressSubject("*"), jobs.AllProgress},
-		{"jobEvents", jobs.EventSubject("{jobId}"), jobs.EventSubject("*"), jobs.AllEvents},
+		{"jobEvents", jobs.EventSubject("{jobType}", "{jobId}"), jobs.EventSubject("*", "*"), jobs.AllEvents},
 		{"jobCancel", jobs.CancelSubject("{jobId}"), jobs.CancelSubject("*"), jobs.AllCancel},
-		{"jobQueue", jobs.QueueSubject("{jobType}"), jobs.QueueSubject(">"), jobs.AllQueue},
+		{"jobQueue", jobs.QueueSubject("{jobType}", "{jobId}"), jobs.QueueSubject("*", "*"), jobs.AllQueue},
 		// A key-value put is a message on $KV.<bucket>.<key>.
 		{"jobTypes", "$KV." + jobs.TypesBucket + ".{jobType}", "", ""},
 	} {
@@ -372,7 +372,7 @@ func TestAsyncAPIChannelsAreTheContractSubjects(t *testing.T) {
 		}
 	}
 	// The streams are named in the descriptions of their channels.
-	for ch, stream := range map[string]string{"jobProgress": jobs.EventsStream, "jobEvents": jobs.EventsStream, "jobQueue": jobs.QueueStream} {
+	for ch, stream := range map[string]string{"jobProgress": jobs.Stream, "jobEvents": jobs.Stream, "jobQueue": jobs.Stream} {
 		desc, _ := obj(t, channels, ch)["description"].(string)
 		if !regexp.MustCompile(`\bstream ` + stream + `\b`).MatchString(desc) {
 			t.Errorf("channel %s does not name its stream %s: %q", ch, stream, desc)

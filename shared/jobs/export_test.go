@@ -1,4 +1,0 @@
-package jobs
-
-// TraceHeader is traceHeader, for the allocation test.
-var TraceHeader = traceHeader
