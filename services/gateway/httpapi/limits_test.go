@@ -2,6 +2,7 @@ package httpapi_test
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/netip"
 	"strings"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/jobwire/jobwire/internal/metrics/metricstest"
 	"github.com/jobwire/jobwire/internal/testsys"
 	"github.com/jobwire/jobwire/services/gateway/httpapi"
 	"github.com/jobwire/jobwire/shared/jobs"
@@ -150,11 +152,13 @@ func TestCookielessWebSocketsAreLimitedPerAddress(t *testing.T) {
 	if code, retry := dialStatus(t, sys, bob); code != 429 || retry == "" {
 		t.Fatalf("a WebSocket past MAX_CONNS: %d Retry-After=%q", code, retry)
 	}
-	m := gatewayMetrics(t, sys)
-	if a, g, c := m.Value("jobwire_gateway_rate_limited_total", "limit", "connections_address"), m.Value("jobwire_gateway_rate_limited_total", "limit", "connections_gateway"),
-		m.Value("jobwire_gateway_connections", "transport", "websocket"); a != 1 || g != 1 || c != 5 {
-		t.Errorf("connections refused per address %v, for the gateway %v, open %v; want 1, 1, 5", a, g, c)
-	}
+	// The server counts a socket once its handler runs, just after the
+	// client has its 101: wait (bounded) for the figures.
+	waitMetrics(t, sys, "1 refused per address, 1 for the gateway, 5 open", func(m metricstest.Families) (bool, string) {
+		a, g, c := m.Value("jobwire_gateway_rate_limited_total", "limit", "connections_address"), m.Value("jobwire_gateway_rate_limited_total", "limit", "connections_gateway"),
+			m.Value("jobwire_gateway_connections", "transport", "websocket")
+		return a == 1 && g == 1 && c == 5, fmt.Sprintf("refused per address %v, for the gateway %v, open %v", a, g, c)
+	})
 	snap := sys.As(testsys.Token(t, "bob", false, time.Hour)).Submit(t, "demo", `{"steps":1}`)
 	var e struct{ Error jobs.Error }
 	r := sys.As(testsys.Token(t, "bob", false, time.Hour)).Do(t, "GET", "/api/jobs/"+snap.ID+"/events", "", "", nil, &e)
