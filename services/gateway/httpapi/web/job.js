@@ -92,7 +92,9 @@ function onMessage(ws, data) {
     if (msg.event.seq <= lastSeq) return; // shown already
     if (msg.truncated) {
       // The events after lastSeq have expired: this is the current state.
-      addLogLine(lastSeq === 0 ? "… earlier log lines are no longer stored" : "… some log lines are no longer stored", "log-gap");
+      // Seq 1 is the job's request (its queued state, kept as long as the
+      // job): a gap right after it means every earlier line is gone.
+      addLogLine(lastSeq <= 1 ? "… earlier log lines are no longer stored" : "… some log lines are no longer stored", "log-gap");
     }
     lastSeq = msg.event.seq;
     render(msg.event);
