@@ -108,6 +108,7 @@ func TestConfigRejectsBadFlags(t *testing.T) {
 		{"--url", "http://127.0.0.1:1"},
 		{"--token", "x"},
 		{"--fanout-jobs", "1001"},
+		{"--watch-rate", "0"},
 		{"extra"},
 	} {
 		if _, err := parseConfig(args, &bytes.Buffer{}); err == nil {
@@ -118,7 +119,7 @@ func TestConfigRejectsBadFlags(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.Watchers != 7 || cfg.Jobs != 200 || cfg.Idle != 50 || cfg.Duration != time.Second {
+	if cfg.Watchers != 7 || cfg.Jobs != 200 || cfg.Idle != 50 || cfg.Duration != time.Second || cfg.WatchRate != 100 {
 		t.Errorf("smoke sizes: %+v", cfg)
 	}
 }
