@@ -14,11 +14,12 @@ import (
 const (
 	phaseSubmit = "submit"
 	phaseRunner = "runner"
+	phaseWatch  = "watch"
 	phaseFanout = "fanout"
 	phaseMemory = "memory"
 )
 
-var allPhases = []string{phaseSubmit, phaseRunner, phaseFanout, phaseMemory}
+var allPhases = []string{phaseSubmit, phaseRunner, phaseWatch, phaseFanout, phaseMemory}
 
 // config is every setting of a run. All flags are defined in parseConfig.
 type config struct {
@@ -50,6 +51,7 @@ type config struct {
 	Jobs           int     // runner: jobs run end to end
 	EnqueueWorkers int     // runner: goroutines calling jobs.Enqueue
 	FetchBatch     int     // runner baseline: messages per Fetch
+	WatchRate      float64 // watch: open-loop submits per second
 	FanoutJobs     int     // fanout: jobs every watcher watches
 	Watchers       int     // fanout: WebSocket watchers (and NATS subscribers)
 	StepMS         int     // fanout: step_ms of the jobs
@@ -98,13 +100,14 @@ func parseConfig(args []string, stderr io.Writer) (config, error) {
 	fs.IntVar(&c.Jobs, "jobs", 20000, "runner: jobs enqueued and run to the end (and messages for fetch+ack)")
 	fs.IntVar(&c.EnqueueWorkers, "enqueue-workers", 128, "runner: goroutines calling jobs.Enqueue")
 	fs.IntVar(&c.FetchBatch, "fetch-batch", 100, "runner baseline: messages per pull-consumer Fetch")
+	fs.Float64Var(&c.WatchRate, "watch-rate", 500, "watch: no-op jobs submitted per second (open loop), each timed until its final event reaches a WebSocket watcher")
 	fs.IntVar(&c.FanoutJobs, "fanout-jobs", 10, "fanout: jobs that every watcher watches")
 	fs.IntVar(&c.Watchers, "watchers", 100, "fanout: WebSocket watchers, and as many plain NATS subscribers for the baseline")
 	fs.IntVar(&c.StepMS, "step-ms", 5, "fanout: step_ms of the demo jobs that produce the events")
 	fs.IntVar(&c.Idle, "idle", 1000, "memory: idle watchers, each on its own finished job (and as many idle NATS subscribers)")
 	fs.StringVar(&c.JSONPath, "json", "", "also write every figure as JSON to this file")
 	fs.StringVar(&c.PerfDir, "perf-dir", "", "record a CPU profile of the gateway (perf record -g) during each jobwire window into this directory")
-	fs.BoolVar(&c.Smoke, "smoke", false, "a short run (1s windows, 200 jobs, 10 watchers, 50 idle) that fails if any phase does")
+	fs.BoolVar(&c.Smoke, "smoke", false, "a short run (1s windows, 200 jobs, watch at 100/s, 10 watchers, 50 idle) that fails if any phase does")
 	fs.BoolVar(&c.Quiet, "quiet", false, "no progress lines on stderr")
 	if err := fs.Parse(args); err != nil {
 		return c, err
@@ -127,6 +130,7 @@ func parseConfig(args []string, stderr io.Writer) (config, error) {
 		smoke("concurrency", func() { c.Concurrency = 16 })
 		smoke("jobs", func() { c.Jobs = 200 })
 		smoke("enqueue-workers", func() { c.EnqueueWorkers = 16 })
+		smoke("watch-rate", func() { c.WatchRate = 100 })
 		smoke("fanout-jobs", func() { c.FanoutJobs = 3 })
 		smoke("watchers", func() { c.Watchers = 10 })
 		smoke("idle", func() { c.Idle = 50 })
@@ -170,6 +174,7 @@ func parseConfig(args []string, stderr io.Writer) (config, error) {
 	check(c.Jobs >= 1 && c.Jobs <= 10_000_000, "--jobs must be 1-10000000")
 	check(c.EnqueueWorkers >= 1 && c.EnqueueWorkers <= 10000, "--enqueue-workers must be 1-10000")
 	check(c.FetchBatch >= 1 && c.FetchBatch <= 10000, "--fetch-batch must be 1-10000")
+	check(c.WatchRate >= 1 && c.WatchRate <= 100000, "--watch-rate must be 1-100000")
 	check(c.FanoutJobs >= 1 && c.FanoutJobs <= 1000, "--fanout-jobs must be 1-1000 (a connection may watch at most 1000 jobs)")
 	check(c.Watchers >= 1 && c.Watchers <= 100000, "--watchers must be 1-100000")
 	check(c.StepMS >= 1 && c.StepMS <= 1000, "--step-ms must be 1-1000")

@@ -88,6 +88,12 @@ func closedLoop(ctx context.Context, workers int, warmup, d time.Duration, windo
 // maxFlight operations run at once; when that many are in flight, the
 // due operation is skipped and counted.
 func openLoop(ctx context.Context, rate float64, maxFlight int, d time.Duration, op func(context.Context) error) loadResult {
+	return openLoopDue(ctx, rate, maxFlight, d, func(ctx context.Context, _ time.Time) error { return op(ctx) })
+}
+
+// openLoopDue is openLoop with each operation told when it was due (to
+// measure, from there, something that completes after op returns).
+func openLoopDue(ctx context.Context, rate float64, maxFlight int, d time.Duration, op func(ctx context.Context, due time.Time) error) loadResult {
 	var h hist
 	var errs errorTally
 	var ops, skipped atomic.Int64
@@ -111,7 +117,7 @@ func openLoop(ctx context.Context, rate float64, maxFlight int, d time.Duration,
 		}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			if err := op(ctx); err != nil {
+			if err := op(ctx, due); err != nil {
 				errs.add(err)
 				return
 			}

@@ -22,7 +22,7 @@ import (
 // with no error and with figures, or the test fails.
 func TestSmoke(t *testing.T) {
 	if testing.Short() {
-		t.Skip("builds and starts the gateway five times; skipped with -short")
+		t.Skip("builds and starts the gateway six times; skipped with -short")
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
@@ -53,6 +53,7 @@ func TestSmoke(t *testing.T) {
 	for _, want := range []string{
 		"| measurement | jobwire | raw NATS baseline | ratio | notes |",
 		"submit, closed loop", "submit, open loop", "runner: no-op jobs end to end",
+		"submit → final seen by a watcher, open loop at 100 jobs/s",
 		"fan-out, 10 watchers × 3 jobs", "memory: RSS per idle watcher, 50 watchers",
 	} {
 		if !strings.Contains(out, want) {
@@ -75,6 +76,8 @@ func TestSmoke(t *testing.T) {
 		t.Errorf("submit figures missing: %+v", rep.Submit)
 	case rep.Runner == nil || rep.Runner.Succeeded != 200 || rep.Runner.RawAcked != 200:
 		t.Errorf("runner figures missing: %+v", rep.Runner)
+	case rep.Watch == nil || rep.Watch.WSFinal.Samples == 0 || rep.Watch.NATSFin.Samples == 0 || rep.Watch.RawFinal.Samples == 0 || rep.Watch.Missing != 0:
+		t.Errorf("watch figures missing: %+v", rep.Watch)
 	case rep.Fanout == nil || rep.Fanout.Jobwire.Delivered == 0 || rep.Fanout.Raw.Delivered == 0 || rep.Fanout.Jobwire.Latency.Samples == 0:
 		t.Errorf("fan-out figures missing: %+v", rep.Fanout)
 	case rep.Memory == nil || rep.Memory.Jobwire.After.RSS == 0 || rep.Memory.Raw.After.RSS == 0:
@@ -105,6 +108,7 @@ func TestConfigRejectsBadFlags(t *testing.T) {
 		{"--url", "http://127.0.0.1:1"},
 		{"--token", "x"},
 		{"--fanout-jobs", "1001"},
+		{"--watch-rate", "0"},
 		{"extra"},
 	} {
 		if _, err := parseConfig(args, &bytes.Buffer{}); err == nil {
@@ -115,7 +119,7 @@ func TestConfigRejectsBadFlags(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.Watchers != 7 || cfg.Jobs != 200 || cfg.Idle != 50 || cfg.Duration != time.Second {
+	if cfg.Watchers != 7 || cfg.Jobs != 200 || cfg.Idle != 50 || cfg.Duration != time.Second || cfg.WatchRate != 100 {
 		t.Errorf("smoke sizes: %+v", cfg)
 	}
 }

@@ -95,6 +95,8 @@ func runPhase(ctx context.Context, cfg config, l *launcher, rep *report, phase s
 		rep.Submit, err = measureSubmit(ctx, cfg, sys, prof, logf)
 	case phaseRunner:
 		rep.Runner, err = measureRunner(ctx, cfg, sys, prof, logf)
+	case phaseWatch:
+		rep.Watch, err = measureWatch(ctx, cfg, sys, prof, logf)
 	case phaseFanout:
 		rep.Fanout, err = measureFanout(ctx, cfg, sys, prof, logf)
 	}

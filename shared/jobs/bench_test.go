@@ -169,3 +169,14 @@ func BenchmarkSubmit(b *testing.B) {
 		})
 	})
 }
+
+// BenchmarkNewID: one job id, as every submit makes (many goroutines at
+// once, as the gateway's handlers do).
+func BenchmarkNewID(b *testing.B) {
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			_ = jobs.NewID(time.Now())
+		}
+	})
+}

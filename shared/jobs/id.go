@@ -31,8 +31,12 @@ func NewID(now time.Time) string {
 	return ids.next(ulid.Timestamp(now))
 }
 
-// ids makes this process's job ids.
-var ids = &idSource{entropy: ulid.Monotonic(rand.Reader, 1<<32)}
+// ids makes this process's job ids. The step bound is 2^32-1, not 2^32:
+// ulid draws a step below 2^32 from 5 random bytes and throws away the
+// draws that do not fit, about 255 of every 256 (6 µs per id, all of it
+// reading crypto/rand); below 2^32-1 it draws 4 bytes and keeps nearly
+// every draw (0.2 µs per id, BenchmarkNewID).
+var ids = &idSource{entropy: ulid.Monotonic(rand.Reader, 1<<32-1)}
 
 type idSource struct {
 	mu      sync.Mutex

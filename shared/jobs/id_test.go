@@ -2,13 +2,16 @@ package jobs_test
 
 import (
 	"errors"
+	"math/big"
 	"math/rand/v2"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/jobwire/jobwire/shared/jobs"
+	"github.com/oklog/ulid/v2"
 )
 
 // invalidIDs are rejected by ValidateID and ValidateType. They double as
@@ -143,6 +146,55 @@ func TestNewIDSortsWithinAMillisecond(t *testing.T) {
 		if ids[i] <= ids[i-1] {
 			t.Fatalf("id %d %q made after %q in the same millisecond does not sort after it", i, ids[i], ids[i-1])
 		}
+	}
+}
+
+// TestNewIDConcurrentSameMillisecond: goroutines making ids at once in one
+// millisecond get distinct ids, each goroutine's in the order it made
+// them, and the steps between consecutive ids are random (not guessable
+// from the last id) and below 2^32.
+// Not parallel, and later than any other test's time, for the reason
+// given at TestNewIDSortsWithinAMillisecond.
+func TestNewIDConcurrentSameMillisecond(t *testing.T) {
+	now := time.Date(6000, 1, 2, 3, 4, 5, 6, time.UTC)
+	const goroutines, each = 8, 2000
+	made := make([][]string, goroutines)
+	var wg sync.WaitGroup
+	for g := range made {
+		wg.Go(func() {
+			for range each {
+				made[g] = append(made[g], jobs.NewID(now))
+			}
+		})
+	}
+	wg.Wait()
+	var all []string
+	for g, ids := range made {
+		if !slices.IsSorted(ids) {
+			t.Fatalf("goroutine %d: its ids do not sort in the order it made them", g)
+		}
+		all = append(all, ids...)
+	}
+	slices.Sort(all)
+	if n := len(slices.Compact(slices.Clone(all))); n != goroutines*each {
+		t.Fatalf("%d distinct ids of %d", n, goroutines*each)
+	}
+	steps := map[string]bool{}
+	limit := new(big.Int).Lsh(big.NewInt(1), 32)
+	for i := 1; i < len(all); i++ {
+		a, b := ulid.MustParse(all[i-1]), ulid.MustParse(all[i])
+		if a.Time() != b.Time() {
+			t.Fatalf("ids %q and %q made in one millisecond carry different times", all[i-1], all[i])
+		}
+		ea, eb := b.Entropy(), a.Entropy()
+		step := new(big.Int).Sub(new(big.Int).SetBytes(ea), new(big.Int).SetBytes(eb))
+		if step.Sign() <= 0 || step.Cmp(limit) >= 0 {
+			t.Fatalf("step %v between %q and %q, want 1 to 2^32-1", step, all[i-1], all[i])
+		}
+		steps[step.String()] = true
+	}
+	if len(steps) < len(all)/2 {
+		t.Errorf("only %d distinct steps between %d ids: not random", len(steps), len(all))
 	}
 }
 
