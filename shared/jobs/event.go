@@ -61,7 +61,9 @@ type Event struct {
 	Type  string `json:"type,omitempty"`
 	// Owner is who submitted the job ("user:<sub>" or "anon:<session>");
 	// only they (and admins) may see it through the gateway.
-	Owner     string     `json:"owner,omitempty"`
+	Owner string `json:"owner,omitempty"`
+	// RetryOf is the id of the failed or canceled job this one retries.
+	RetryOf   string     `json:"retry_of,omitempty"`
 	Seq       uint64     `json:"seq"`
 	Kind      Kind       `json:"kind"`
 	Status    Status     `json:"status"`

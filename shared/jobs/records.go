@@ -94,25 +94,83 @@ func isPerSubjectLimit(err error) bool {
 const jsErrCodeStreamStoreFailed = 10077
 
 // ReadOwner reads who owns job id from its request in stream (Stream);
-// ErrNotFound if it has none (never submitted, or aged out). It reads the
-// first request stored for the id: Enqueue never stores a second one, and
-// one stored around it (not jobwire's doing) changes nothing.
+// ErrNotFound if it has none (never submitted, or aged out).
 func ReadOwner(ctx context.Context, stream jetstream.Stream, id string) (OwnerRecord, error) {
-	if err := ValidateID(id); err != nil {
-		return OwnerRecord{}, err
-	}
-	m, err := firstMsg(ctx, stream, RequestSubjects(id))
-	if errors.Is(err, jetstream.ErrMsgNotFound) {
-		return OwnerRecord{}, ErrNotFound
-	}
+	req, err := ReadRequest(ctx, stream, id)
 	if err != nil {
 		return OwnerRecord{}, err
 	}
+	return OwnerRecord{Owner: req.Owner, Type: req.Type, CreatedAt: req.CreatedAt}, nil
+}
+
+// ReadRequest reads job id's request from stream (Stream): its owner, type
+// and input; ErrNotFound if it has none (never submitted, or aged out). It
+// reads the first request stored for the id: Enqueue never stores a second
+// one, and one stored around it (not jobwire's doing) changes nothing.
+func ReadRequest(ctx context.Context, stream jetstream.Stream, id string) (Request, error) {
+	if err := ValidateID(id); err != nil {
+		return Request{}, err
+	}
+	m, err := firstMsg(ctx, stream, RequestSubjects(id))
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return Request{}, ErrNotFound
+	}
+	if err != nil {
+		return Request{}, err
+	}
 	var req Request
 	if err := json.Unmarshal(m.Data, &req); err != nil || req.ID != id {
-		return OwnerRecord{}, fmt.Errorf("job %s: stored request is not valid: %v", id, err)
+		return Request{}, fmt.Errorf("job %s: stored request is not valid: %v", id, err)
 	}
-	return OwnerRecord{Owner: req.Owner, Type: req.Type, CreatedAt: req.CreatedAt}, nil
+	return req, nil
+}
+
+// RetryRecord is a job's retry record (RetrySubject): the id of the one
+// job that retries it, and when that was decided.
+type RetryRecord struct {
+	RetriedAs string    `json:"retried_as"`
+	Time      time.Time `json:"time"`
+}
+
+// RecordRetry stores that job id is retried as job newID, before that job
+// is stored. RecordsStream keeps the first such record of a job and refuses
+// any later one, so a job is retried at most once: it fails with
+// ErrRecorded if the job's retry is recorded already (ReadRetry says as
+// what).
+func RecordRetry(ctx context.Context, js jetstream.Publisher, id, newID string, now time.Time) error {
+	if err := ValidateID(id); err != nil {
+		return err
+	}
+	if err := ValidateID(newID); err != nil {
+		return err
+	}
+	data, err := json.Marshal(RetryRecord{RetriedAs: newID, Time: now.UTC()})
+	if err != nil {
+		return err
+	}
+	h := nats.Header{jetstream.ExpectedStreamHeader: {RecordsStream}, jetstream.ExpectedLastSubjSeqHeader: {"0"}}
+	if _, err := js.PublishMsg(ctx, &nats.Msg{Subject: RetrySubject(id), Data: data, Header: h}); err != nil {
+		return fmt.Errorf("%w: %s", EndRecordError(err), RetrySubject(id))
+	}
+	return nil
+}
+
+// ReadRetry reads job id's retry record; found is false if it has none.
+func ReadRetry(ctx context.Context, records jetstream.Stream, id string) (rec RetryRecord, found bool, err error) {
+	if err := ValidateID(id); err != nil {
+		return RetryRecord{}, false, err
+	}
+	m, err := records.GetLastMsgForSubject(ctx, RetrySubject(id))
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return RetryRecord{}, false, nil
+	}
+	if err != nil {
+		return RetryRecord{}, false, err
+	}
+	if err := json.Unmarshal(m.Data, &rec); err != nil || ValidateID(rec.RetriedAs) != nil {
+		return RetryRecord{}, false, fmt.Errorf("job %s: stored retry record is not valid: %v", id, err)
+	}
+	return rec, true, nil
 }
 
 // ReadEnd reads job id's end record; found is false if it has none.
@@ -211,9 +269,11 @@ func finalEventAt(ctx context.Context, events jetstream.Stream, id string, seq u
 	return state{ev, m.Sequence, m.Data}, nil
 }
 
-// Job is what the gateway knows of a job: who owns it and its state.
+// Job is what the gateway knows of a job: who owns it, its input and its
+// state.
 type Job struct {
 	Owner OwnerRecord
+	Input json.RawMessage // from its request
 	State Event
 	Seq   uint64 // State's stream sequence
 	Data  []byte // State as stored
@@ -228,13 +288,13 @@ func ReadJob(ctx context.Context, events, records jetstream.Stream, id string) (
 		return Job{}, err
 	}
 	type owned struct {
-		rec OwnerRecord
+		req Request
 		err error
 	}
 	ownerc := make(chan owned, 1)
 	go func() {
-		rec, err := ReadOwner(ctx, events, id)
-		ownerc <- owned{rec, err}
+		req, err := ReadRequest(ctx, events, id)
+		ownerc <- owned{req, err}
 	}()
 	st, err := readState(ctx, events, records, id)
 	owner := <-ownerc
@@ -244,5 +304,6 @@ func ReadJob(ctx context.Context, events, records jetstream.Stream, id string) (
 	if owner.err != nil && !errors.Is(owner.err, ErrNotFound) {
 		return Job{}, owner.err
 	}
-	return Job{Owner: owner.rec, State: st.ev, Seq: st.seq, Data: st.data}, nil
+	r := owner.req
+	return Job{Owner: OwnerRecord{Owner: r.Owner, Type: r.Type, CreatedAt: r.CreatedAt}, Input: r.Input, State: st.ev, Seq: st.seq, Data: st.data}, nil
 }

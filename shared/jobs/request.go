@@ -18,6 +18,9 @@ type Request struct {
 	Input     json.RawMessage
 	CreatedAt time.Time
 	Owner     string
+	// RetryOf is the id of the failed or canceled job this one retries
+	// (see RecordRetry), if it is a retry.
+	RetryOf string
 }
 
 // requestJSON is a Request on the wire: a queued Event's fields, in the
@@ -26,6 +29,7 @@ type requestJSON struct {
 	JobID     string          `json:"job_id"`
 	Type      string          `json:"type"`
 	Owner     string          `json:"owner,omitempty"`
+	RetryOf   string          `json:"retry_of,omitempty"`
 	Seq       uint64          `json:"seq"`
 	Kind      Kind            `json:"kind"`
 	Status    Status          `json:"status"`
@@ -38,7 +42,7 @@ type requestJSON struct {
 // its input.
 func (r Request) Queued() Event {
 	created := r.CreatedAt.UTC()
-	return Event{JobID: r.ID, Type: r.Type, Owner: r.Owner, Seq: 1, Kind: KindQueued, Status: StatusQueued, Time: created, CreatedAt: &created}
+	return Event{JobID: r.ID, Type: r.Type, Owner: r.Owner, RetryOf: r.RetryOf, Seq: 1, Kind: KindQueued, Status: StatusQueued, Time: created, CreatedAt: &created}
 }
 
 // MarshalJSON writes the request as its queued event plus its input, every
@@ -46,7 +50,7 @@ func (r Request) Queued() Event {
 func (r Request) MarshalJSON() ([]byte, error) {
 	created := r.CreatedAt.UTC()
 	return json.Marshal(requestJSON{
-		JobID: r.ID, Type: r.Type, Owner: r.Owner, Seq: 1, Kind: KindQueued, Status: StatusQueued,
+		JobID: r.ID, Type: r.Type, Owner: r.Owner, RetryOf: r.RetryOf, Seq: 1, Kind: KindQueued, Status: StatusQueued,
 		Time: created, CreatedAt: created, Input: r.Input,
 	})
 }
@@ -61,7 +65,7 @@ func (r *Request) UnmarshalJSON(b []byte) error {
 	if w.Seq != 1 || w.Kind != KindQueued {
 		return fmt.Errorf("a job request is the job's queued event (seq 1); got seq %d, kind %q", w.Seq, w.Kind)
 	}
-	*r = Request{ID: w.JobID, Type: w.Type, Input: w.Input, CreatedAt: w.CreatedAt, Owner: w.Owner}
+	*r = Request{ID: w.JobID, Type: w.Type, Input: w.Input, CreatedAt: w.CreatedAt, Owner: w.Owner, RetryOf: w.RetryOf}
 	return nil
 }
 

@@ -8,8 +8,12 @@ import (
 // Snapshot is a job's current state as the HTTP API returns it. It is
 // derived from the job's last event.
 type Snapshot struct {
-	ID        string     `json:"id"`
-	Type      string     `json:"type,omitempty"`
+	ID   string `json:"id"`
+	Type string `json:"type,omitempty"`
+	// RetryOf is the id of the job this one retries; RetriedAs the id of
+	// the job that retries this one (GET /api/jobs/{id} fills it in).
+	RetryOf   string     `json:"retry_of,omitempty"`
+	RetriedAs string     `json:"retried_as,omitempty"`
 	Status    Status     `json:"status"`
 	Seq       uint64     `json:"seq"`
 	Percent   *float64   `json:"percent,omitempty"`
@@ -22,19 +26,35 @@ type Snapshot struct {
 	StartedAt *time.Time `json:"started_at,omitempty"`
 	EndedAt   *time.Time `json:"ended_at,omitempty"`
 	UpdatedAt time.Time  `json:"updated_at"`
+	// DurationMS is EndedAt - StartedAt in milliseconds, once the job
+	// has ended after it started.
+	DurationMS *int64 `json:"duration_ms,omitempty"`
 	// NextAttemptAt is set while a failed attempt waits to be retried.
 	NextAttemptAt *time.Time      `json:"next_attempt_at,omitempty"`
 	Result        json.RawMessage `json:"result,omitempty"`
 	Error         *Error          `json:"error,omitempty"`
+	// Input is the job's input, from its request; only GET
+	// /api/jobs/{id} fills it in (events do not carry it).
+	Input json.RawMessage `json:"input,omitempty"`
 }
 
 // SnapshotOf returns the state that event ev describes.
 func SnapshotOf(ev Event) Snapshot {
 	return Snapshot{
-		ID: ev.JobID, Type: ev.Type, Status: ev.Status, Seq: ev.Seq,
+		ID: ev.JobID, Type: ev.Type, RetryOf: ev.RetryOf, Status: ev.Status, Seq: ev.Seq,
 		Percent: ev.Percent, Current: ev.Current, Total: ev.Total,
 		Stage: ev.Stage, Message: ev.Message, Attempt: ev.Attempt,
 		CreatedAt: utcPtr(ev.CreatedAt), StartedAt: utcPtr(ev.StartedAt), EndedAt: utcPtr(ev.EndedAt),
 		UpdatedAt: ev.Time.UTC(), NextAttemptAt: utcPtr(ev.NextAttemptAt), Result: ev.Result, Error: ev.Error,
+		DurationMS: durationMS(ev.StartedAt, ev.EndedAt),
 	}
+}
+
+// durationMS is end - start in milliseconds, or nil unless both are set.
+func durationMS(start, end *time.Time) *int64 {
+	if start == nil || end == nil {
+		return nil
+	}
+	d := max(end.Sub(*start), 0).Milliseconds()
+	return &d
 }

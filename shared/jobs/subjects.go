@@ -47,6 +47,8 @@ const (
 	AllJobs = "jobwire.*.*.*"
 	// AllEnds matches every job's end record.
 	AllEnds = "jobwire.ends.*"
+	// AllRetries matches every job's retry record.
+	AllRetries = "jobwire.retries.*"
 )
 
 // Defaults for the streams' retention.
@@ -86,6 +88,10 @@ func RequestSubjects(id string) string { return "jobwire.queue.*." + id }
 
 // EndSubject is where job id's end record is stored (RecordsStream).
 func EndSubject(id string) string { return "jobwire.ends." + id }
+
+// RetrySubject is where job id's retry record is stored (RecordsStream):
+// the id of the job that retries it, written once.
+func RetrySubject(id string) string { return "jobwire.retries." + id }
 
 // progressDestination is how Stream republishes: jobwire.queue.<type>.<id>
 // and jobwire.events.<type>.<id> become jobs.<id>.progress.

@@ -71,14 +71,14 @@ func (t Topology) StreamConfig() jetstream.StreamConfig {
 }
 
 // RecordsStreamConfig is the stream of the jobs' write-once end records
-// (see RecordEnd): one message per subject, and the server refuses
+// (see RecordEnd) and retry records (see RecordRetry): one message per subject, and the server refuses
 // a second one, so the first write wins whoever writes next.
 func (t Topology) RecordsStreamConfig() jetstream.StreamConfig {
 	t = t.withDefaults()
 	return jetstream.StreamConfig{
 		Name:                 RecordsStream,
-		Description:          "jobwire job ends (write-once)",
-		Subjects:             []string{AllEnds},
+		Description:          "jobwire job ends and retries (write-once)",
+		Subjects:             []string{AllEnds, AllRetries},
 		Retention:            jetstream.LimitsPolicy,
 		Storage:              jetstream.FileStorage,
 		Replicas:             t.Replicas,

@@ -53,6 +53,7 @@ func apiErrorOf(err error) *apiError {
 		unknown  *jobops.UnknownTypeError
 		input    *jobops.InvalidInputError
 		finished *jobops.AlreadyFinishedError
+		noRetry  *jobops.NotRetryableError
 		down     *jobops.UnavailableError
 		job      *jobops.JobError
 	)
@@ -73,6 +74,8 @@ func apiErrorOf(err error) *apiError {
 		return errorf(http.StatusUnprocessableEntity, "invalid_input", "input for %s: %v", input.Type, input.Err)
 	case errors.As(err, &finished):
 		return errorf(http.StatusConflict, "already_finished", "the job has already %s", finished.Job.Status)
+	case errors.As(err, &noRetry):
+		return errorf(http.StatusConflict, "not_retryable", "job %s is %s: only a failed or canceled job can be retried", noRetry.Job.ID, noRetry.Job.Status)
 	case errors.Is(err, jobops.ErrInProgress):
 		return errorf(http.StatusConflict, "in_progress", "a request with this Idempotency-Key is still being processed; retry shortly")
 	case errors.Is(err, jobops.ErrInvalidIdempotencyKey):

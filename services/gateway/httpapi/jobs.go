@@ -81,12 +81,29 @@ func handleSubmitBatch(g *Gateway) http.HandlerFunc {
 
 func handleGet(g *Gateway) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		ev, err := g.ops.Get(r.Context(), principalFrom(r.Context()).caller(), chi.URLParam(r, "id"))
+		snap, err := g.ops.Snapshot(r.Context(), principalFrom(r.Context()).caller(), chi.URLParam(r, "id"))
 		if err != nil {
 			writeError(w, err)
 			return
 		}
-		encode(w, http.StatusOK, jobs.SnapshotOf(ev))
+		encode(w, http.StatusOK, snap)
+	}
+}
+
+// handleRetry is POST /api/jobs/{id}/retry: 202 and the new job (a second
+// retry of the same job: the same new job, with Idempotent-Replayed).
+func handleRetry(g *Gateway) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		snap, replayed, err := g.ops.Retry(r.Context(), principalFrom(r.Context()).caller(), chi.URLParam(r, "id"))
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		w.Header().Set("Location", "/api/jobs/"+snap.ID)
+		if replayed {
+			w.Header().Set("Idempotent-Replayed", "true")
+		}
+		encode(w, http.StatusAccepted, snap)
 	}
 }
 

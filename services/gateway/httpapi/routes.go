@@ -28,6 +28,7 @@ func NewServer(g *Gateway) http.Handler {
 			r.Get("/jobs", handleList(g))
 			r.Get("/jobs/{id}", handleGet(g))
 			r.Post("/jobs/{id}/cancel", handleCancel(g))
+			r.With(g.submitLimit).Post("/jobs/{id}/retry", handleRetry(g))
 			r.Get("/jobs/{id}/events", handleEvents(g)) // SSE; no middleware.Timeout here either
 		})
 		r.NotFound(handleAPINotFound())

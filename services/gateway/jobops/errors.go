@@ -75,6 +75,14 @@ type AlreadyFinishedError struct{ Job jobs.Snapshot }
 
 func (e *AlreadyFinishedError) Error() string { return "job already " + string(e.Job.Status) }
 
+// NotRetryableError: only a failed or canceled job can be retried; Job is
+// its current state (queued, running or succeeded).
+type NotRetryableError struct{ Job jobs.Snapshot }
+
+func (e *NotRetryableError) Error() string {
+	return "job " + e.Job.ID + " is " + string(e.Job.Status) + ": only a failed or canceled job can be retried"
+}
+
 // UnavailableError: the job store (NATS) could not be reached; Err is why.
 // Trying again shortly may work.
 type UnavailableError struct{ Err error }
