@@ -85,6 +85,11 @@ func goldenEvents() map[string]jobs.Event {
 			Time: ended, CreatedAt: &created, StartedAt: &started, EndedAt: &ended,
 			Error: jobs.CanceledError(jobs.CancelRequest{By: jobs.CanceledByOwner, Reason: "wrong folder"}),
 		},
+		"event_queued_retry": {
+			JobID: "01JPA9B2C4D6E8F0G1H3J5K7M9", Type: "resize-images", RetryOf: goldenJobID, Seq: 1,
+			Kind: jobs.KindQueued, Status: jobs.StatusQueued,
+			Time: created, CreatedAt: &created,
+		},
 		"event_failed": {
 			JobID: goldenJobID, Type: "resize-images", Seq: 6,
 			Kind: jobs.KindFailed, Status: jobs.StatusFailed,
@@ -116,6 +121,21 @@ func TestRequestGolden(t *testing.T) {
 		Owner:     "user:alice",
 	}
 	checkGolden(t, "request", encode(t, req))
+	req.ID, req.RetryOf = "01JPA9B2C4D6E8F0G1H3J5K7M9", goldenJobID
+	checkGolden(t, "request_retry", encode(t, req))
+}
+
+// TestSnapshotGolden pins the snapshot GET /api/jobs/{id} answers for a
+// failed job that was retried: its input, duration and retried_as.
+func TestSnapshotGolden(t *testing.T) {
+	t.Parallel()
+	snap := jobs.SnapshotOf(goldenEvents()["event_failed"])
+	snap.Input = json.RawMessage(`{"urls":["https://example.com/17.png"],"width":640}`)
+	snap.RetriedAs = "01JPA9B2C4D6E8F0G1H3J5K7M9"
+	if snap.DurationMS == nil || *snap.DurationMS != 8000 {
+		t.Fatalf("duration_ms = %v, want 8000 (ended - started)", snap.DurationMS)
+	}
+	checkGolden(t, "snapshot_retried", encode(t, snap))
 }
 
 func TestTypeInfoGolden(t *testing.T) {
@@ -165,6 +185,8 @@ func TestCanceledError(t *testing.T) {
 // reencoders decode a golden file into its Go type and encode it again.
 var reencoders = map[string]func(*testing.T, []byte) []byte{
 	"request":               reencode[jobs.Request],
+	"request_retry":         reencode[jobs.Request],
+	"snapshot_retried":      reencode[jobs.Snapshot],
 	"typeinfo":              reencode[jobs.TypeInfo],
 	"cancel_request":        reencode[jobs.CancelRequest],
 	"cancel_reply":          reencode[jobs.CancelReply],

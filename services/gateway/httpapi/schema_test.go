@@ -498,6 +498,23 @@ func TestContractHTTPAnswers(t *testing.T) {
 	expect(cancelPath, "POST", "/api/jobs/"+jobs.NewID(time.Now())+"/cancel", "", "", nil, 404, "not_found")
 	expect(cancelPath, "POST", "/api/jobs/a.b/cancel", "", "", nil, 400, "invalid_id")
 	expect(cancelPath, "POST", "/api/jobs/"+long.ID+"/cancel", "text/plain", "why", nil, 415, "unsupported_media_type")
+
+	// Retry: of a failed and a canceled job (the second time: the same
+	// job), then the retried job shows retried_as; refused for others.
+	const retryPath = "/api/jobs/{id}/retry"
+	_, b = expect(retryPath, "POST", "/api/jobs/"+bad.ID+"/retry", "", "", nil, 202, "")
+	again := snapshotOf(b)
+	if resp, b := expect(retryPath, "POST", "/api/jobs/"+bad.ID+"/retry", "", "", nil, 202, ""); snapshotOf(b).ID != again.ID || resp.Header.Get("Idempotent-Replayed") != "true" {
+		t.Errorf("second retry: %s", b)
+	}
+	expect(retryPath, "POST", "/api/jobs/"+long.ID+"/retry", "", "", nil, 202, "")
+	if _, b := expect(jobPath, "GET", "/api/jobs/"+bad.ID, "", "", nil, 200, ""); snapshotOf(b).RetriedAs != again.ID {
+		t.Errorf("retried job: %s", b)
+	}
+	expect(jobPath, "GET", "/api/jobs/"+again.ID, "", "", nil, 200, "")
+	expect(retryPath, "POST", "/api/jobs/"+ok.ID+"/retry", "", "", nil, 409, "not_retryable")
+	expect(retryPath, "POST", "/api/jobs/"+jobs.NewID(time.Now())+"/retry", "", "", nil, 404, "not_found")
+	expect(retryPath, "POST", "/api/jobs/a.b/retry", "", "", nil, 400, "invalid_id")
 	expect(cancelPath, "POST", "/api/jobs/"+long.ID+"/cancel", "application/json", `{"why":1}`, nil, 400, "bad_request")
 	expect(cancelPath, "POST", "/api/jobs/"+long.ID+"/cancel", "application/json", `{"reason":"`+strings.Repeat("r", 501)+`"}`, nil, 400, "bad_request")
 
