@@ -102,6 +102,7 @@ func TestObserverCanOnlyWatch(t *testing.T) {
 	jsPublishFails(t, ob, "$KV.JOBWIRE_TYPES.demo", []byte(`{"type":"demo"}`))
 	jsPublishFails(t, ob, jobs.QueueSubject("other", id), fakeRequest()) // a second owner
 	jsPublishFails(t, ob, jobs.EndSubject(id), []byte(`{"seq":1,"status":"failed"}`))
+	jsPublishFails(t, ob, jobs.RetrySubject(id), []byte(`{"retried_as":"x"}`))
 
 	// Nor read what is not its own: cancel requests, job requests,
 	// other users' inboxes.
@@ -146,9 +147,11 @@ func TestRunnerCannotSubmit(t *testing.T) {
 	if after := streamState(t, s, jobs.Stream).LastSeq; after != before {
 		t.Fatalf("JOBS went from seq %d to %d", before, after)
 	}
-	// Nor claim idempotency keys, nor own a job, nor delete streams.
+	// Nor claim idempotency keys, nor own a job, nor mark one retried, nor
+	// delete streams.
 	jsPublishFails(t, rn, "$KV.JOBWIRE_IDEMPOTENCY.k", []byte(`{"job_id":"x"}`))
-	jsPublishFails(t, rn, jobs.QueueSubject("other", jobs.NewID(time.Now())), fakeRequest()) // a job of its own
+	jsPublishFails(t, rn, jobs.QueueSubject("other", jobs.NewID(time.Now())), fakeRequest())       // a job of its own
+	jsPublishFails(t, rn, jobs.RetrySubject(jobs.NewID(time.Now())), []byte(`{"retried_as":"x"}`)) // a retry record
 	if _, err := rn.Request("$JS.API.STREAM.DELETE.JOBS", nil, 200*time.Millisecond); err == nil {
 		t.Fatal("stream delete was answered")
 	}

@@ -237,6 +237,14 @@ func TestCancelWithRolePermissions(t *testing.T) {
 	if err := jobs.RecordEnd(ctx, gw.js, done, doneSeq); err != nil {
 		t.Fatalf("record end as gateway: %v", err)
 	}
+	// As jobops.Retry does: the retry record, read back by direct get.
+	retryID := jobs.NewID(time.Now())
+	if err := jobs.RecordRetry(ctx, gw.js, queuedID, retryID, now); err != nil {
+		t.Fatalf("record retry as gateway: %v", err)
+	}
+	if rec, found, err := jobs.ReadRetry(ctx, gw.streams.Records, queuedID); err != nil || !found || rec.RetriedAs != retryID {
+		t.Fatalf("read retry as gateway: %+v %v %v", rec, found, err)
+	}
 
 	_, rn := startRunner(t, s)
 	// The runner takes the canceled job's message and acks it unrun: the
