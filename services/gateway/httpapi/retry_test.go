@@ -182,8 +182,8 @@ func TestRetryCompletesARecordedRetry(t *testing.T) {
 	sys.Cancel(t, old.ID, "")
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	recorded := jobs.NewID(time.Now())
-	if err := jobs.RecordRetry(ctx, sys.JS, old.ID, recorded, time.Now()); err != nil {
+	recorded, decided := jobs.NewID(time.Now()), time.Now().Add(-time.Minute)
+	if err := jobs.RecordRetry(ctx, sys.JS, old.ID, recorded, decided); err != nil {
 		t.Fatal(err)
 	}
 	if got, _ := sys.Get(t, old.ID); got.RetriedAs != recorded {
@@ -192,6 +192,11 @@ func TestRetryCompletesARecordedRetry(t *testing.T) {
 	code, snap, _, _ := retry(t, sys, old.ID)
 	if code != http.StatusAccepted || snap.ID != recorded || snap.RetryOf != old.ID || snap.Status != jobs.StatusQueued {
 		t.Fatalf("retry: %d %+v, want job %s", code, snap, recorded)
+	}
+	// Its request is the one the record decided: created when it was
+	// written, so every writer of the recorded job stores the same request.
+	if snap.CreatedAt == nil || !snap.CreatedAt.Equal(decided) {
+		t.Fatalf("created_at %v, want the record's time %v", snap.CreatedAt, decided)
 	}
 	if err := jobs.RecordRetry(ctx, sys.JS, old.ID, jobs.NewID(time.Now()), time.Now()); !errors.Is(err, jobs.ErrRecorded) {
 		t.Fatalf("a second retry record: %v, want ErrRecorded", err)

@@ -66,8 +66,10 @@ func (s *Service) Retry(ctx context.Context, who Caller, id string) (snap jobs.S
 		}
 		// Recorded, not stored yet (or never): store it below.
 	}
+	// Created when the record was written: whoever stores the recorded
+	// job (this retry, or one racing it) stores the same request.
 	queued, err := jobs.Enqueue(ctx, s.js, jobs.Request{
-		ID: rec.RetriedAs, Type: job.Owner.Type, Input: job.Input, CreatedAt: now, Owner: job.Owner.Owner, RetryOf: id,
+		ID: rec.RetriedAs, Type: job.Owner.Type, Input: job.Input, CreatedAt: rec.Time, Owner: job.Owner.Owner, RetryOf: id,
 	})
 	if errors.Is(err, jobs.ErrDuplicateID) {
 		ev, _, err := jobs.State(ctx, s.streams.Events, s.streams.Records, rec.RetriedAs)
