@@ -280,8 +280,10 @@ type Job struct {
 }
 
 // ReadJob reads who owns job id (its request) and its state (see State)
-// at once. A job without a request (events written without one: not
-// jobwire's doing) has the zero OwnerRecord: nobody owns it. It returns
+// at once. An ended job whose request has aged out before its last events
+// is owned by who its end record names (its input is then gone). A job
+// without either (events written without a request: not jobwire's doing)
+// has the zero OwnerRecord: nobody owns it. It returns
 // ErrNotFound when the job has no stored messages.
 func ReadJob(ctx context.Context, events, records jetstream.Stream, id string) (Job, error) {
 	if err := ValidateID(id); err != nil {
@@ -305,5 +307,21 @@ func ReadJob(ctx context.Context, events, records jetstream.Stream, id string) (
 		return Job{}, owner.err
 	}
 	r := owner.req
+	if owner.err != nil && st.ev.Status.Terminal() {
+		// The request is the job's oldest message, so it ages out first:
+		// while the later events stay, the end record (which outlives
+		// them all) says whose job it was.
+		end, found, err := ReadEnd(ctx, records, id)
+		if err != nil {
+			return Job{}, err
+		}
+		if found {
+			created := time.Time{}
+			if st.ev.CreatedAt != nil {
+				created = *st.ev.CreatedAt
+			}
+			r = Request{Owner: end.Owner, Type: st.ev.Type, CreatedAt: created}
+		}
+	}
 	return Job{Owner: OwnerRecord{Owner: r.Owner, Type: r.Type, CreatedAt: r.CreatedAt}, Input: r.Input, State: st.ev, Seq: st.seq, Data: st.data}, nil
 }

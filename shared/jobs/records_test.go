@@ -55,3 +55,36 @@ func TestStateEndsAtTheFirstFinalEvent(t *testing.T) {
 		t.Errorf("ReadJob of an unknown job: %v, want ErrNotFound", err)
 	}
 }
+
+// TestOwnerOutlivesTheRequest: the request is a job's oldest message, so
+// it ages out before the job's last events; the job still belongs to its
+// owner (by its end record) until those age out too.
+func TestOwnerOutlivesTheRequest(t *testing.T) {
+	t.Parallel()
+	ctx, _, js, streams := withTopology(t)
+	req := jobs.Request{ID: jobs.NewID(time.Now()), Type: "demo", CreatedAt: time.Now(), Owner: "user:alice"}
+	queued, err := jobs.Enqueue(ctx, js, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reqMsg, err := streams.Events.GetLastMsgForSubject(ctx, jobs.QueueSubject(req.Type, req.ID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := queued.Next(jobs.KindCanceled, time.Now())
+	done.Status = jobs.StatusCanceled
+	seq, err := jobs.PublishEvent(ctx, js, done, reqMsg.Sequence)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := jobs.RecordEnd(ctx, js, done, seq); err != nil {
+		t.Fatal(err)
+	}
+	if err := streams.Events.DeleteMsg(ctx, reqMsg.Sequence); err != nil { // as MaxAge would
+		t.Fatal(err)
+	}
+	job, err := jobs.ReadJob(ctx, streams.Events, streams.Records, req.ID)
+	if err != nil || job.Owner.Owner != "user:alice" || job.Owner.Type != "demo" || job.State.Status != jobs.StatusCanceled {
+		t.Fatalf("ReadJob after the request aged out = owner %+v, %s, %v; want user:alice's canceled demo job", job.Owner, job.State.Status, err)
+	}
+}
