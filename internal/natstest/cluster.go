@@ -162,9 +162,21 @@ func (c *ClusterNATS) Start(i int) {
 // leader (streams can be created and changed then).
 func (c *ClusterNATS) WaitMetaLeader() {
 	c.t.Helper()
-	c.poll("a JetStream meta leader", 20*time.Second, func() error {
+	// A leader is not enough: until it has heard from every running
+	// peer, placing a replicated stream fails with "no suitable peers
+	// for placement, peer offline" (seen on a loaded machine).
+	c.poll("a JetStream meta leader that sees every running node", 30*time.Second, func() error {
+		running := 0
+		for _, nd := range c.nodes {
+			if nd.srv != nil {
+				running++
+			}
+		}
 		for _, nd := range c.nodes {
 			if nd.srv != nil && nd.srv.JetStreamIsLeader() {
+				if peers := nd.srv.JetStreamClusterPeers(); len(peers) < running {
+					return fmt.Errorf("the leader sees %d of %d running nodes", len(peers), running)
+				}
 				return nil
 			}
 		}
