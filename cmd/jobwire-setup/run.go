@@ -131,6 +131,9 @@ func retryable(err error) bool {
 var topology = []struct{ kind, name, stream string }{
 	{"stream", jobs.Stream, jobs.Stream},
 	{"stream", jobs.RecordsStream, jobs.RecordsStream},
+	{"stream", jobs.IndexStream, jobs.IndexStream},
+	{"stream", jobs.CountsStream, jobs.CountsStream},
+	{"stream", jobs.MinutesStream, jobs.MinutesStream},
 	{"bucket", jobs.TypesBucket, jobs.BucketStream(jobs.TypesBucket)},
 	{"bucket", jobs.IdempotencyBucket, jobs.BucketStream(jobs.IdempotencyBucket)},
 }

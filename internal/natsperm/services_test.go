@@ -74,11 +74,11 @@ func TestServicesWithRoles(t *testing.T) {
 		}
 		return string(out)
 	}
-	if out := setup(); strings.Count(out, ": created\n") != 4 {
-		t.Fatalf("jobwire-setup's first run:\n%s\nwant 4 streams and buckets created", out)
+	if out := setup(); strings.Count(out, ": created\n") != 7 {
+		t.Fatalf("jobwire-setup's first run:\n%s\nwant 7 streams and buckets created", out)
 	}
-	if out := setup(); strings.Count(out, ": unchanged\n") != 4 {
-		t.Fatalf("jobwire-setup's second run:\n%s\nwant all 4 unchanged", out)
+	if out := setup(); strings.Count(out, ": unchanged\n") != 7 {
+		t.Fatalf("jobwire-setup's second run:\n%s\nwant all 7 unchanged", out)
 	}
 	runner.waitReady(t, 20*time.Second)
 	gateway.waitReady(t, 20*time.Second)
@@ -133,9 +133,17 @@ func TestServicesWithRoles(t *testing.T) {
 		t.Fatalf("the same Idempotency-Key made job %s after %s", again.ID, job.ID)
 	}
 	waitStatus(job.ID, jobs.StatusSucceeded)
-	if code, b := call("GET", "/api/jobs", ""); code != http.StatusOK || !bytes.Contains(b, []byte(job.ID)) {
-		t.Fatalf("list: %d %s", code, b)
-	}
+	// The list and the statistics, from the index the gateway keeps as
+	// user "gateway" (a few milliseconds behind), and the runner found
+	// as a NATS service.
+	waitFor(t, 10*time.Second, "the job in the list", func() bool {
+		code, b := call("GET", "/api/jobs", "")
+		return code == http.StatusOK && bytes.Contains(b, []byte(job.ID))
+	})
+	waitFor(t, 10*time.Second, "the job counted", func() bool {
+		code, b := call("GET", "/api/stats", "")
+		return code == http.StatusOK && bytes.Contains(b, []byte(`"succeeded":1`))
+	})
 	code, sse := call("GET", "/api/jobs/"+job.ID+"/events?after_seq=0", "")
 	n := 0
 	for _, line := range strings.Split(string(sse), "\n") {

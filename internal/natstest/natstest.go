@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/jobwire/jobwire/internal/devstack"
+	"github.com/jobwire/jobwire/shared/jobs"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -132,16 +133,23 @@ func (r *Restartable) start() {
 	r.srv = srv
 }
 
-// Consumers is how many consumers stream has now.
+// Consumers is how many consumers stream has now, besides the gateways'
+// indexer (jobs.IndexerConsumer, made once by the set-up).
 func Consumers(t testing.TB, stream jetstream.Stream) int {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	info, err := stream.Info(ctx)
-	if err != nil {
+	n := 0
+	names := stream.ConsumerNames(ctx)
+	for name := range names.Name() {
+		if name != jobs.IndexerConsumer {
+			n++
+		}
+	}
+	if err := names.Err(); err != nil {
 		t.Fatal(err)
 	}
-	return info.State.Consumers
+	return n
 }
 
 // LockedBuffer is a bytes.Buffer that a system under test (its logs, a

@@ -401,6 +401,35 @@ func (s *System) WaitFor(t testing.TB, id, what string, timeout time.Duration, o
 	}
 }
 
+// WaitListed polls the caller's job list (GET /api/jobs) until it holds
+// every one of ids: the job index is kept asynchronously, a few
+// milliseconds behind the 202.
+func (s *System) WaitListed(t testing.TB, ids ...string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var page struct{ Jobs []jobs.Snapshot }
+		s.Do(t, "GET", "/api/jobs?limit=500", "", "", nil, &page)
+		listed := map[string]bool{}
+		for _, j := range page.Jobs {
+			listed[j.ID] = true
+		}
+		missing := 0
+		for _, id := range ids {
+			if !listed[id] {
+				missing++
+			}
+		}
+		if missing == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d jobs not listed within 10s", missing, len(ids))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 // MustJSON is v as JSON.
 func MustJSON(v any) string {
 	b, err := json.Marshal(v)

@@ -73,6 +73,8 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	s.Int(&c.NewSessionRate, "new-session-rate", "NEW_SESSION_RATE", 60, "new anonymous sessions per client address per minute")
 	s.Int(&c.MaxConns, "max-conns", "MAX_CONNS", 10000, "open WebSocket and SSE connections of the whole gateway")
 	s.Int(&c.MaxJSONDepth, "max-json-depth", "MAX_JSON_DEPTH", 32, "deepest nesting accepted in a job's input")
+	indexer := true
+	s.Bool(&indexer, "job-indexer", "JOB_INDEXER", "keep the job index (lists and GET /api/stats) in this gateway, sharing the work with the other gateways; at least one must; on by default", true)
 	c.Debug.Register(s)
 	c.Metrics.Register(s)
 	c.Logging.Register(s)
@@ -82,6 +84,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 		return c, err
 	}
 	c.AllowedOrigins = splitList(origins)
+	c.DisableIndexer = !indexer
 	var err error
 	if c.TrustedProxies, err = httpapi.ParseProxies(splitList(proxies)); err != nil {
 		s.Errorf("TRUSTED_PROXIES %q: %v", proxies, err)

@@ -108,6 +108,33 @@ func (t Topology) RunnerConsumerConfig(typ string, ackWait time.Duration) jetstr
 	}
 }
 
+// errReplicasExceedStream is the server's answer to a consumer of more
+// replicas than its stream has (yet).
+const errReplicasExceedStream = 10126
+
+// CreateOrUpdateConsumer creates durable consumer cfg on Stream, or
+// updates it in place (keeping its pending and in-flight messages). While
+// the stream is still scaling up to the consumer's replicas it waits (and
+// calls waiting, if not nil, once), as long as ctx allows.
+func CreateOrUpdateConsumer(ctx context.Context, js jetstream.JetStream, cfg jetstream.ConsumerConfig, waiting func()) (jetstream.Consumer, error) {
+	for {
+		cons, err := js.CreateOrUpdateConsumer(ctx, Stream, cfg)
+		var apiErr *jetstream.APIError
+		if !errors.As(err, &apiErr) || apiErr.ErrorCode != errReplicasExceedStream {
+			return cons, err
+		}
+		if waiting != nil {
+			waiting()
+			waiting = nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("%w (the stream is still scaling up to %d replicas)", err, cfg.Replicas)
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
+
 // Streams are the handles to jobwire's streams and buckets.
 type Streams struct {
 	// Events is Stream: every job's request and events.
@@ -115,6 +142,24 @@ type Streams struct {
 	Types       jetstream.KeyValue
 	Idempotency jetstream.KeyValue
 	Records     jetstream.Stream
+	// The job index (index.go): lists, counters, ends per minute, and the
+	// indexers' consumer.
+	Index   jetstream.Stream
+	Counts  jetstream.Stream
+	Minutes jetstream.Stream
+	Indexer jetstream.Consumer
+}
+
+// indexStreams are the index's streams with where CreateOrUpdate and Check
+// put their handles.
+func (t Topology) indexStreams(s *Streams) []struct {
+	cfg    jetstream.StreamConfig
+	handle *jetstream.Stream
+} {
+	return []struct {
+		cfg    jetstream.StreamConfig
+		handle *jetstream.Stream
+	}{{t.IndexStreamConfig(), &s.Index}, {t.CountsStreamConfig(), &s.Counts}, {t.MinutesStreamConfig(), &s.Minutes}}
 }
 
 // CreateOrUpdate makes sure every stream and bucket exists with the given
@@ -134,6 +179,14 @@ func (t Topology) CreateOrUpdate(ctx context.Context, js jetstream.JetStream) (*
 	}
 	if s.Records, err = js.CreateOrUpdateStream(ctx, t.RecordsStreamConfig()); err != nil {
 		return nil, fmt.Errorf("stream %s: %w", RecordsStream, err)
+	}
+	for _, x := range t.indexStreams(&s) {
+		if *x.handle, err = js.CreateOrUpdateStream(ctx, x.cfg); err != nil {
+			return nil, fmt.Errorf("stream %s: %w", x.cfg.Name, err)
+		}
+	}
+	if s.Indexer, err = CreateOrUpdateConsumer(ctx, js, t.IndexerConsumerConfig(), nil); err != nil {
+		return nil, fmt.Errorf("consumer %s: %w", IndexerConsumer, err)
 	}
 	if s.Types, err = js.CreateOrUpdateKeyValue(ctx, t.typesBucketConfig()); err != nil {
 		return nil, fmt.Errorf("bucket %s: %w", TypesBucket, err)
@@ -175,6 +228,9 @@ func refuseOldLayout(ctx context.Context, js jetstream.JetStream) error {
 func (t Topology) readers(js jetstream.JetStream, s *Streams) *Streams {
 	if t.Replicas > 1 {
 		s.Events, s.Records = LeaderReads(js.Conn(), s.Events), LeaderReads(js.Conn(), s.Records)
+		if s.Index != nil { // the indexer reads back its records before it changes them
+			s.Index = LeaderReads(js.Conn(), s.Index)
+		}
 	}
 	return s
 }

@@ -43,14 +43,28 @@ func (t Topology) Check(ctx context.Context, js jetstream.JetStream) (*Streams, 
 		case RecordsStream:
 			s.Records = got
 		}
+		for _, x := range t.indexStreams(&s) {
+			if x.cfg.Name == stream {
+				*x.handle = got
+			}
+		}
 		return true, nil
 	}
 	if err := refuseOldLayout(ctx, js); err != nil {
 		return nil, err
 	}
-	for _, want := range []jetstream.StreamConfig{t.StreamConfig(), t.RecordsStreamConfig()} {
+	for _, want := range []jetstream.StreamConfig{t.StreamConfig(), t.RecordsStreamConfig(), t.IndexStreamConfig(), t.CountsStreamConfig(), t.MinutesStreamConfig()} {
 		if _, err := look("stream", want.Name, want.Name, want); err != nil {
 			return nil, err
+		}
+	}
+	if s.Events != nil {
+		var err error
+		s.Indexer, err = s.Events.Consumer(ctx, IndexerConsumer)
+		if errors.Is(err, jetstream.ErrConsumerNotFound) {
+			problems = append(problems, TopologyProblem{Kind: "consumer", Name: IndexerConsumer, Missing: true})
+		} else if err != nil {
+			return nil, fmt.Errorf("consumer %s: %w", IndexerConsumer, err)
 		}
 	}
 	for _, b := range []struct {
@@ -134,6 +148,7 @@ func configDiffs(want, got jetstream.StreamConfig, bucket bool) []string {
 	differ("replicas", max(got.Replicas, 1) == max(want.Replicas, 1), got.Replicas, want.Replicas)
 	differ("max_age", got.MaxAge == want.MaxAge, got.MaxAge, want.MaxAge)
 	differ("allow_direct", got.AllowDirect == want.AllowDirect, got.AllowDirect, want.AllowDirect)
+	differ("allow_msg_counter", got.AllowMsgCounter == want.AllowMsgCounter, got.AllowMsgCounter, want.AllowMsgCounter)
 	differ("sealed", !got.Sealed, got.Sealed, false)
 	differ("max_msgs", unlimited(got.MaxMsgs) == -1, got.MaxMsgs, "no limit")
 	differ("max_bytes", unlimited(got.MaxBytes) == -1, got.MaxBytes, "no limit")

@@ -48,9 +48,10 @@ func TestTopologyCheck(t *testing.T) {
 		return n
 	}
 
-	// Nothing there: all five are reported, and nothing is created.
+	// Nothing there: every one is reported, and nothing is created.
 	want := []string{
 		"stream JOBS is missing", "stream JOBS_RECORDS is missing",
+		"stream JOBS_INDEX is missing", "stream JOBS_COUNTS is missing", "stream JOBS_MINUTES is missing",
 		"bucket JOBWIRE_TYPES is missing", "bucket JOBWIRE_IDEMPOTENCY is missing",
 	}
 	if got := problems(jobs.Topology{}); !slices.Equal(got, want) {
@@ -67,6 +68,7 @@ func TestTopologyCheck(t *testing.T) {
 	want = []string{
 		"stream JOBS: max_age is 1h0m0s, want 168h0m0s",
 		"stream JOBS_RECORDS: max_age is 721h0m0s, want 888h0m0s",
+		"stream JOBS_INDEX: max_age is 1h0m0s, want 168h0m0s",
 		"bucket JOBWIRE_IDEMPOTENCY: max_age is 1h0m0s, want 24h0m0s",
 	}
 	if got := problems(jobs.Topology{}); !slices.Equal(got, want) {

@@ -186,6 +186,7 @@ func TestListNewestFirstWithFiltersAndCursor(t *testing.T) {
 	sys.WaitStatus(t, a.ID, jobs.StatusSucceeded, 20*time.Second)
 	sys.WaitStatus(t, b.ID, jobs.StatusFailed, 20*time.Second)
 	sys.WaitStatus(t, c.ID, jobs.StatusSucceeded, 20*time.Second)
+	sys.WaitListed(t, a.ID, b.ID, c.ID) // the index follows the 202s by a few milliseconds
 
 	type page struct {
 		Jobs       []jobs.Snapshot `json:"jobs"`

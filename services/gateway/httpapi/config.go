@@ -43,6 +43,9 @@ type Config struct {
 	MaxConnsPerOwner int64 // WebSocket and SSE connections per owner
 	MaxJSONDepth     int64
 
+	// DisableIndexer leaves the job index to other gateways (JOB_INDEXER=false).
+	DisableIndexer bool
+
 	// Limits on anonymous sessions per client address (an IPv4 address or
 	// an IPv6 /64), and on the whole gateway (docs/security.md).
 	TrustedProxies []netip.Prefix // whose Forwarded / X-Forwarded-For is believed

@@ -66,7 +66,7 @@ func New(ctx context.Context, nc *nats.Conn, cfg Config, log *slog.Logger) (*Gat
 	if err != nil {
 		return nil, err
 	}
-	ops, err := jobops.New(ctx, nc, js, streams, jobops.Config{MaxJSONDepth: int(cfg.MaxJSONDepth), CursorKey: auth.sessionKey}, log)
+	ops, err := jobops.New(ctx, nc, js, streams, jobops.Config{MaxJSONDepth: int(cfg.MaxJSONDepth), CursorKey: auth.sessionKey, NoIndexer: cfg.DisableIndexer}, log)
 	if err != nil {
 		return nil, err
 	}

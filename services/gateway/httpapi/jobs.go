@@ -90,6 +90,20 @@ func handleGet(g *Gateway) http.HandlerFunc {
 	}
 }
 
+// handleStats is GET /api/stats: per job type, the caller's jobs by
+// status and those ended per minute over the last hour; for an admin,
+// every job, and each type's queue and runners.
+func handleStats(g *Gateway) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		stats, err := g.ops.Stats(r.Context(), principalFrom(r.Context()).caller())
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		encode(w, http.StatusOK, stats)
+	}
+}
+
 // handleRetry is POST /api/jobs/{id}/retry: 202 and the new job (a second
 // retry of the same job: the same new job, with Idempotent-Replayed).
 func handleRetry(g *Gateway) http.HandlerFunc {

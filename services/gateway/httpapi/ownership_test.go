@@ -107,6 +107,7 @@ func TestRunnerCredentialsCannotTakeOverAJob(t *testing.T) {
 		}
 	}
 	// The list.
+	alice.WaitListed(t, done.ID, running.ID)
 	var mine, bobs struct{ Jobs []jobs.Snapshot }
 	alice.Do(t, "GET", "/api/jobs", "", "", nil, &mine)
 	bob.Do(t, "GET", "/api/jobs", "", "", nil, &bobs)
@@ -174,6 +175,7 @@ func TestListCursorRevealsNothing(t *testing.T) {
 		NextCursor string          `json:"next_cursor"`
 	}
 	var p page
+	alice.WaitListed(t, ids...)
 	alice.Do(t, "GET", "/api/jobs?limit=1", "", "", nil, &p)
 	if len(p.Jobs) != 1 || p.NextCursor == "" {
 		t.Fatalf("page 1: %d jobs, cursor %q", len(p.Jobs), p.NextCursor)

@@ -26,6 +26,7 @@ func NewServer(g *Gateway) http.Handler {
 			r.With(traceSubmit(g.cfg.TracerProvider, "/api/jobs"), g.submitLimit).Post("/jobs", handleSubmit(g))
 			r.With(traceSubmit(g.cfg.TracerProvider, "/api/jobs:batch"), g.submitLimit).Post("/jobs:batch", handleSubmitBatch(g))
 			r.Get("/jobs", handleList(g))
+			r.Get("/stats", handleStats(g))
 			r.Get("/jobs/{id}", handleGet(g))
 			r.Post("/jobs/{id}/cancel", handleCancel(g))
 			r.With(g.submitLimit).Post("/jobs/{id}/retry", handleRetry(g))

@@ -465,7 +465,13 @@ func TestContractHTTPAnswers(t *testing.T) {
 	// Reading jobs.
 	expect(jobPath, "GET", "/api/jobs/a.b", "", "", nil, 400, "invalid_id")
 	expect(jobPath, "GET", "/api/jobs/"+jobs.NewID(time.Now()), "", "", nil, 404, "not_found")
+	waitUntil(t, 10*time.Second, "two jobs listed (the index is a few milliseconds behind)", func() bool {
+		var page struct{ Jobs []jobs.Snapshot }
+		sys.Do(t, "GET", jobsPath+"?type=demo", "", "", nil, &page)
+		return len(page.Jobs) >= 2
+	})
 	expect(jobsPath, "GET", jobsPath, "", "", nil, 200, "")
+	expect("/api/stats", "GET", "/api/stats", "", "", nil, 200, "")
 	_, b = expect(jobsPath, "GET", jobsPath+"?limit=1&type=demo", "", "", nil, 200, "")
 	var page struct {
 		Jobs       []jobs.Snapshot `json:"jobs"`

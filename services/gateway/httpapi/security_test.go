@@ -30,6 +30,7 @@ func TestOthersJobsAreInvisible(t *testing.T) {
 	alice := testsys.Start(t)
 	snap := alice.Submit(t, "demo", `{"steps":1,"step_ms":0}`)
 	alice.WaitStatus(t, snap.ID, jobs.StatusSucceeded, 20*time.Second)
+	alice.WaitListed(t, snap.ID) // so that the lists below are the index's whole answer
 	unknown := jobs.NewID(time.Now())
 
 	for _, other := range []*testsys.System{alice.As(""), alice.As(testsys.Token(t, "bob", false, time.Hour))} {

@@ -129,6 +129,12 @@ func readLoop(readCtx context.Context, ws *websocket.Conn, s *live.Session) {
 			}
 		case "unwatch_all":
 			s.UnwatchAll()
+		case "watch_mine":
+			if err := s.WatchMine(); err != nil {
+				sendError(s, "", err)
+			}
+		case "unwatch_mine":
+			s.UnwatchMine()
 		case "unwatch":
 			s.Unwatch(m.JobID)
 		default:

@@ -8,6 +8,7 @@ import (
 	"context"
 	"log/slog"
 
+	"github.com/jobwire/jobwire/services/gateway/jobindex"
 	"github.com/jobwire/jobwire/shared/jobs"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -29,6 +30,9 @@ func (c Caller) CanSee(owner string) bool {
 type Config struct {
 	MaxJSONDepth int    // deepest nesting accepted in a job's input
 	CursorKey    []byte // the key list cursors are sealed with is derived from it
+	// NoIndexer: this gateway reads the job index but leaves keeping it
+	// to the others.
+	NoIndexer bool
 }
 
 // Service applies the job rules to the streams.
@@ -41,7 +45,10 @@ type Service struct {
 	catalog *catalog
 	cursors cursorSealer
 	metrics *opsMetrics
+	index   *jobindex.Reader
+	indexer *jobindex.Indexer
 	stop    context.CancelFunc
+	done    chan struct{} // closed when the indexer has stopped
 }
 
 // New starts following the job types runners register; Close stops it.
@@ -52,16 +59,29 @@ func New(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, streams *jo
 		stop()
 		return nil, err
 	}
-	return &Service{
+	s := &Service{
 		cfg: cfg, log: log, nc: nc, js: js, streams: streams, catalog: cat,
-		cursors: newCursorSealer(cfg.CursorKey), metrics: newOpsMetrics(bg, streams.Events, cat), stop: stop,
-	}, nil
+		cursors: newCursorSealer(cfg.CursorKey), metrics: newOpsMetrics(bg, streams.Events, cat),
+		index: jobindex.NewReader(nc, streams), indexer: jobindex.New(js, streams, log),
+		stop: stop, done: make(chan struct{}),
+	}
+	go func() {
+		defer close(s.done)
+		if cfg.NoIndexer {
+			return
+		}
+		if err := s.indexer.Run(bg); err != nil {
+			log.Error("the job index is not kept by this gateway", "err", err)
+		}
+	}()
+	return s, nil
 }
 
-// Close stops following the job types.
+// Close stops following the job types and indexing.
 func (s *Service) Close() {
 	s.stop()
 	s.catalog.Wait()
+	<-s.done
 }
 
 // Types lists every registered job type, sorted by name.

@@ -1,17 +1,12 @@
 package jobops
 
 import (
-	"cmp"
 	"context"
-	"errors"
-	"slices"
+	"time"
 
+	"github.com/jobwire/jobwire/services/gateway/jobindex"
 	"github.com/jobwire/jobwire/shared/jobs"
-	"github.com/nats-io/nats.go/jetstream"
 )
-
-// maxListScan bounds how many jobs one list request reads.
-const maxListScan = 5000
 
 // ListQuery picks the jobs List returns.
 type ListQuery struct {
@@ -21,10 +16,15 @@ type ListQuery struct {
 	Cursor string      // where the page starts: a NextCursor of an earlier page; "" for the newest
 }
 
-// List returns the jobs who may see, newest first, and the cursor of the
-// next page ("" on the last page).
+// List returns the jobs who may see, newest first (an admin's: everyone's,
+// others' their own: the jobs whose request named them, whatever later
+// events say), and the cursor of the next page ("" on the last
+// page). It reads a page of the job index (jobindex.Reader.Page): a few
+// requests however many jobs are stored. A filtered page examines a
+// bounded number of jobs, so it may hold fewer than q.Limit jobs and
+// still have a next page.
 func (s *Service) List(ctx context.Context, who Caller, q ListQuery) (page []jobs.Snapshot, next string, err error) {
-	cursor, cursorOK := s.cursors.open(who.Owner, q.Cursor)
+	before, cursorOK := s.cursors.open(who.Owner, q.Cursor)
 	switch {
 	case q.Status != "" && !q.Status.Valid():
 		return nil, "", &InvalidArgumentError{"status must be one of queued, running, succeeded, failed, canceled"}
@@ -33,48 +33,64 @@ func (s *Service) List(ctx context.Context, who Caller, q ListQuery) (page []job
 	case !cursorOK:
 		return nil, "", &InvalidArgumentError{"cursor is not valid"}
 	}
-	ids, err := s.jobIDs(ctx)
+	scope := jobs.OwnerScope(who.Owner)
+	if who.Admin {
+		scope = jobs.AllJobsScope
+	}
+	p, err := s.index.Page(ctx, jobindex.PageQuery{
+		Scope: scope, Before: before, Limit: q.Limit, Status: q.Status, Type: q.Type,
+	})
 	if err != nil {
 		return nil, "", unavailable(err)
 	}
-	page = []jobs.Snapshot{}
-	scanned, last := 0, ""
-	for _, id := range ids {
-		if cursor != "" && id >= cursor {
-			continue
-		}
-		if len(page) == q.Limit || scanned == maxListScan {
-			next = s.cursors.seal(who.Owner, last)
-			break
-		}
-		scanned, last = scanned+1, id
-		// The request first: a job of another owner costs one read.
-		owner, err := jobs.ReadOwner(ctx, s.streams.Events, id)
-		if err != nil && !errors.Is(err, jobs.ErrNotFound) || !who.CanSee(owner.Owner) || q.Type != "" && owner.Type != "" && owner.Type != q.Type {
-			continue // not who's, or aged out between listing and reading
-		}
-		ev, _, err := jobs.State(ctx, s.streams.Events, s.streams.Records, id)
-		if err == nil && (q.Status == "" || ev.Status == q.Status) && (q.Type == "" || cmp.Or(owner.Type, ev.Type) == q.Type) {
-			page = append(page, jobs.SnapshotOf(ev))
-		}
+	page = make([]jobs.Snapshot, len(p.Jobs))
+	for i, ev := range p.Jobs {
+		page[i] = jobs.SnapshotOf(ev)
+	}
+	if p.Next != 0 {
+		next = s.cursors.seal(who.Owner, p.Next)
 	}
 	return page, next, nil
 }
 
-// jobIDs lists the ids of every job with a stored request, newest first.
-func (s *Service) jobIDs(ctx context.Context) ([]string, error) {
-	info, err := s.streams.Events.Info(ctx, jetstream.WithSubjectFilter(jobs.AllQueue))
-	if err != nil {
-		return nil, err
+// Stats is what the job index counts for who (an admin: every job; others
+// their own jobs), per type; for an admin also each type's queue.
+type Stats struct {
+	Scope       string               `json:"scope"` // "all" or "mine"
+	GeneratedAt time.Time            `json:"generated_at"`
+	Types       []jobindex.TypeStats `json:"types"`
+}
+
+// Stats reads who's statistics: no job is read (see jobindex.Reader.Stats).
+func (s *Service) Stats(ctx context.Context, who Caller) (Stats, error) {
+	now := time.Now().UTC()
+	out := Stats{Scope: "mine", GeneratedAt: now}
+	scope := jobs.OwnerScope(who.Owner)
+	if who.Admin {
+		out.Scope, scope = "all", jobs.AllJobsScope
 	}
-	ids := make([]string, 0, len(info.State.Subjects))
-	for subj := range info.State.Subjects {
-		if id, ok := jobs.IDFromEventSubject(subj); ok {
-			ids = append(ids, id)
+	var types []string
+	for _, t := range s.catalog.list() {
+		types = append(types, t.Type)
+	}
+	var err error
+	if out.Types, err = s.index.Stats(ctx, scope, types, now); err != nil {
+		return Stats{}, unavailable(err)
+	}
+	if !who.Admin {
+		return out, nil
+	}
+	runners := s.runners(ctx)
+	for i := range out.Types {
+		t := &out.Types[i]
+		if t.Queue, err = s.index.Queue(ctx, t.Type, now); err != nil {
+			return Stats{}, unavailable(err)
+		}
+		if r, ok := runners[t.Type]; ok {
+			t.Runners = &r
+		} else {
+			t.Runners = &jobindex.RunnerStats{}
 		}
 	}
-	slices.Sort(ids)
-	ids = slices.Compact(ids) // a second request of an id (not jobwire's doing)
-	slices.Reverse(ids)
-	return ids, nil
+	return out, nil
 }

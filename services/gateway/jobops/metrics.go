@@ -156,4 +156,6 @@ func rejectReason(err error) string {
 }
 
 // Metrics is the job rules' figures, for a process's registry.
-func (s *Service) Metrics() prometheus.Collector { return s.metrics.all }
+func (s *Service) Metrics() prometheus.Collector {
+	return metrics.Set{s.metrics.all, s.indexer.Metrics()}
+}

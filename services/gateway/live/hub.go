@@ -173,6 +173,7 @@ func eventMsg(subject string, data []byte, frame FrameFunc) (Msg, bool) {
 	}
 	var head struct {
 		JobID  string      `json:"job_id"`
+		Owner  string      `json:"owner"`
 		Seq    uint64      `json:"seq"`
 		Status jobs.Status `json:"status"`
 		Time   time.Time   `json:"time"`
@@ -182,7 +183,7 @@ func eventMsg(subject string, data []byte, frame FrameFunc) (Msg, bool) {
 	if err := json.Unmarshal(data, &head); err != nil || head.Seq == 0 || head.JobID != id {
 		return Msg{}, false
 	}
-	m := Msg{jobID: id, seq: head.Seq, raw: data, terminal: head.Status.Terminal(), stamped: head.Time.UnixNano()}
+	m := Msg{jobID: id, owner: head.Owner, seq: head.Seq, raw: data, terminal: head.Status.Terminal(), stamped: head.Time.UnixNano()}
 	if frame != nil {
 		m.frame = frame(id, data, false)
 	}

@@ -13,6 +13,7 @@ import (
 // client's own request) has only a frame.
 type Msg struct {
 	jobID     string
+	owner     string // the job's owner, as its event says
 	seq       uint64 // 0: a control message (an error), always sent
 	streamSeq uint64 // its sequence in the events stream, 0 if unknown
 	raw       []byte
@@ -76,6 +77,8 @@ type outbox struct {
 	// are held.
 	onGap func(id string, after, fromStream uint64)
 	all   bool // on the feed of every job: live events of any job
+	// feedOwner narrows the feed to the jobs of one owner ("": any).
+	feedOwner string
 	// coalesced counts the events coalescing dropped (nil: not counted).
 	coalesced prometheus.Counter
 }
@@ -138,6 +141,10 @@ func (b *outbox) control(ctx context.Context, m Msg) {
 func (b *outbox) live(m Msg) {
 	b.mu.Lock()
 	q := b.jobs[m.jobID]
+	if q == nil && b.all && b.feedOwner != "" && m.owner != b.feedOwner {
+		b.mu.Unlock() // another owner's job, on the feed of one owner's
+		return
+	}
 	if q == nil && b.all && !m.terminal {
 		q = &jobQueue{}
 		b.jobs[m.jobID] = q
@@ -218,10 +225,11 @@ func (b *outbox) coalesceLocked() {
 	}
 }
 
-// setAll turns the feed of every job on or off for this watcher.
-func (b *outbox) setAll(on bool) {
+// setFeed turns the feed of every job (of owner; "" for everyone's) on
+// or off for this watcher.
+func (b *outbox) setFeed(on bool, owner string) {
 	b.mu.Lock()
-	b.all = on
+	b.all, b.feedOwner = on, owner
 	b.mu.Unlock()
 }
 

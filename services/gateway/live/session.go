@@ -98,7 +98,7 @@ func (s *Session) WatchAll() error {
 	if err := s.node.watchAll(s.box); err != nil {
 		return fmt.Errorf("%w: %w", ErrFeedUnavailable, err)
 	}
-	s.box.setAll(true)
+	s.box.setFeed(true, "")
 	s.watching[jobs.AllProgress] = true
 	return nil
 }
@@ -108,9 +108,28 @@ func (s *Session) UnwatchAll() {
 	if s.watching[jobs.AllProgress] {
 		delete(s.watching, jobs.AllProgress)
 		s.node.unwatch(jobs.AllProgress, s.box)
-		s.box.setAll(false)
+		s.box.setFeed(false, "")
 	}
 }
+
+// WatchMine follows the live events of every job of the session's owner
+// (for the owner's list of jobs): the feed of every job, of which the
+// node passes on only the owner's. An admin's feed of every job
+// (WatchAll) replaces it, and the other way round.
+func (s *Session) WatchMine() error {
+	if s.who.Owner == "" {
+		return ErrForbidden
+	}
+	if err := s.node.watchAll(s.box); err != nil {
+		return fmt.Errorf("%w: %w", ErrFeedUnavailable, err)
+	}
+	s.box.setFeed(true, s.who.Owner)
+	s.watching[jobs.AllProgress] = true
+	return nil
+}
+
+// UnwatchMine stops following the owner's jobs.
+func (s *Session) UnwatchMine() { s.UnwatchAll() }
 
 // Reply queues a reply to the client's own request (frame is sent as it
 // is, before any event). It waits while MaxControl replies wait (see

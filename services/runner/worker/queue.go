@@ -24,12 +24,6 @@ type queue struct {
 	cons    jetstream.Consumer // set by bind; after New only the queue's fetch loop uses it
 }
 
-// errReplicasExceedStream is JetStream's "consumer config replica count
-// exceeds parent stream": the stream is still being scaled up to the
-// consumer's replicas (JETSTREAM_REPLICAS raised on a running
-// deployment); it takes the server some seconds.
-const errReplicasExceedStream jetstream.ErrorCode = 10126
-
 func (q *queue) name() string { return jobs.ConsumerName(q.typ) }
 
 // bind creates the type's consumer or updates it. An existing consumer
@@ -56,23 +50,9 @@ func (q *queue) bind(ctx context.Context) error {
 // allows.
 func (q *queue) create(ctx context.Context) (jetstream.Consumer, error) {
 	cfg := q.topo.RunnerConsumerConfig(q.typ, q.ackWait)
-	logged := false
-	for {
-		cons, err := q.js.CreateOrUpdateConsumer(ctx, jobs.Stream, cfg)
-		var apiErr *jetstream.APIError
-		if !errors.As(err, &apiErr) || apiErr.ErrorCode != errReplicasExceedStream {
-			return cons, err
-		}
-		if !logged {
-			q.log.Info("waiting for the stream to scale up to the consumer's replicas", "consumer", q.name(), "replicas", cfg.Replicas)
-			logged = true
-		}
-		select {
-		case <-ctx.Done():
-			return nil, fmt.Errorf("%w (the stream %s is still scaling up to %d replicas)", err, jobs.Stream, cfg.Replicas)
-		case <-time.After(250 * time.Millisecond):
-		}
-	}
+	return jobs.CreateOrUpdateConsumer(ctx, q.js, cfg, func() {
+		q.log.Info("waiting for the stream to scale up to the consumer's replicas", "consumer", q.name(), "replicas", cfg.Replicas)
+	})
 }
 
 // ensure creates the consumer again if it is gone (deleted by hand, or

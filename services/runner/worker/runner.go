@@ -9,6 +9,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -16,6 +18,7 @@ import (
 	"github.com/jobwire/jobwire/shared/jobs"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nats.go/micro"
 	"go.opentelemetry.io/otel/trace"
 )
 
@@ -161,6 +164,15 @@ func New(ctx context.Context, nc *nats.Conn, cfg Config, types ...JobType) (*Run
 
 var errShutdown = errors.New("runner shutting down")
 
+// typeNames lists the job types r serves.
+func (r *Runner) typeNames() []string {
+	names := make([]string, len(r.queues))
+	for i, q := range r.queues {
+		names[i] = q.typ
+	}
+	return names
+}
+
 // Run fetches and runs jobs until ctx is cancelled. Then it stops
 // fetching, lets running jobs finish for the shutdown grace period, and
 // hands the rest back to the stream for another runner.
@@ -170,6 +182,17 @@ func (r *Runner) Run(ctx context.Context) error {
 		return fmt.Errorf("subscribe to cancel requests: %w", err)
 	}
 	defer func() { _ = cancels.Unsubscribe() }()
+	svc, err := micro.AddService(r.nc, micro.Config{
+		Name: jobs.RunnerService, Version: "1.0.0", Description: "a jobwire runner",
+		Metadata: map[string]string{
+			jobs.RunnerTypesKey:       strings.Join(r.typeNames(), ","),
+			jobs.RunnerConcurrencyKey: strconv.Itoa(r.cfg.Concurrency),
+		},
+	})
+	if err != nil {
+		return fmt.Errorf("announce the runner: %w", err)
+	}
+	defer func() { _ = svc.Stop() }()
 	jobCtx, stopJobs := context.WithCancelCause(context.WithoutCancel(ctx))
 	defer stopJobs(errShutdown)
 	var jobsRunning sync.WaitGroup

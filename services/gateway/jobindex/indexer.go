@@ -1,0 +1,305 @@
+// Package jobindex keeps and reads the job index (shared/jobs/index.go):
+// each owner's list of jobs and the list of every job, newest first, and
+// the number of jobs in each status. The indexer follows every message of
+// the jobs stream through a durable consumer that the gateways share, so
+// an update it misses (a gateway that dies halfway) comes again and is
+// applied then; every write it makes is idempotent. The index never holds
+// a job's status: a list reads each job's state from the jobs stream, so
+// it cannot show a wrong one. The reader reads a page of a list in a few
+// requests whatever the number of jobs stored.
+package jobindex
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"log/slog"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/jobwire/jobwire/shared/jobs"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Indexer keeps the index from the jobs stream's messages.
+type Indexer struct {
+	js      jetstream.JetStream
+	cons    jetstream.Consumer
+	state   jetstream.Stream // IndexStream, for the indexer's records
+	log     *slog.Logger
+	workers int
+	metrics *indexerMetrics
+}
+
+// workers is how many messages one indexer applies at once (each job's on
+// the same worker, in order).
+const defaultWorkers = 8
+
+// New makes an indexer on streams (Index and Indexer must be set).
+func New(js jetstream.JetStream, streams *jobs.Streams, log *slog.Logger) *Indexer {
+	return &Indexer{js: js, cons: streams.Indexer, state: streams.Index, log: log, workers: defaultWorkers, metrics: newIndexerMetrics()}
+}
+
+// Metrics are the indexer's metrics.
+func (ix *Indexer) Metrics() prometheus.Collector { return ix.metrics.all }
+
+// Run indexes until ctx ends. Messages taken but not yet applied then are
+// handed back for another gateway's indexer.
+func (ix *Indexer) Run(ctx context.Context) error {
+	it, err := ix.cons.Messages(jetstream.PullMaxMessages(512))
+	if err != nil {
+		return fmt.Errorf("indexer: %w", err)
+	}
+	stop := context.AfterFunc(ctx, it.Stop)
+	defer stop()
+	seed := maphash.MakeSeed()
+	queues := make([]chan jetstream.Msg, ix.workers)
+	var wg sync.WaitGroup
+	for i := range queues {
+		q := make(chan jetstream.Msg, 64)
+		queues[i] = q
+		wg.Go(func() {
+			for m := range q {
+				if ctx.Err() != nil {
+					_ = m.Nak()
+					continue
+				}
+				ix.apply(ctx, m)
+			}
+		})
+	}
+	defer wg.Wait()
+	defer func() {
+		for _, q := range queues {
+			close(q)
+		}
+	}()
+	for {
+		m, err := it.Next()
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+				return nil
+			}
+			ix.log.Warn("indexer: reading the jobs stream", "err", err)
+			continue
+		}
+		_, id, _ := jobs.JobOfSubject(m.Subject())
+		queues[maphash.String(seed, id)%uint64(len(queues))] <- m
+	}
+}
+
+// eventHead is what the indexer reads of an event.
+type eventHead struct {
+	JobID     string      `json:"job_id"`
+	Type      string      `json:"type"`
+	Owner     string      `json:"owner"`
+	Seq       uint64      `json:"seq"`
+	Kind      jobs.Kind   `json:"kind"`
+	Status    jobs.Status `json:"status"`
+	Time      time.Time   `json:"time"`
+	CreatedAt *time.Time  `json:"created_at"`
+
+	waitForRequest bool // a job not indexed yet waits for its request
+}
+
+// maxWaitsForRequest is how often an event of a job not indexed yet is
+// put back to wait for the job's request.
+const maxWaitsForRequest = 5
+
+// errNoRequestYet: the event's job is not indexed yet, and its request
+// should come first.
+var errNoRequestYet = errors.New("the job's request is not indexed yet")
+
+// apply indexes one message and acks it, or naks it for a later try.
+func (ix *Indexer) apply(ctx context.Context, m jetstream.Msg) {
+	typ, id, ok := jobs.JobOfSubject(m.Subject())
+	var ev eventHead
+	if !ok || json.Unmarshal(m.Data(), &ev) != nil || ev.JobID != id || ev.Seq == 0 || !ev.Status.Valid() {
+		ix.metrics.skipped.Inc()
+		_ = m.Term() // not a job's event: nothing to index
+		return
+	}
+	if ev.Kind == jobs.KindProgress || ev.Kind == jobs.KindLog {
+		_ = m.Ack() // no change of status
+		return
+	}
+	ev.Type = typ
+	if m.Subject() != jobs.QueueSubject(typ, id) {
+		// Only a request names a job's owner (only the gateway writes
+		// requests): a job first seen through another event waits for its
+		// request, and after a few tries is listed for admins only.
+		ev.Owner = ""
+		if md, err := m.Metadata(); err == nil && md.NumDelivered < maxWaitsForRequest {
+			ev.waitForRequest = true
+		}
+	}
+	if err := ix.index(ctx, ev); errors.Is(err, errNoRequestYet) {
+		_ = m.NakWithDelay(200 * time.Millisecond)
+		return
+	} else if err != nil {
+		ix.metrics.failed.Inc()
+		if ctx.Err() == nil {
+			ix.log.Warn("indexer: cannot index a job's event; it comes again", "job_id", id, "seq", ev.Seq, "err", err)
+		}
+		_ = m.NakWithDelay(time.Second)
+		return
+	}
+	ix.metrics.indexed.Inc()
+	_ = m.Ack()
+}
+
+// errWrongLastSequence is the server's answer to a write whose expected
+// last subject sequence is not the subject's.
+const errWrongLastSequence = 10071
+
+// maxRaces bounds how often one event is tried again after losing a race
+// with another indexer writing the same job's record.
+const maxRaces = 8
+
+// index applies the status change ev makes: the job's record first (which
+// says what has been counted), then what follows from it, idempotently.
+func (ix *Indexer) index(ctx context.Context, ev eventHead) error {
+	for range maxRaces {
+		rec, recSeq, found, err := ix.record(ctx, ev.JobID)
+		if err != nil {
+			return err
+		}
+		switch {
+		case found && rec.Seq > ev.Seq:
+			return nil // a later event is counted already
+		case found && rec.Seq == ev.Seq:
+			return ix.effects(ctx, rec) // counted before, maybe not all written
+		}
+		if !found && ev.waitForRequest {
+			return errNoRequestYet
+		}
+		next := jobs.IndexState{ID: ev.JobID, Seq: ev.Seq, Status: ev.Status, Owner: ev.Owner, Type: ev.Type, Time: ev.Time}
+		if found {
+			next.Prev, next.OwnerPos, next.AllPos, next.Created = rec.Status, rec.OwnerPos, rec.AllPos, rec.Created
+			next.Owner = rec.Owner // the request's, whatever later events say
+		} else {
+			next.Created = ev.Time
+			if ev.CreatedAt != nil {
+				next.Created = *ev.CreatedAt
+			}
+			if next.AllPos, err = ix.increment(ctx, jobs.AllJobsScope.PositionCounter()); err != nil {
+				return err
+			}
+			if ev.Owner != "" {
+				if next.OwnerPos, err = ix.increment(ctx, jobs.OwnerScope(ev.Owner).PositionCounter()); err != nil {
+					return err
+				}
+			}
+		}
+		data, _ := json.Marshal(next)
+		_, err = ix.js.Publish(ctx, jobs.IndexStateSubject(ev.JobID), data, jetstream.WithExpectLastSequencePerSubject(recSeq))
+		var apiErr *jetstream.APIError
+		if errors.As(err, &apiErr) && apiErr.ErrorCode == errWrongLastSequence {
+			continue // another indexer wrote the record first: read it again
+		}
+		if err != nil {
+			return err
+		}
+		return ix.effects(ctx, next)
+	}
+	return fmt.Errorf("job %s: its record kept changing", ev.JobID)
+}
+
+// record reads the indexer's record of job id and its stream sequence.
+func (ix *Indexer) record(ctx context.Context, id string) (rec jobs.IndexState, seq uint64, found bool, err error) {
+	m, err := ix.state.GetLastMsgForSubject(ctx, jobs.IndexStateSubject(id))
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return rec, 0, false, nil
+	}
+	if err != nil {
+		return rec, 0, false, err
+	}
+	if err := json.Unmarshal(m.Data, &rec); err != nil {
+		return rec, 0, false, fmt.Errorf("job %s: index record is not valid: %w", id, err)
+	}
+	return rec, m.Sequence, true, nil
+}
+
+// increment adds one to counter and returns its new value.
+func (ix *Indexer) increment(ctx context.Context, counter string) (uint64, error) {
+	ack, err := ix.js.PublishMsg(ctx, counterMsg(counter, "+1", ""))
+	if err != nil {
+		return 0, err
+	}
+	n, err := strconv.ParseUint(ack.Value, 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("counter %s answered %q", counter, ack.Value)
+	}
+	return n, nil
+}
+
+func counterMsg(subject, incr, msgID string) *nats.Msg {
+	m := nats.NewMsg(subject)
+	m.Header.Set("Nats-Incr", incr)
+	if msgID != "" {
+		m.Header.Set(jetstream.MsgIDHeader, msgID)
+	}
+	return m
+}
+
+// effects writes what rec, once recorded, means: the status counters
+// moved from rec.Prev to rec.Status, a final status counted in its
+// minute, and for a job seen for the first time its list entries. Each
+// write carries a message id made of the job, its event and what it is:
+// written again (the event came again after a failure), it is dropped as
+// a duplicate.
+func (ix *Indexer) effects(ctx context.Context, rec jobs.IndexState) error {
+	var msgs []*nats.Msg
+	scopes := []jobs.ListScope{jobs.AllJobsScope}
+	positions := []uint64{rec.AllPos}
+	if rec.Owner != "" {
+		scopes, positions = append(scopes, jobs.OwnerScope(rec.Owner)), append(positions, rec.OwnerPos)
+	}
+	for i, scope := range scopes {
+		msgID := rec.ID + "." + strconv.FormatUint(rec.Seq, 10) + "." + strconv.Itoa(i) + "."
+		if rec.Prev != rec.Status {
+			if rec.Prev != "" {
+				msgs = append(msgs, counterMsg(scope.StatusCounter(rec.Type, rec.Prev), "-1", msgID+"dec"))
+			}
+			msgs = append(msgs, counterMsg(scope.StatusCounter(rec.Type, rec.Status), "+1", msgID+"inc"))
+		}
+		if rec.Status.Terminal() {
+			minute := rec.Time.UTC().Truncate(time.Minute)
+			msgs = append(msgs, counterMsg(scope.MinuteCounter(rec.Type, minute, rec.Status), "+1", msgID+"min"))
+		}
+		if rec.Prev == "" && positions[i] > 0 { // the job's first record: its entries
+			m := nats.NewMsg(scope.IndexSubject(positions[i]))
+			m.Data, _ = json.Marshal(jobs.IndexEntry{ID: rec.ID, Type: rec.Type, CreatedAt: rec.Created})
+			m.Header.Set(jetstream.MsgIDHeader, msgID+"entry")
+			msgs = append(msgs, m)
+		}
+	}
+	return ix.publishAll(ctx, msgs)
+}
+
+// publishAll publishes msgs at once and waits for every ack.
+func (ix *Indexer) publishAll(ctx context.Context, msgs []*nats.Msg) error {
+	acks := make([]jetstream.PubAckFuture, 0, len(msgs))
+	for _, m := range msgs {
+		f, err := ix.js.PublishMsgAsync(m)
+		if err != nil {
+			return err
+		}
+		acks = append(acks, f)
+	}
+	for _, f := range acks {
+		select {
+		case <-f.Ok():
+		case err := <-f.Err():
+			return err
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
+}

@@ -1,0 +1,330 @@
+package jobindex_test
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jobwire/jobwire/internal/natstest"
+	"github.com/jobwire/jobwire/services/gateway/jobindex"
+	"github.com/jobwire/jobwire/shared/jobs"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// bundle is a NATS server with jobwire's streams, an indexer keeping the
+// index and a reader of it.
+type bundle struct {
+	nc      *nats.Conn
+	js      jetstream.JetStream
+	streams *jobs.Streams
+	reader  *jobindex.Reader
+	// startIndexer starts (again) an indexer; stopIndexer stops it.
+	startIndexer func()
+	stopIndexer  func()
+}
+
+func setup(t *testing.T) *bundle {
+	t.Helper()
+	ns := natstest.Server(t)
+	nc := natstest.Connect(t, ns)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	streams, err := jobs.Topology{}.CreateOrUpdate(t.Context(), js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &bundle{nc: nc, js: js, streams: streams, reader: jobindex.NewReader(nc, streams)}
+	var stop context.CancelFunc
+	var wg sync.WaitGroup
+	b.startIndexer = func() {
+		ctx, cancel := context.WithCancel(context.Background())
+		stop = cancel
+		ix := jobindex.New(js, streams, slog.New(slog.DiscardHandler))
+		wg.Go(func() {
+			if err := ix.Run(ctx); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	b.stopIndexer = func() {
+		stop()
+		wg.Wait()
+	}
+	b.startIndexer()
+	t.Cleanup(func() { b.stopIndexer() })
+	return b
+}
+
+// job is a job the test made, and the status it left it in.
+type job struct {
+	id, owner, typ string
+	status         jobs.Status
+}
+
+// run stores a job's request and the events that take it to status:
+// started, then a progress event, then the final one.
+func (b *bundle) run(t *testing.T, owner, typ string, status jobs.Status) job {
+	t.Helper()
+	ctx := t.Context()
+	now := time.Now()
+	req := jobs.Request{ID: jobs.NewID(now), Type: typ, CreatedAt: now, Owner: owner}
+	ev, err := jobs.Enqueue(ctx, b.js, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	write := func(kind jobs.Kind, st jobs.Status) {
+		ev = ev.Next(kind, time.Now())
+		ev.Status = st
+		data, _ := json.Marshal(ev)
+		if _, err := b.js.Publish(ctx, jobs.EventSubject(typ, req.ID), data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if status == jobs.StatusQueued {
+		return job{req.ID, owner, typ, status}
+	}
+	write(jobs.KindStarted, jobs.StatusRunning)
+	write(jobs.KindProgress, jobs.StatusRunning)
+	switch status {
+	case jobs.StatusSucceeded:
+		write(jobs.KindSucceeded, status)
+	case jobs.StatusFailed:
+		write(jobs.KindFailed, status)
+	case jobs.StatusCanceled:
+		write(jobs.KindCanceled, status)
+	}
+	return job{req.ID, owner, typ, status}
+}
+
+// waitCounted waits until the index counts want jobs of scope in all.
+func (b *bundle) waitCounted(t *testing.T, scope jobs.ListScope, want map[string]map[jobs.Status]int64) []jobindex.TypeStats {
+	t.Helper()
+	var got []jobindex.TypeStats
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		var err error
+		got, err = b.reader.Stats(t.Context(), scope, nil, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		same := len(got) == len(want)
+		for _, ts := range got {
+			for st, n := range ts.Counts {
+				same = same && want[ts.Type][st] == n
+			}
+		}
+		if same {
+			return got
+		}
+	}
+	t.Fatalf("counts: %+v\nwant %v", got, want)
+	return nil
+}
+
+// all reads every page of a list, limit jobs at a time. Each page must be
+// newest first.
+func (b *bundle) all(t *testing.T, q jobindex.PageQuery) (ids []string, pages int) {
+	t.Helper()
+	for range 1000 {
+		p, err := b.reader.Page(t.Context(), q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(p.Jobs) > q.Limit {
+			t.Fatalf("a page of %d jobs, limit %d", len(p.Jobs), q.Limit)
+		}
+		for i, ev := range p.Jobs {
+			ids = append(ids, ev.JobID)
+			if i > 0 && ev.CreatedAt.After(*p.Jobs[i-1].CreatedAt) {
+				t.Fatalf("a page not newest first: %v after %v", ev.CreatedAt, p.Jobs[i-1].CreatedAt)
+			}
+		}
+		pages++
+		if p.Next == 0 {
+			return ids, pages
+		}
+		if q.Before != 0 && p.Next >= q.Before {
+			t.Fatalf("cursor did not move down: %d after %d", p.Next, q.Before)
+		}
+		q.Before = p.Next
+	}
+	t.Fatal("paging did not end")
+	return nil, 0
+}
+
+func TestIndexListsCountsAndFilters(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	statuses := []jobs.Status{jobs.StatusSucceeded, jobs.StatusFailed, jobs.StatusCanceled, jobs.StatusQueued, jobs.StatusSucceeded}
+	var made []job
+	for i := range 23 {
+		made = append(made, b.run(t, "user:alice", []string{"demo", "exec"}[i%2], statuses[i%len(statuses)]))
+	}
+	for i := range 4 {
+		made = append(made, b.run(t, "user:bob", "demo", statuses[i%len(statuses)]))
+	}
+	want := func(owner string) map[string]map[jobs.Status]int64 {
+		w := map[string]map[jobs.Status]int64{}
+		for _, j := range made {
+			if owner != "" && j.owner != owner {
+				continue
+			}
+			if w[j.typ] == nil {
+				w[j.typ] = map[jobs.Status]int64{jobs.StatusQueued: 0, jobs.StatusRunning: 0, jobs.StatusSucceeded: 0, jobs.StatusFailed: 0, jobs.StatusCanceled: 0}
+			}
+			w[j.typ][j.status]++
+		}
+		return w
+	}
+	b.waitCounted(t, jobs.OwnerScope("user:bob"), want("user:bob"))
+	stats := b.waitCounted(t, jobs.OwnerScope("user:alice"), want("user:alice"))
+	b.waitCounted(t, jobs.AllJobsScope, want(""))
+
+	// The jobs that ended are counted in this minute (or the one before,
+	// if the minute turned while the test ran).
+	ended := int64(0)
+	for _, ts := range stats {
+		if len(ts.PerMinute) != 60 {
+			t.Fatalf("%d minutes, want 60", len(ts.PerMinute))
+		}
+		for _, m := range ts.PerMinute[58:] {
+			ended += m.Succeeded + m.Failed + m.Canceled
+		}
+	}
+	wantEnded := int64(0)
+	for _, j := range made {
+		if j.owner == "user:alice" && j.status.Terminal() {
+			wantEnded++
+		}
+	}
+	if ended != wantEnded {
+		t.Fatalf("alice's jobs ended in the last minutes: %d, want %d", ended, wantEnded)
+	}
+
+	var alice []job
+	for _, j := range made {
+		if j.owner == "user:alice" {
+			alice = append(alice, j)
+		}
+	}
+	// Lists are newest first by position, and positions follow the order
+	// the indexer saw the jobs in: across pages that may differ from the
+	// order they were made in by a few milliseconds, so the whole list is
+	// compared as a set (each page is checked in order by all).
+	newestFirst := func(js []job) []string {
+		var ids []string
+		for _, j := range js {
+			ids = append(ids, j.id)
+		}
+		slices.Sort(ids)
+		return ids
+	}
+	sorted := func(ids []string) []string { return slices.Sorted(slices.Values(ids)) }
+	// Every page of alice's list, 4 at a time: her jobs, newest first, once each.
+	ids, pages := b.all(t, jobindex.PageQuery{Scope: jobs.OwnerScope("user:alice"), Limit: 4})
+	if !slices.Equal(sorted(ids), newestFirst(alice)) || pages != 6 {
+		t.Fatalf("alice's list in %d pages:\n%v\nwant\n%v", pages, ids, newestFirst(alice))
+	}
+	// Filtered by status, and by type.
+	for _, f := range []struct {
+		status jobs.Status
+		typ    string
+	}{{jobs.StatusFailed, ""}, {jobs.StatusQueued, "exec"}, {"", "exec"}, {jobs.StatusRunning, ""}} {
+		var want []job
+		for _, j := range alice {
+			if (f.status == "" || j.status == f.status) && (f.typ == "" || j.typ == f.typ) {
+				want = append(want, j)
+			}
+		}
+		ids, _ := b.all(t, jobindex.PageQuery{Scope: jobs.OwnerScope("user:alice"), Limit: 2, Status: f.status, Type: f.typ})
+		if !slices.Equal(sorted(ids), newestFirst(want)) {
+			t.Fatalf("alice's %q jobs of type %q: %v, want %v", f.status, f.typ, ids, newestFirst(want))
+		}
+	}
+	// Everyone's list has every job.
+	ids, _ = b.all(t, jobindex.PageQuery{Scope: jobs.AllJobsScope, Limit: 50})
+	if !slices.Equal(sorted(ids), newestFirst(made)) {
+		t.Fatalf("every job: %v, want %v", ids, newestFirst(made))
+	}
+}
+
+// A gateway that dies halfway leaves its messages unacked: they come
+// again to another indexer, which must not count anything twice nor list
+// a job twice. Here every message comes again (the consumer is made anew
+// from the first message).
+func TestIndexerAppliesEachChangeOnce(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	for i := range 10 {
+		b.run(t, "user:carol", "demo", []jobs.Status{jobs.StatusSucceeded, jobs.StatusFailed}[i%2])
+	}
+	want := map[string]map[jobs.Status]int64{"demo": {jobs.StatusQueued: 0, jobs.StatusRunning: 0, jobs.StatusSucceeded: 5, jobs.StatusFailed: 5, jobs.StatusCanceled: 0}}
+	b.waitCounted(t, jobs.OwnerScope("user:carol"), want)
+
+	b.stopIndexer()
+	ctx := t.Context()
+	if err := b.streams.Events.DeleteConsumer(ctx, jobs.IndexerConsumer); err != nil {
+		t.Fatal(err)
+	}
+	cons, err := b.streams.Events.CreateOrUpdateConsumer(ctx, jobs.Topology{}.IndexerConsumerConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.streams.Indexer = cons
+	b.startIndexer()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		info, err := cons.Info(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.NumPending == 0 && info.NumAckPending == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the indexer did not catch up: %+v", info)
+		}
+	}
+	b.waitCounted(t, jobs.OwnerScope("user:carol"), want)
+	ids, _ := b.all(t, jobindex.PageQuery{Scope: jobs.OwnerScope("user:carol"), Limit: 100})
+	if len(ids) != 10 {
+		t.Fatalf("carol's list after every message came again: %d jobs, want 10: %v", len(ids), ids)
+	}
+	last, err := b.streams.Counts.GetLastMsgForSubject(ctx, jobs.OwnerScope("user:carol").PositionCounter())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := jobs.CounterValue(last.Data); n != 10 {
+		t.Fatalf("carol's list has %d positions, want 10", n)
+	}
+}
+
+// A page costs a few requests whatever the list holds: one for the list's
+// last position, then per window one for the entries, one for the jobs'
+// last messages and one for their end records.
+func TestPageRequests(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	for range 30 {
+		b.run(t, "user:dave", "demo", jobs.StatusSucceeded)
+	}
+	b.waitCounted(t, jobs.OwnerScope("user:dave"), map[string]map[jobs.Status]int64{"demo": {jobs.StatusQueued: 0, jobs.StatusRunning: 0, jobs.StatusSucceeded: 30, jobs.StatusFailed: 0, jobs.StatusCanceled: 0}})
+	for _, limit := range []int{5, 25} {
+		before := b.nc.Stats().OutMsgs
+		p, err := b.reader.Page(t.Context(), jobindex.PageQuery{Scope: jobs.OwnerScope("user:dave"), Limit: limit})
+		if err != nil || len(p.Jobs) != limit {
+			t.Fatalf("page of %d: %d jobs, %v", limit, len(p.Jobs), err)
+		}
+		if n := b.nc.Stats().OutMsgs - before; n != 4 {
+			t.Fatalf("a page of %d jobs took %d requests, want 4", limit, n)
+		}
+	}
+}

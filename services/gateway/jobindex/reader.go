@@ -1,0 +1,242 @@
+package jobindex
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jobwire/jobwire/shared/jobs"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Reader reads the index and the state of the jobs it lists.
+type Reader struct {
+	nc      *nats.Conn
+	streams *jobs.Streams
+}
+
+// NewReader reads the index in streams over nc.
+func NewReader(nc *nats.Conn, streams *jobs.Streams) *Reader {
+	return &Reader{nc: nc, streams: streams}
+}
+
+// PageQuery is what a page of a list holds.
+type PageQuery struct {
+	Scope  jobs.ListScope
+	Before uint64 // only positions below this one; 0: from the newest job
+	Limit  int
+	Status jobs.Status // "": any
+	Type   string      // "": any
+}
+
+// Page is a page of a list: the jobs' states, newest first, and the
+// position the next page starts below (0: this is the last page).
+type Page struct {
+	Jobs []jobs.Event
+	Next uint64
+}
+
+// Examined bounds how many positions one page reads when it is filtered:
+// a filter that matches few of the jobs returns fewer than its limit and a
+// Next to go on from, so a page costs a bounded number of reads.
+func Examined(limit int) int { return min(max(10*limit, 200), 1000) }
+
+// Page reads a page of q.Scope's list: the entries at the positions below
+// q.Before, a window at a time (one request), then the state of their jobs
+// (one request to the jobs stream, one to the end records). A window holds
+// q.Limit positions; a filtered page reads windows until it is full or it
+// has examined Examined(q.Limit) positions.
+func (r *Reader) Page(ctx context.Context, q PageQuery) (Page, error) {
+	top := q.Before
+	if top == 0 {
+		last, err := r.last(ctx, q.Scope.PositionCounter())
+		if err != nil {
+			return Page{}, err
+		}
+		top = last + 1
+	}
+	page := Page{Jobs: []jobs.Event{}}
+	pos, examined := top-1, 0 // pos: the highest position not yet read
+	for pos >= 1 && len(page.Jobs) < q.Limit && examined < Examined(q.Limit) {
+		window := make([]uint64, 0, q.Limit)
+		for p := pos; p >= 1 && len(window) < q.Limit; p-- {
+			window = append(window, p)
+		}
+		entries, err := r.entries(ctx, q.Scope, window)
+		if err != nil {
+			return Page{}, err
+		}
+		if len(entries) == 0 {
+			// Nothing in this window: the list's older entries may have
+			// aged out; then there is nothing more to read.
+			first, err := r.firstPosition(ctx, q.Scope)
+			if err != nil {
+				return Page{}, err
+			}
+			if first == 0 || first > pos {
+				pos = 0
+				break
+			}
+		}
+		matching := make([]jobs.IndexEntry, 0, len(entries))
+		for _, p := range window {
+			if e, ok := entries[p]; ok && (q.Type == "" || e.Type == q.Type) {
+				matching = append(matching, e)
+			}
+		}
+		states, err := r.states(ctx, matching)
+		if err != nil {
+			return Page{}, err
+		}
+		taken := 0
+		for i, p := range window {
+			taken = i + 1
+			e, ok := entries[p]
+			if !ok {
+				continue
+			}
+			ev, ok := states[e.ID]
+			if !ok || (q.Status != "" && ev.Status != q.Status) || (q.Type != "" && e.Type != q.Type) {
+				continue
+			}
+			page.Jobs = append(page.Jobs, ev)
+			if len(page.Jobs) == q.Limit {
+				break
+			}
+		}
+		pos, examined = pos-uint64(taken), examined+taken
+	}
+	if pos >= 1 {
+		page.Next = pos + 1
+	}
+	// Positions follow the order the indexers saw the jobs in, which may
+	// differ from the order they were made in by a few milliseconds.
+	slices.SortStableFunc(page.Jobs, func(a, b jobs.Event) int {
+		return cmp.Or(created(b).Compare(created(a)), cmp.Compare(b.JobID, a.JobID))
+	})
+	return page, nil
+}
+
+func created(ev jobs.Event) time.Time {
+	if ev.CreatedAt != nil {
+		return *ev.CreatedAt
+	}
+	return time.Time{}
+}
+
+// last reads a counter's value (0 if it was never counted).
+func (r *Reader) last(ctx context.Context, counter string) (uint64, error) {
+	m, err := r.streams.Counts.GetLastMsgForSubject(ctx, counter)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	n, ok := jobs.CounterValue(m.Data)
+	if !ok || n < 0 {
+		return 0, nil
+	}
+	return uint64(n), nil
+}
+
+// entries reads the entries of scope's list at positions, in one request.
+func (r *Reader) entries(ctx context.Context, scope jobs.ListScope, positions []uint64) (map[uint64]jobs.IndexEntry, error) {
+	subjects := make([]string, len(positions))
+	for i, p := range positions {
+		subjects[i] = scope.IndexSubject(p)
+	}
+	entries := make(map[uint64]jobs.IndexEntry, len(positions))
+	err := jobs.MultiLast(ctx, r.nc, jobs.IndexStream, subjects, func(m jobs.StoredEvent) {
+		var e jobs.IndexEntry
+		p, err := strconv.ParseUint(m.Subject[strings.LastIndexByte(m.Subject, '.')+1:], 10, 64)
+		if err == nil && json.Unmarshal(m.Data, &e) == nil && jobs.ValidateID(e.ID) == nil && jobs.ValidateType(e.Type) == nil {
+			entries[p] = e
+		}
+	})
+	return entries, err
+}
+
+// firstPosition is the oldest position of scope's list still kept (0: none).
+func (r *Reader) firstPosition(ctx context.Context, scope jobs.ListScope) (uint64, error) {
+	var first uint64
+	_, err := jobs.DirectBatch(ctx, r.nc, jobs.IndexStream, struct {
+		Seq     uint64 `json:"seq"`
+		NextFor string `json:"next_by_subj"`
+		Batch   int    `json:"batch"`
+	}{1, scope.IndexFilter(), 1}, func(m jobs.StoredEvent) bool {
+		first, _ = strconv.ParseUint(m.Subject[strings.LastIndexByte(m.Subject, '.')+1:], 10, 64)
+		return false
+	})
+	return first, err
+}
+
+// states reads the state of each job in entries as jobs.State does: its
+// last event, unless its end record names another (final) one. It reads
+// the last messages of all of them in one request and their end records
+// in another, at once.
+func (r *Reader) states(ctx context.Context, entries []jobs.IndexEntry) (map[string]jobs.Event, error) {
+	if len(entries) == 0 {
+		return nil, nil
+	}
+	subjects := make([]string, 0, 2*len(entries))
+	ends := make([]string, 0, len(entries))
+	for _, e := range entries {
+		subjects = append(subjects, jobs.QueueSubject(e.Type, e.ID), jobs.EventSubject(e.Type, e.ID))
+		ends = append(ends, jobs.EndSubject(e.ID))
+	}
+	type endRecords struct {
+		seqs map[string]uint64
+		err  error
+	}
+	endc := make(chan endRecords, 1)
+	go func() {
+		seqs := map[string]uint64{}
+		err := jobs.MultiLast(ctx, r.nc, jobs.RecordsStream, ends, func(m jobs.StoredEvent) {
+			var rec jobs.EndRecord
+			if json.Unmarshal(m.Data, &rec) == nil {
+				seqs[strings.TrimPrefix(m.Subject, jobs.EndSubject(""))] = rec.Seq
+			}
+		})
+		endc <- endRecords{seqs, err}
+	}()
+	type last struct {
+		ev  jobs.Event
+		seq uint64
+	}
+	lasts := make(map[string]last, len(entries))
+	err := jobs.MultiLast(ctx, r.nc, jobs.Stream, subjects, func(m jobs.StoredEvent) {
+		var ev jobs.Event
+		_, id, ok := jobs.JobOfSubject(m.Subject)
+		if ok && json.Unmarshal(m.Data, &ev) == nil && ev.JobID == id && m.StreamSeq > lasts[id].seq {
+			lasts[id] = last{ev, m.StreamSeq}
+		}
+	})
+	end := <-endc
+	if err != nil {
+		return nil, err
+	}
+	if end.err != nil {
+		return nil, end.err
+	}
+	states := make(map[string]jobs.Event, len(lasts))
+	for id, l := range lasts {
+		if seq, ended := end.seqs[id]; ended && seq != l.seq {
+			// Something was stored after the final event its end record
+			// names (not jobwire's doing): read the state the long way.
+			ev, _, err := jobs.State(ctx, r.streams.Events, r.streams.Records, id)
+			if err != nil {
+				continue
+			}
+			l.ev = ev
+		}
+		states[id] = l.ev
+	}
+	return states, nil
+}
