@@ -34,10 +34,12 @@ func NewServer(g *Gateway) http.Handler {
 		r.NotFound(handleAPINotFound())
 	})
 
+	// no middleware.Timeout here: it would cut WebSockets
+	r.With(requireAuthWebSocket(g.auth)).Get("/ws", handleWebSocket(g))
 	r.Group(func(r chi.Router) {
 		r.Use(requireAuth(g.auth))
-		r.Get("/ws", handleWebSocket(g)) // no middleware.Timeout here: it would cut WebSockets
 		r.Get("/", handlePage("index.html"))
+		r.Get("/overview", handlePage("overview.html"))
 		r.With(traceSubmit(g.cfg.TracerProvider, "/jobs"), g.submitLimit).Post("/jobs", handleSubmitForm(g))
 		r.Get("/jobs/{id}", handleJobPage(g))
 	})
