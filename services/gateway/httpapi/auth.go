@@ -359,6 +359,20 @@ func requireAuth(a *authenticator) func(http.Handler) http.Handler {
 	return authenticate(a.identify)
 }
 
+// allowAnyone is requireAuth for the pages: they hold no data (their
+// scripts fetch it as the caller), so a caller the gateway cannot identify
+// (no anonymous sessions here, no token yet) still gets them, with no
+// principal, and signs in with a token there.
+func allowAnyone(a *authenticator) func(http.Handler) http.Handler {
+	return authenticate(func(w http.ResponseWriter, r *http.Request) (principal, error) {
+		p, err := a.identify(w, r)
+		if ae := (*apiError)(nil); errors.As(err, &ae) && ae.Status == http.StatusUnauthorized {
+			return principal{}, nil
+		}
+		return p, err
+	})
+}
+
 // The WebSocket subprotocols of GET /ws. A browser cannot set headers on a
 // WebSocket, so a page offers its bearer token as a subprotocol of its own,
 // wsBearerPrefix + token, next to wsSubprotocol, which the server answers

@@ -11,9 +11,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/chromedp"
 	"github.com/coder/websocket"
 	"github.com/jobwire/jobwire/internal/testsys"
+	"github.com/jobwire/jobwire/services/gateway/httpapi"
 	"github.com/jobwire/jobwire/services/runner/worker"
 	"github.com/jobwire/jobwire/shared/jobs"
 )
@@ -292,7 +294,9 @@ func TestBrowserAttemptHistory(t *testing.T) {
 // as the token's subject.
 func signIn(t *testing.T, ctx context.Context, token, sub string) {
 	t.Helper()
-	click(t, ctx, "signin-toggle")
+	if p := waitPage(t, ctx, "the page", func(pageState) bool { return true }); !p.SigninShown {
+		click(t, ctx, "signin-toggle")
+	}
 	if err := chromedp.Do(ctx, chromedp.SetValue(chromedp.ID("token-input"), token), chromedp.Click(chromedp.ID("signin-button"))); err != nil {
 		t.Fatal(err)
 	}
@@ -503,5 +507,117 @@ func skipWithoutStats(t *testing.T, sys *testsys.System) {
 	t.Helper()
 	if resp, _ := sys.Call(t, "GET", "/api/stats", "", "", nil); resp.StatusCode == http.StatusNotFound {
 		t.Skip("the gateway has no GET /api/stats yet")
+	}
+}
+
+// contrastJS lists the visible texts of the page whose colour is below
+// WCAG AA contrast against their background (4.5:1; 3:1 for large text),
+// disabled controls excepted.
+const contrastJS = `(() => {
+	const rgba = (s) => { const m = s.match(/[\d.]+/g).map(Number); return [m[0], m[1], m[2], m.length > 3 ? m[3] : 1]; };
+	const lum = ([r, g, b]) => { const f = (c) => { c /= 255; return c <= 0.03928 ? c / 12.92 : Math.pow((c + 0.055) / 1.055, 2.4); }; return 0.2126 * f(r) + 0.7152 * f(g) + 0.0722 * f(b); };
+	const over = (top, under) => { const a = top[3]; return [0, 1, 2].map((i) => top[i] * a + under[i] * (1 - a)).concat(1); };
+	const background = (e) => {
+		const layers = [];
+		for (let n = e; n; n = n.parentElement) {
+			const c = rgba(getComputedStyle(n).backgroundColor);
+			if (c[3] > 0) layers.push(c);
+			if (c[3] === 1) break;
+		}
+		let bg = [255, 255, 255, 1];
+		if (layers.length && layers[layers.length - 1][3] === 1) bg = layers.pop();
+		while (layers.length) bg = over(layers.pop(), bg);
+		return bg;
+	};
+	const bad = [];
+	for (const e of document.querySelectorAll("body *")) {
+		if (!e.getClientRects().length || e.closest("[disabled]") || e.closest("svg")) continue;
+		const own = [...e.childNodes].some((n) => n.nodeType === 3 && n.textContent.trim());
+		if (!own) continue;
+		const st = getComputedStyle(e);
+		const fg = over(rgba(st.color), background(e));
+		const l1 = lum(fg), l2 = lum(background(e));
+		const ratio = (Math.max(l1, l2) + 0.05) / (Math.min(l1, l2) + 0.05);
+		const large = parseFloat(st.fontSize) >= 24 || (parseFloat(st.fontSize) >= 18.66 && Number(st.fontWeight) >= 700);
+		if (ratio < (large ? 3 : 4.5)) bad.push(e.tagName.toLowerCase() + (e.id ? "#" + e.id : "") + "." + e.className + " " + JSON.stringify(e.textContent.trim().slice(0, 30)) + " " + ratio.toFixed(2));
+	}
+	return bad;
+})()`
+
+// TestBrowserContrastLightAndDark checks every text of the jobs page, a
+// job page and the overview for AA contrast, in the light and in the dark
+// colour scheme.
+func TestBrowserContrastLightAndDark(t *testing.T) {
+	t.Parallel()
+	ctx := newBrowser(t)
+	sys := testsys.Start(t)
+	running := sys.Submit(t, "demo", `{"steps":400,"step_ms":50}`).ID
+	failed := sys.Submit(t, "demo", `{"steps":3,"step_ms":1,"fail_at_step":2}`).ID
+	sys.Submit(t, "demo", `{"steps":1,"step_ms":1}`)
+	sys.WaitStatus(t, failed, jobs.StatusFailed, 20*time.Second)
+	shareSession(t, ctx, sys)
+	for _, scheme := range []string{"light", "dark"} {
+		if _, err := chromedp.Call(ctx, emulation.SetEmulatedMedia, emulation.SetEmulatedMediaParams{
+			Features: []*emulation.MediaFeature{{Name: "prefers-color-scheme", Value: scheme}},
+		}); err != nil {
+			t.Fatal(err)
+		}
+		for _, page := range []struct{ path, ready string }{
+			{"/", "the jobs"}, {"/jobs/" + failed, "the failed job"}, {"/jobs/" + running, "the running job"}, {"/overview", "the overview"},
+		} {
+			navigate(t, ctx, sys.URL+page.path)
+			waitPage(t, ctx, page.ready, func(p pageState) bool {
+				switch {
+				case page.path == "/":
+					return len(p.Rows) == 3
+				case strings.HasPrefix(page.path, "/jobs/"):
+					return p.Status == "failed" || (p.Status == "running" && slices.Contains(p.Buttons, "cancel"))
+				}
+				return true
+			})
+			bad, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](contrastJS))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(bad) > 0 {
+				t.Errorf("%s, %s scheme: texts below AA contrast:\n%s", page.path, scheme, strings.Join(bad, "\n"))
+			}
+		}
+		screenshot(t, ctx, "overview-"+scheme+".png")
+	}
+	navigate(t, ctx, sys.URL+"/")
+	waitPage(t, ctx, "the jobs", func(p pageState) bool { return len(p.Rows) == 3 })
+	screenshot(t, ctx, "jobs-dark.png")
+	sys.Cancel(t, running, "")
+}
+
+// TestBrowserSignInWithoutAnonymousSessions opens the pages of a gateway
+// that gives no anonymous sessions: they load, ask for a token, and once
+// signed in list the token's jobs and follow one live (the WebSocket
+// carries the token as a subprotocol: the browser has no cookie).
+func TestBrowserSignInWithoutAnonymousSessions(t *testing.T) {
+	t.Parallel()
+	ctx := newBrowser(t)
+	sys := testsys.Start(t, testsys.WithConfig(func(c *httpapi.Config) { c.AnonymousSessions = false }))
+	alice := sys.As(testsys.Token(t, "alice", false, time.Hour))
+	id := alice.Submit(t, "demo", `{"steps":100,"step_ms":100}`).ID
+
+	navigate(t, ctx, sys.URL+"/")
+	waitPage(t, ctx, "a request to sign in", func(p pageState) bool {
+		return strings.Contains(p.ListNote, "Sign in with a token") && p.SigninShown
+	})
+	signIn(t, ctx, testsys.Token(t, "alice", false, time.Hour), "alice")
+	waitPage(t, ctx, "alice's job", func(p pageState) bool { _, ok := p.row(id); return ok })
+
+	navigate(t, ctx, sys.URL+"/jobs/"+id)
+	var between []string
+	waitPage(t, ctx, "the job followed live to its end", func(p pageState) bool {
+		if n := percent(p); n > 0 && n < 100 && !slices.Contains(between, p.Percent) {
+			between = append(between, p.Percent)
+		}
+		return p.Status == "succeeded" && p.Conn == "finished"
+	})
+	if len(between) == 0 {
+		t.Error("the job page never showed a percentage between 0% and 100% while the job ran")
 	}
 }

@@ -362,12 +362,13 @@ type pageState struct {
 	ListNote      string   `json:"list_note"`      // the jobs table's note and empty-table text
 	OlderDisabled bool     `json:"older_disabled"` // the pager's buttons
 	NewerDisabled bool     `json:"newer_disabled"`
-	Search        string   `json:"search"`    // location.search
-	SignedIn      string   `json:"signed_in"` // who the header says is signed in with a token, while shown
-	Attempts      []string `json:"attempts"`  // lines of the job page's attempts table
-	Buttons       []string `json:"buttons"`   // ids of the job page's visible action buttons
-	Snippets      []string `json:"snippets"`  // the job page's copyable snippets
-	JobInput      string   `json:"job_input"` // the job page's input box
+	Search        string   `json:"search"`       // location.search
+	SignedIn      string   `json:"signed_in"`    // who the header says is signed in with a token, while shown
+	SigninShown   bool     `json:"signin_shown"` // the sign-in form is open
+	Attempts      []string `json:"attempts"`     // lines of the job page's attempts table
+	Buttons       []string `json:"buttons"`      // ids of the job page's visible action buttons
+	Snippets      []string `json:"snippets"`     // the job page's copyable snippets
+	JobInput      string   `json:"job_input"`    // the job page's input box
 
 	FormError      string `json:"form_error"` // text of #form-error while it is visible
 	Input          string `json:"input"`      // value of the job input box
@@ -424,7 +425,7 @@ const pageStateJS = `(() => {
 			percent: tr.querySelector(".pct").textContent })),
 		list_note: [text("list-note"), ...[...document.querySelectorAll("#jobs tr.empty")].map((tr) => tr.textContent.trim())].filter(Boolean).join(" "),
 		older_disabled: !el("older") || el("older").disabled, newer_disabled: !el("newer") || el("newer").disabled,
-		search: location.search, signed_in: shown("signed-in") ? text("signed-in-as") : "",
+		search: location.search, signed_in: shown("signed-in") ? text("signed-in-as") : "", signin_shown: shown("signin-form"),
 		attempts: [...document.querySelectorAll("#attempts tr")].map((tr) => [...tr.cells].map((c) => c.textContent.trim()).join(" | ")),
 		buttons: ["cancel", "cancel-yes", "cancel-no", "retry"].filter(shown),
 		snippets: [...document.querySelectorAll("#snippets pre")].map((p) => p.textContent),

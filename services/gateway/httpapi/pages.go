@@ -54,11 +54,17 @@ func servePage(w http.ResponseWriter, name string, status int) {
 }
 
 // handleJobPage serves the progress page; its script fills it over /ws.
-// The status code already tells an unknown job (404) from a known one.
+// The status code already tells an unknown job (404) from a known one,
+// for a caller the gateway knows (one who has yet to sign in gets 200).
 func handleJobPage(g *Gateway) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		status := http.StatusOK
-		if _, err := g.ops.Get(r.Context(), principalFrom(r.Context()).caller(), chi.URLParam(r, "id")); err != nil {
+		p := principalFrom(r.Context())
+		if p.Owner == "" {
+			servePage(w, "job.html", status)
+			return
+		}
+		if _, err := g.ops.Get(r.Context(), p.caller(), chi.URLParam(r, "id")); err != nil {
 			if ae := apiErrorOf(err); ae.Status != http.StatusServiceUnavailable {
 				status = ae.Status
 			}

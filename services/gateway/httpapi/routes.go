@@ -36,11 +36,11 @@ func NewServer(g *Gateway) http.Handler {
 
 	// no middleware.Timeout here: it would cut WebSockets
 	r.With(requireAuthWebSocket(g.auth)).Get("/ws", handleWebSocket(g))
+	r.With(requireAuth(g.auth), traceSubmit(g.cfg.TracerProvider, "/jobs"), g.submitLimit).Post("/jobs", handleSubmitForm(g))
 	r.Group(func(r chi.Router) {
-		r.Use(requireAuth(g.auth))
+		r.Use(allowAnyone(g.auth))
 		r.Get("/", handlePage("index.html"))
 		r.Get("/overview", handlePage("overview.html"))
-		r.With(traceSubmit(g.cfg.TracerProvider, "/jobs"), g.submitLimit).Post("/jobs", handleSubmitForm(g))
 		r.Get("/jobs/{id}", handleJobPage(g))
 	})
 	return r

@@ -204,10 +204,27 @@ const jw = (() => {
     });
   }
 
+  // signInNeeded is for a 401 answer: the server does not know the caller
+  // (a refused token is dropped) and the sign-in form opens.
+  function signInNeeded() {
+    const form = document.getElementById("signin-form");
+    if (!form || !form.hidden) return;
+    const err = document.getElementById("signin-error");
+    if (token()) {
+      setToken("");
+      err.textContent = "The server refused your token (has it expired?). Sign in again.";
+      err.hidden = false;
+      document.getElementById("signed-in").hidden = true;
+      document.getElementById("signin-toggle").hidden = false;
+    }
+    form.hidden = false;
+    document.getElementById("signin-toggle").setAttribute("aria-expanded", "true");
+  }
+
   document.addEventListener("DOMContentLoaded", initAuth);
 
   return {
-    TERMINAL, STATUSES, ID_PATTERN, token, api, postJSON, errorText, socket, el,
+    TERMINAL, STATUSES, ID_PATTERN, token, api, signInNeeded, postJSON, errorText, socket, el,
     percentText, duration, when, timeEl, progressBar, setProgress, statusChip,
   };
 })();

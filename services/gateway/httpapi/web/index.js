@@ -54,6 +54,11 @@ async function load() {
   let res, body;
   try {
     res = await jw.api("/api/jobs?" + q);
+    if (res.status === 401 && seq === loadSeq) {
+      jw.signInNeeded();
+      showNote("Sign in with a token to see your jobs.", true);
+      return;
+    }
     if (!res.ok) {
       showNote(await jw.errorText(res, "Could not load jobs"), true);
       return;

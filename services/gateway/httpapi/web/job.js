@@ -18,6 +18,7 @@ let terminal = false;
 let gone = false; // the job does not exist: stop trying
 let delay = 500;  // reconnect backoff, ms
 let current = null; // the last event shown
+let signInFirst = false; // the server does not know the caller
 const attempts = []; // {n, start, end, outcome, error, next}
 
 $("job-id").textContent = jobID;
@@ -174,6 +175,12 @@ async function loadDetails() {
     res = await jw.api("/api/jobs/" + encodeURIComponent(jobID));
   } catch {
     return; // the WebSocket says what is wrong
+  }
+  if (res.status === 401) {
+    signInFirst = true;
+    jw.signInNeeded();
+    $("conn").textContent = "sign in to follow this job";
+    return;
   }
   if (!res.ok) return;
   const snap = await res.json();
@@ -372,7 +379,7 @@ function connect() {
   });
   ws.addEventListener("message", (e) => onMessage(ws, e.data));
   ws.addEventListener("close", () => {
-    if (terminal || gone) return;
+    if (terminal || gone || signInFirst) return;
     $("conn").textContent = "reconnecting…";
     setTimeout(connect, delay);
     delay = Math.min(delay * 2, 5000);

@@ -23,7 +23,7 @@ function sum(list, key) {
 // chart draws one bar per minute, stacked succeeded / failed / canceled,
 // oldest on the left.
 function chart(type, minutes) {
-  const W = 600, H = 140, top = 14, bottom = 20, left = 34, right = 6;
+  const W = 600, H = 120, top = 4, bottom = 2, left = 0, right = 0;
   const plotH = H - top - bottom, plotW = W - left - right;
   const most = Math.max(1, ...minutes.map((m) => SERIES.reduce((n, k) => n + (Number(m[k]) || 0), 0)));
   const titleID = "chart-title-" + type, descID = "chart-desc-" + type;
@@ -35,13 +35,10 @@ function chart(type, minutes) {
   root.append(svg("desc", { id: descID },
     sum(minutes, "succeeded") + " succeeded, " + sum(minutes, "failed") + " failed, " + sum(minutes, "canceled") +
     " canceled; at most " + most + " in one minute."));
-  // Axis and grid.
+  // The grid line marks the busiest minute; the labels are HTML (axis()),
+  // so they keep their size however wide the chart is drawn.
   root.append(svg("line", { x1: left, y1: top, x2: W - right, y2: top, class: "grid" }));
   root.append(svg("line", { x1: left, y1: top + plotH, x2: W - right, y2: top + plotH, class: "axis" }));
-  root.append(svg("text", { x: left - 4, y: top + 4, class: "tick", "text-anchor": "end" }, String(most)));
-  root.append(svg("text", { x: left - 4, y: top + plotH, class: "tick", "text-anchor": "end" }, "0"));
-  root.append(svg("text", { x: left, y: H - 4, class: "tick" }, "−60 min"));
-  root.append(svg("text", { x: W - right, y: H - 4, class: "tick", "text-anchor": "end" }, "now"));
   const n = Math.max(minutes.length, 1);
   const slot = plotW / n;
   const barW = Math.max(slot - 1.5, 1);
@@ -64,6 +61,15 @@ function chart(type, minutes) {
     root.append(g);
   });
   return root;
+}
+
+// axis labels the chart: its time span and its busiest minute.
+function axis(minutes) {
+  const most = Math.max(0, ...minutes.map((m) => SERIES.reduce((n, k) => n + (Number(m[k]) || 0), 0)));
+  const row = el("div", "chart-axis");
+  row.setAttribute("aria-hidden", "true"); // the chart's description says it
+  row.append(el("span", "", "60 min ago"), el("span", "", "busiest minute: " + most), el("span", "", "now"));
+  return row;
 }
 
 function legend() {
@@ -107,6 +113,7 @@ function typeCard(t) {
   const minutes = Array.isArray(t.per_minute) ? t.per_minute : [];
   card.append(el("h3", "", "Last hour"));
   card.append(chart(t.type, minutes));
+  card.append(axis(minutes));
   card.append(legend());
   return card;
 }
@@ -117,7 +124,11 @@ async function refresh() {
   clearTimeout(timer);
   try {
     const res = await jw.api("/api/stats");
-    if (res.status === 404) {
+    if (res.status === 401) {
+      jw.signInNeeded();
+      $("overview-note").textContent = "Sign in with a token to see statistics.";
+      $("overview-note").classList.add("error-text");
+    } else if (res.status === 404) {
       $("overview-note").textContent = "This gateway does not serve statistics (GET /api/stats answered 404).";
       $("overview-note").classList.add("error-text");
     } else if (!res.ok) {
