@@ -13,6 +13,7 @@ import (
 
 	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/chromedp"
+	"github.com/chromedp/chromedp/kb"
 	"github.com/coder/websocket"
 	"github.com/jobwire/jobwire/internal/testsys"
 	"github.com/jobwire/jobwire/services/gateway/httpapi"
@@ -620,4 +621,81 @@ func TestBrowserSignInWithoutAnonymousSessions(t *testing.T) {
 	if len(between) == 0 {
 		t.Error("the job page never showed a percentage between 0% and 100% while the job ran")
 	}
+}
+
+// tabTo presses Tab until the focused element satisfies the JS predicate
+// focused (on document.activeElement as e), and checks it shows its focus.
+func tabTo(t *testing.T, ctx context.Context, what, focused string) {
+	t.Helper()
+	check := `(() => { const e = document.activeElement; return !!e && (` + focused + `); })()`
+	for range 40 {
+		if err := chromedp.Do(ctx, chromedp.KeyEvent(kb.Tab)); err != nil {
+			t.Fatal(err)
+		}
+		if ok, err := chromedp.Run(ctx, chromedp.Evaluate[bool](check)); err == nil && ok {
+			outline, err := chromedp.Run(ctx, chromedp.Evaluate[string](`getComputedStyle(document.activeElement).outlineStyle`))
+			if err != nil || outline == "none" {
+				t.Errorf("%s has the focus but shows no outline (%q, %v)", what, outline, err)
+			}
+			return
+		}
+	}
+	t.Fatalf("40 presses of Tab never reached %s", what)
+}
+
+func activeID(t *testing.T, ctx context.Context) string {
+	t.Helper()
+	id, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.activeElement ? document.activeElement.id : ""`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
+// TestBrowserKeyboardOnly opens a job from the table and cancels it with
+// the keyboard alone: Tab, Enter, Escape and Shift+Tab.
+func TestBrowserKeyboardOnly(t *testing.T) {
+	t.Parallel()
+	ctx := newBrowser(t)
+	sys := testsys.Start(t)
+	id := sys.Submit(t, "demo", `{"steps":600,"step_ms":50}`).ID
+	shareSession(t, ctx, sys)
+
+	navigate(t, ctx, sys.URL+"/")
+	waitPage(t, ctx, "the job listed", func(p pageState) bool { _, ok := p.row(id); return ok })
+	tabTo(t, ctx, "the job's link", `e.matches("#jobs a") && e.closest("tr").dataset.id === `+testsys.MustJSON(id))
+	if err := chromedp.Do(ctx, chromedp.KeyEvent(kb.Enter)); err != nil {
+		t.Fatal(err)
+	}
+	waitPage(t, ctx, "the job page, running", func(p pageState) bool {
+		return p.Path == "/jobs/"+id && p.Status == "running" && slices.Contains(p.Buttons, "cancel")
+	})
+	tabTo(t, ctx, "the cancel button", `e.id === "cancel"`)
+	if err := chromedp.Do(ctx, chromedp.KeyEvent(kb.Enter)); err != nil {
+		t.Fatal(err)
+	}
+	waitPage(t, ctx, "the confirmation", func(p pageState) bool { return slices.Contains(p.Buttons, "cancel-yes") })
+	if got := activeID(t, ctx); got != "cancel-no" {
+		t.Errorf("focus is on %q once the confirmation opens; want the safe choice, cancel-no", got)
+	}
+	if err := chromedp.Do(ctx, chromedp.KeyEvent(kb.Escape)); err != nil {
+		t.Fatal(err)
+	}
+	waitPage(t, ctx, "the confirmation dismissed", func(p pageState) bool { return slices.Equal(p.Buttons, []string{"cancel"}) })
+	if got := activeID(t, ctx); got != "cancel" {
+		t.Errorf("focus is on %q after Escape; want back on cancel", got)
+	}
+	if err := chromedp.Do(ctx,
+		chromedp.KeyEvent(kb.Enter),
+		chromedp.KeyEvent(kb.Tab, chromedp.KeyModifiers(chromedp.ModifierShift)),
+	); err != nil {
+		t.Fatal(err)
+	}
+	if got := activeID(t, ctx); got != "cancel-yes" {
+		t.Fatalf("focus is on %q after Shift+Tab; want cancel-yes", got)
+	}
+	if err := chromedp.Do(ctx, chromedp.KeyEvent(kb.Enter)); err != nil {
+		t.Fatal(err)
+	}
+	waitPage(t, ctx, "the job canceled", func(p pageState) bool { return p.Status == "canceled" })
 }
