@@ -56,6 +56,17 @@ func TestWebSocketTokenAsSubprotocol(t *testing.T) {
 		t.Errorf("own job ended %s; want succeeded", last.Status)
 	}
 
+	// Only GET /ws reads a token there: elsewhere the header means nothing.
+	var list struct {
+		Jobs []jobs.Snapshot `json:"jobs"`
+	}
+	resp := sys.As("").Do(t, "GET", "/api/jobs", "", "", map[string]string{
+		"Sec-WebSocket-Protocol": "jobwire, jobwire.bearer." + testsys.Token(t, "alice", false, time.Hour),
+	}, &list)
+	if resp.StatusCode != http.StatusOK || len(list.Jobs) != 0 {
+		t.Errorf("GET /api/jobs with the token as a subprotocol header: %d, %d jobs; want a fresh session's empty list", resp.StatusCode, len(list.Jobs))
+	}
+
 	for name, token := range map[string]string{
 		"bad signature": testsys.Token(t, "alice", false, time.Hour) + "x",
 		"expired":       testsys.Token(t, "alice", false, -time.Hour),
