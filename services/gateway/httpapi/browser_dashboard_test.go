@@ -365,7 +365,8 @@ func TestBrowserAdminSeesEveryOwner(t *testing.T) {
 	}
 }
 
-// TestBrowserNarrowScreen opens the jobs table and a job page 390 px wide:
+// TestBrowserNarrowScreen opens the jobs table, a job page and the
+// overview 390 px wide:
 // nothing is wider than the screen.
 func TestBrowserNarrowScreen(t *testing.T) {
 	t.Parallel()
@@ -398,6 +399,14 @@ func TestBrowserNarrowScreen(t *testing.T) {
 	}
 	screenshot(t, ctx, "narrow-job.png")
 	sys.Cancel(t, id, "")
+
+	navigate(t, ctx, sys.URL+"/overview")
+	if err := chromedp.Do(ctx, chromedp.WaitVisible(chromedp.ID("overview-note"))); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := chromedp.Run(ctx, chromedp.Evaluate[int](overflow)); err != nil || n > 0 {
+		t.Errorf("the overview is %d px wider than a 390 px screen (%v)", n, err)
+	}
 }
 
 // TestBrowserJobsListUpdatesLive queues a job from outside the page (Go's

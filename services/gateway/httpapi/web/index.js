@@ -80,8 +80,21 @@ function showNote(text, isError) {
 }
 
 function renderRows(list) {
-  rows.clear();
   const tbody = $("jobs");
+  const shown = [...tbody.querySelectorAll("tr[data-id]")].map((tr) => tr.dataset.id);
+  if (list.length > 0 && shown.length === list.length && list.every((j, i) => j.id === shown[i])) {
+    // The same jobs: update them in place, so focus and selection stay.
+    for (const j of list) {
+      const row = rows.get(j.id);
+      if (typeof row.job.seq === "number" && typeof j.seq === "number" && j.seq < row.job.seq) continue; // the feed was ahead
+      row.job = j;
+      fillRow(row.tr, j);
+    }
+    showNote("");
+    updatePager(list.length);
+    return;
+  }
+  rows.clear();
   tbody.replaceChildren(...list.map((j) => {
     const tr = makeRow(j);
     rows.set(j.id, { tr, job: j });
