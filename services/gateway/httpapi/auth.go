@@ -356,9 +356,63 @@ func (a *authenticator) verifyToken(token string, now time.Time) (principal, tim
 
 // requireAuth identifies the caller of every request it wraps.
 func requireAuth(a *authenticator) func(http.Handler) http.Handler {
+	return authenticate(a.identify)
+}
+
+// allowAnyone is requireAuth for the pages: they hold no data (their
+// scripts fetch it as the caller), so a caller the gateway cannot identify
+// (no anonymous sessions here, no token yet) still gets them, with no
+// principal, and signs in with a token there.
+func allowAnyone(a *authenticator) func(http.Handler) http.Handler {
+	return authenticate(func(w http.ResponseWriter, r *http.Request) (principal, error) {
+		p, err := a.identify(w, r)
+		if ae := (*apiError)(nil); errors.As(err, &ae) && ae.Status == http.StatusUnauthorized {
+			return principal{}, nil
+		}
+		return p, err
+	})
+}
+
+// The WebSocket subprotocols of GET /ws. A browser cannot set headers on a
+// WebSocket, so a page offers its bearer token as a subprotocol of its own,
+// wsBearerPrefix + token, next to wsSubprotocol, which the server answers
+// with (a browser drops a connection whose server picks none it offered).
+const (
+	wsSubprotocol  = "jobwire"
+	wsBearerPrefix = "jobwire.bearer."
+)
+
+// requireAuthWebSocket is requireAuth for GET /ws: without an
+// Authorization header, a bearer token offered as a subprotocol
+// (wsBearerPrefix) is verified exactly as the header's would be.
+func requireAuthWebSocket(a *authenticator) func(http.Handler) http.Handler {
+	return authenticate(func(w http.ResponseWriter, r *http.Request) (principal, error) {
+		if r.Header.Get("Authorization") == "" {
+			if token, ok := subprotocolToken(r); ok {
+				return a.verify(token)
+			}
+		}
+		return a.identify(w, r)
+	})
+}
+
+// subprotocolToken is the bearer token among r's WebSocket subprotocols.
+func subprotocolToken(r *http.Request) (string, bool) {
+	for _, h := range r.Header.Values("Sec-WebSocket-Protocol") {
+		for p := range strings.SplitSeq(h, ",") {
+			if token, ok := strings.CutPrefix(strings.TrimSpace(p), wsBearerPrefix); ok {
+				return token, true
+			}
+		}
+	}
+	return "", false
+}
+
+// authenticate identifies the caller of every request it wraps with identify.
+func authenticate(identify func(http.ResponseWriter, *http.Request) (principal, error)) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			p, err := a.identify(w, r)
+			p, err := identify(w, r)
 			if err != nil {
 				if ae := (*apiError)(nil); errors.As(err, &ae) && ae.Status == http.StatusUnauthorized {
 					w.Header().Set("WWW-Authenticate", `Bearer realm="jobwire"`)

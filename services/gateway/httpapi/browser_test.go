@@ -31,12 +31,23 @@ func TestBrowserQueueJobAndWatch(t *testing.T) {
 	ctx := newBrowser(t)
 	sys := testsys.Start(t)
 
+	// The form is generated from the demo type's input schema: a number
+	// field per property, with the schema's bounds.
 	if err := chromedp.Do(ctx,
 		chromedp.Navigate(sys.URL+"/"),
-		chromedp.WaitVisible(chromedp.ID("queue-button")),
-		chromedp.SetValue(chromedp.ID("job-input"), `{"steps": 10, "step_ms": 100}`),
+		chromedp.WaitVisible(chromedp.ID("field-steps")),
+		chromedp.SetValue(chromedp.ID("field-steps"), "10"),
+		chromedp.SetValue(chromedp.ID("field-step_ms"), "100"),
 	); err != nil {
 		t.Fatal(err)
+	}
+	bounds, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](`(() => { const f = document.getElementById("field-steps");
+		return [f.type, f.min, f.max, f.step, document.getElementById("job-input").closest("[hidden]") ? "raw hidden" : "raw shown"]; })()`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"number", "1", "10000", "1", "raw hidden"}; !slices.Equal(bounds, want) {
+		t.Errorf("steps field [type min max step, raw box] = %q; want %q (from the schema)", bounds, want)
 	}
 	screenshot(t, ctx, "index.png")
 	if err := chromedp.Do(ctx, chromedp.Click(chromedp.ID("queue-button"))); err != nil {
@@ -152,8 +163,7 @@ func TestBrowserShowsSubmitErrors(t *testing.T) {
 
 	if err := chromedp.Do(ctx,
 		chromedp.Navigate(sys.URL+"/"),
-		chromedp.WaitVisible(chromedp.ID("queue-button")),
-		chromedp.SetValue(chromedp.ID("job-input"), `{"steps": 0}`),
+		rawJSON(`{"steps": 0}`),
 		chromedp.Click(chromedp.ID("queue-button")),
 	); err != nil {
 		t.Fatal(err)
@@ -203,8 +213,7 @@ func TestBrowserSubmitWhileOffline(t *testing.T) {
 	const in = `{"steps": 2, "step_ms": 1}`
 	if err := chromedp.Do(ctx,
 		chromedp.Navigate(px.URL+"/"),
-		chromedp.WaitVisible(chromedp.ID("queue-button")),
-		chromedp.SetValue(chromedp.ID("job-input"), in),
+		rawJSON(in),
 	); err != nil {
 		t.Fatal(err)
 	}
@@ -254,6 +263,16 @@ func TestBrowserQueueJobWithoutScripts(t *testing.T) {
 		t.Errorf("job page shows job id %q; want an empty page without scripts (are scripts disabled?)", p.JobID)
 	}
 	sys.As(testsys.Token(t, "admin", true, time.Hour)).WaitStatus(t, id, jobs.StatusSucceeded, 30*time.Second)
+}
+
+// rawJSON switches the queue form to its raw JSON box and types in into it.
+func rawJSON(in string) chromedp.Action[chromedp.Void] {
+	return chromedp.Steps(
+		chromedp.WaitVisible(chromedp.ID("raw-toggle")),
+		chromedp.Click(chromedp.ID("raw-toggle")),
+		chromedp.WaitVisible(chromedp.ID("job-input")),
+		chromedp.SetValue(chromedp.ID("job-input"), in),
+	)
 }
 
 // newBrowser starts a headless Chromium for the test and returns its
@@ -336,12 +355,51 @@ type pageState struct {
 	NotFound string   `json:"not_found"` // text of #notfound while it is visible
 	JobShown bool     `json:"job_shown"`
 	Conn     string   `json:"conn"`
-	Jobs     []string `json:"jobs"` // lines of the recent jobs list
+	Jobs     []string `json:"jobs"` // lines of the jobs table
+	Rows     []jobRow `json:"rows"` // the jobs table
 	Log      []string `json:"log"`  // lines of the job page's log
+
+	ListNote      string   `json:"list_note"`      // the jobs table's note and empty-table text
+	OlderDisabled bool     `json:"older_disabled"` // the pager's buttons
+	NewerDisabled bool     `json:"newer_disabled"`
+	Search        string   `json:"search"`       // location.search
+	SignedIn      string   `json:"signed_in"`    // who the header says is signed in with a token, while shown
+	SigninShown   bool     `json:"signin_shown"` // the sign-in form is open
+	Attempts      []string `json:"attempts"`     // lines of the job page's attempts table
+	Buttons       []string `json:"buttons"`      // ids of the job page's visible action buttons
+	Snippets      []string `json:"snippets"`     // the job page's copyable snippets
+	JobInput      string   `json:"job_input"`    // the job page's input box
 
 	FormError      string `json:"form_error"` // text of #form-error while it is visible
 	Input          string `json:"input"`      // value of the job input box
 	ButtonDisabled bool   `json:"button_disabled"`
+}
+
+// jobRow is a row of the jobs table.
+type jobRow struct {
+	ID      string `json:"id"`
+	Type    string `json:"type"`
+	Status  string `json:"status"`
+	Percent string `json:"percent"`
+}
+
+// rowIDs are the ids of rows, in order.
+func rowIDs(rows []jobRow) []string {
+	ids := make([]string, len(rows))
+	for i, r := range rows {
+		ids[i] = r.ID
+	}
+	return ids
+}
+
+// row is the table's row of job id.
+func (p pageState) row(id string) (jobRow, bool) {
+	for _, r := range p.Rows {
+		if r.ID == id {
+			return r, true
+		}
+	}
+	return jobRow{}, false
 }
 
 // percent is the number #percent shows, or -1.
@@ -361,7 +419,17 @@ const pageStateJS = `(() => {
 		path: location.pathname, job_id: text("job-id"), status: text("status"),
 		percent: text("percent"), result: text("result"),
 		not_found: shown("notfound") ? text("notfound") : "", job_shown: shown("job"),
-		conn: text("conn"), jobs: [...document.querySelectorAll("#jobs li")].map((li) => li.textContent),
+		conn: text("conn"), jobs: [...document.querySelectorAll("#jobs tr[data-id]")].map((tr) => tr.textContent),
+		rows: [...document.querySelectorAll("#jobs tr[data-id]")].map((tr) => ({
+			id: tr.dataset.id, type: tr.querySelector(".type").textContent, status: tr.querySelector(".status").textContent,
+			percent: tr.querySelector(".pct").textContent })),
+		list_note: [text("list-note"), ...[...document.querySelectorAll("#jobs tr.empty")].map((tr) => tr.textContent.trim())].filter(Boolean).join(" "),
+		older_disabled: !el("older") || el("older").disabled, newer_disabled: !el("newer") || el("newer").disabled,
+		search: location.search, signed_in: shown("signed-in") ? text("signed-in-as") : "", signin_shown: shown("signin-form"),
+		attempts: [...document.querySelectorAll("#attempts tr")].map((tr) => [...tr.cells].map((c) => c.textContent.trim()).join(" | ")),
+		buttons: ["cancel", "cancel-yes", "cancel-no", "retry"].filter(shown),
+		snippets: [...document.querySelectorAll("#snippets pre")].map((p) => p.textContent),
+		job_input: shown("input") ? text("input") : "",
 		log: [...document.querySelectorAll("#log li")].map((li) => li.textContent),
 		form_error: shown("form-error") ? text("form-error") : "",
 		input: el("job-input") ? el("job-input").value : "",

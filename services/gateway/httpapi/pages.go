@@ -1,7 +1,9 @@
 package httpapi
 
 import (
+	"bytes"
 	"embed"
+	"html/template"
 	"io/fs"
 	"net/http"
 	"strings"
@@ -21,12 +23,30 @@ func webFS() fs.FS {
 	return sub
 }
 
+// pages are the HTML pages by file name, made once from templates that
+// share their head and header (web/layout.tmpl). No page shows data from
+// the server: their scripts fetch it.
+var pages = func() map[string][]byte {
+	t := template.Must(template.ParseFS(webFiles, "web/*.html", "web/layout.tmpl"))
+	out := map[string][]byte{}
+	for _, p := range t.Templates() {
+		if strings.HasSuffix(p.Name(), ".html") {
+			var b bytes.Buffer
+			if err := p.Execute(&b, nil); err != nil {
+				panic(err) // the embedded templates are fixed at build time
+			}
+			out[p.Name()] = b.Bytes()
+		}
+	}
+	return out
+}()
+
 // handleStatic serves the pages' scripts, styles and images (not the
-// pages themselves, nor directory listings).
+// pages themselves, their templates, nor directory listings).
 func handleStatic() http.Handler {
 	files := http.StripPrefix("/static/", http.FileServerFS(webFS()))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if strings.HasSuffix(r.URL.Path, "/") || strings.HasSuffix(r.URL.Path, ".html") {
+		if strings.HasSuffix(r.URL.Path, "/") || strings.HasSuffix(r.URL.Path, ".html") || strings.HasSuffix(r.URL.Path, ".tmpl") {
 			http.NotFound(w, r)
 			return
 		}
@@ -42,8 +62,8 @@ func handlePage(name string) http.HandlerFunc {
 }
 
 func servePage(w http.ResponseWriter, name string, status int) {
-	b, err := fs.ReadFile(webFS(), name)
-	if err != nil {
+	b, ok := pages[name]
+	if !ok {
 		http.Error(w, "page missing", http.StatusInternalServerError)
 		return
 	}
@@ -54,11 +74,17 @@ func servePage(w http.ResponseWriter, name string, status int) {
 }
 
 // handleJobPage serves the progress page; its script fills it over /ws.
-// The status code already tells an unknown job (404) from a known one.
+// The status code already tells an unknown job (404) from a known one,
+// for a caller the gateway knows (one who has yet to sign in gets 200).
 func handleJobPage(g *Gateway) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		status := http.StatusOK
-		if _, err := g.ops.Get(r.Context(), principalFrom(r.Context()).caller(), chi.URLParam(r, "id")); err != nil {
+		p := principalFrom(r.Context())
+		if p.Owner == "" {
+			servePage(w, "job.html", status)
+			return
+		}
+		if _, err := g.ops.Get(r.Context(), p.caller(), chi.URLParam(r, "id")); err != nil {
 			if ae := apiErrorOf(err); ae.Status != http.StatusServiceUnavailable {
 				status = ae.Status
 			}

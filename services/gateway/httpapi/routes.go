@@ -35,11 +35,13 @@ func NewServer(g *Gateway) http.Handler {
 		r.NotFound(handleAPINotFound())
 	})
 
+	// no middleware.Timeout here: it would cut WebSockets
+	r.With(requireAuthWebSocket(g.auth)).Get("/ws", handleWebSocket(g))
+	r.With(requireAuth(g.auth), traceSubmit(g.cfg.TracerProvider, "/jobs"), g.submitLimit).Post("/jobs", handleSubmitForm(g))
 	r.Group(func(r chi.Router) {
-		r.Use(requireAuth(g.auth))
-		r.Get("/ws", handleWebSocket(g)) // no middleware.Timeout here: it would cut WebSockets
+		r.Use(allowAnyone(g.auth))
 		r.Get("/", handlePage("index.html"))
-		r.With(traceSubmit(g.cfg.TracerProvider, "/jobs"), g.submitLimit).Post("/jobs", handleSubmitForm(g))
+		r.Get("/overview", handlePage("overview.html"))
 		r.Get("/jobs/{id}", handleJobPage(g))
 	})
 	return r

@@ -42,7 +42,9 @@ func handleWebSocket(g *Gateway) http.HandlerFunc {
 		}
 		liftBodyDeadline(w)
 		cw := &corkingWriter{ResponseWriter: w, timeout: g.cfg.WriteTimeout}
-		ws, err := websocket.Accept(cw, r, &websocket.AcceptOptions{OriginPatterns: g.cfg.AllowedOrigins})
+		ws, err := websocket.Accept(cw, r, &websocket.AcceptOptions{
+			OriginPatterns: g.cfg.AllowedOrigins, Subprotocols: []string{wsSubprotocol},
+		})
 		if err != nil {
 			g.slots.release(p)
 			return // Accept has answered
