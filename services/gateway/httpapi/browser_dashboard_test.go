@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"net/http"
 	"net/url"
 	"slices"
 	"strings"
@@ -14,7 +13,6 @@ import (
 	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/chromedp"
 	"github.com/chromedp/chromedp/kb"
-	"github.com/coder/websocket"
 	"github.com/jobwire/jobwire/internal/testsys"
 	"github.com/jobwire/jobwire/services/gateway/httpapi"
 	"github.com/jobwire/jobwire/services/runner/worker"
@@ -123,6 +121,7 @@ func TestBrowserJobsFiltersAndPaging(t *testing.T) {
 	for _, id := range all {
 		sys.WaitStatus(t, id, jobs.StatusSucceeded, 20*time.Second)
 	}
+	sys.WaitListed(t, all...) // the index follows the 202s by a few milliseconds
 	want := apiPages(t, sys, "3")
 	if len(want) != 3 {
 		t.Fatalf("the API pages 7 jobs 3 at a time into %d pages: %q", len(want), want)
@@ -416,7 +415,7 @@ func TestBrowserJobsListUpdatesLive(t *testing.T) {
 	t.Parallel()
 	ctx := newBrowser(t)
 	sys := testsys.Start(t)
-	skipWithoutWatchMine(t, sys)
+	sys.Do(t, "GET", "/api/jobs", "", "", nil, nil) // the session cookie, for the page to share
 	shareSession(t, ctx, sys)
 
 	navigate(t, ctx, sys.URL+"/")
@@ -440,33 +439,12 @@ func TestBrowserJobsListUpdatesLive(t *testing.T) {
 	}
 }
 
-// skipWithoutWatchMine skips the test when the gateway refuses the
-// WebSocket op watch_mine.
-// TODO(watch_mine): remove when the watch_mine op lands.
-func skipWithoutWatchMine(t *testing.T, sys *testsys.System) {
-	t.Helper()
-	ws := dialWS(t, sys)
-	ws.send(`{"op":"watch_mine"}`)
-	ws.send(`{"op":"watch","job_id":"!"}`) // its error marks the end of the answers to watch_mine
-	for {
-		m := ws.read()
-		if m.Op == "error" && m.JobID == "" && m.Code == "bad_request" {
-			t.Skip("the gateway does not know the WebSocket op watch_mine yet")
-		}
-		if m.Op == "error" && m.JobID == "!" {
-			_ = ws.c.Close(websocket.StatusNormalClosure, "")
-			return
-		}
-	}
-}
-
 // TestBrowserOverview runs jobs of two types to their ends and opens the
 // overview: per-type counts and an hour's chart with the ended jobs in it.
 func TestBrowserOverview(t *testing.T) {
 	t.Parallel()
 	ctx := newBrowser(t)
 	sys := testsys.Start(t, testsys.WithTypes(echoType()))
-	skipWithoutStats(t, sys)
 	ids := []string{
 		sys.Submit(t, "demo", `{"steps":1,"step_ms":1}`).ID,
 		sys.Submit(t, "demo", `{"steps":1,"step_ms":1}`).ID,
@@ -509,15 +487,6 @@ func TestBrowserOverview(t *testing.T) {
 		}
 	}
 	screenshot(t, ctx, "overview.png")
-}
-
-// skipWithoutStats skips the test when the gateway has no GET /api/stats.
-// TODO(stats): remove when /api/stats lands
-func skipWithoutStats(t *testing.T, sys *testsys.System) {
-	t.Helper()
-	if resp, _ := sys.Call(t, "GET", "/api/stats", "", "", nil); resp.StatusCode == http.StatusNotFound {
-		t.Skip("the gateway has no GET /api/stats yet")
-	}
 }
 
 // contrastJS lists the visible texts of the page whose colour is below

@@ -723,6 +723,27 @@ func TestContractWebSocketMessages(t *testing.T) {
 		t.Errorf("feed of job %s: %v", fed.ID, testsys.Kinds(evs))
 	}
 	ws.send(`{"op":"unwatch_all"}`, true)
+	for deadline := time.Now().Add(10 * time.Second); sys.GW.Live().Stats().Subscriptions != subs; {
+		if time.Now().After(deadline) {
+			t.Fatal("unwatch_all did not unsubscribe")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+
+	// The feed of the caller's own jobs, the same way.
+	ws.send(`{"op":"watch_mine"}`, true)
+	for deadline := time.Now().Add(10 * time.Second); sys.GW.Live().Stats().Subscriptions == subs; {
+		if time.Now().After(deadline) {
+			t.Fatal("watch_mine did not subscribe")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	mine := sys.Submit(t, "demo", `{"steps":3,"step_ms":5}`)
+	evs = ws.events(mine.ID)
+	if evs[0].Seq != 1 || evs[len(evs)-1].Kind != jobs.KindSucceeded {
+		t.Errorf("own feed of job %s: %v", mine.ID, testsys.Kinds(evs))
+	}
+	ws.send(`{"op":"unwatch_mine"}`, true)
 }
 
 // A watcher resuming from history that aged out gets the current state
