@@ -20,6 +20,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/jobwire/jobwire/internal/backoff"
 	"github.com/jobwire/jobwire/shared/jobs"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -49,14 +50,10 @@ func New(js jetstream.JetStream, streams *jobs.Streams, log *slog.Logger) *Index
 func (ix *Indexer) Metrics() prometheus.Collector { return ix.metrics.all }
 
 // Run indexes until ctx ends. Messages taken but not yet applied then are
-// handed back for another gateway's indexer.
+// handed back for another gateway's indexer. When the consumer goes away
+// (deleted, or lost with the server's storage) it looks it up again,
+// waiting longer after each failure, until the set-up makes it again.
 func (ix *Indexer) Run(ctx context.Context) error {
-	it, err := ix.cons.Messages(jetstream.PullMaxMessages(512))
-	if err != nil {
-		return fmt.Errorf("indexer: %w", err)
-	}
-	stop := context.AfterFunc(ctx, it.Stop)
-	defer stop()
 	seed := maphash.MakeSeed()
 	queues := make([]chan jetstream.Msg, ix.workers)
 	var wg sync.WaitGroup
@@ -79,17 +76,52 @@ func (ix *Indexer) Run(ctx context.Context) error {
 			close(q)
 		}
 	}()
+	wait := backoff.Backoff{Base: 100 * time.Millisecond, Max: 30 * time.Second}
+	warn := backoff.Warner{Log: ix.log}
+	cons := ix.cons
+	for {
+		err := ix.consume(ctx, cons, func(m jetstream.Msg) {
+			wait.Reset()
+			_, id, _ := jobs.JobOfSubject(m.Subject())
+			queues[maphash.String(seed, id)%uint64(len(queues))] <- m
+		})
+		if ctx.Err() != nil {
+			return nil
+		}
+		warn.Warn("indexer: reading the jobs stream failed", err, "consumer", jobs.IndexerConsumer, "failures", wait.Failures()+1)
+		if !wait.Wait(ctx) {
+			return nil
+		}
+		if c, err := ix.js.Consumer(ctx, jobs.Stream, jobs.IndexerConsumer); err == nil {
+			cons = c
+		} else if ctx.Err() == nil {
+			warn.Warn("indexer: cannot find its consumer; jobwire-setup makes it", err, "consumer", jobs.IndexerConsumer)
+		}
+	}
+}
+
+// consume hands each message of cons to take until ctx ends or the
+// consumer cannot be read any more.
+func (ix *Indexer) consume(ctx context.Context, cons jetstream.Consumer, take func(jetstream.Msg)) error {
+	it, err := cons.Messages(jetstream.PullMaxMessages(512))
+	if err != nil {
+		return err
+	}
+	defer it.Stop()
+	stop := context.AfterFunc(ctx, it.Stop)
+	defer stop()
 	for {
 		m, err := it.Next()
-		if err != nil {
-			if ctx.Err() != nil || errors.Is(err, jetstream.ErrMsgIteratorClosed) {
-				return nil
-			}
-			ix.log.Warn("indexer: reading the jobs stream", "err", err)
-			continue
+		switch {
+		case err == nil:
+			take(m)
+		case ctx.Err() != nil:
+			return ctx.Err()
+		case errors.Is(err, jetstream.ErrMsgIteratorClosed), errors.Is(err, jetstream.ErrConsumerDeleted), errors.Is(err, jetstream.ErrConsumerNotFound):
+			return err
 		}
-		_, id, _ := jobs.JobOfSubject(m.Subject())
-		queues[maphash.String(seed, id)%uint64(len(queues))] <- m
+		// Otherwise (missed heartbeats and the like) the iterator goes on
+		// by itself.
 	}
 }
 

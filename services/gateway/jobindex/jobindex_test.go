@@ -328,3 +328,50 @@ func TestPageRequests(t *testing.T) {
 		}
 	}
 }
+
+// A consumer deleted under a running indexer (by hand, or lost with the
+// server's storage) is looked up again until the set-up makes it anew;
+// the index then catches up.
+func TestIndexerFindsItsConsumerAgain(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.run(t, "user:erin", "demo", jobs.StatusSucceeded)
+	counted := func(n int64) map[string]map[jobs.Status]int64 {
+		return map[string]map[jobs.Status]int64{"demo": {jobs.StatusQueued: 0, jobs.StatusRunning: 0, jobs.StatusSucceeded: n, jobs.StatusFailed: 0, jobs.StatusCanceled: 0}}
+	}
+	b.waitCounted(t, jobs.OwnerScope("user:erin"), counted(1))
+	ctx := t.Context()
+	if err := b.streams.Events.DeleteConsumer(ctx, jobs.IndexerConsumer); err != nil {
+		t.Fatal(err)
+	}
+	b.run(t, "user:erin", "demo", jobs.StatusSucceeded)
+	if _, err := jobs.CreateOrUpdateConsumer(ctx, b.js, jobs.Topology{}.IndexerConsumerConfig(), nil); err != nil {
+		t.Fatal(err)
+	}
+	b.waitCounted(t, jobs.OwnerScope("user:erin"), counted(2))
+}
+
+// Only a job's request names its owner: events of a job without one (a
+// runner's credentials writing a job of their own) are listed for admins
+// only, after waiting a little for the request.
+func TestOnlyRequestsPlaceJobsInOwnersLists(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	id := jobs.NewID(time.Now())
+	now := time.Now()
+	ev := jobs.Event{JobID: id, Type: "demo", Owner: "user:frank", Seq: 2, Kind: jobs.KindStarted, Status: jobs.StatusRunning, Time: now, CreatedAt: &now}
+	data, _ := json.Marshal(ev)
+	if _, err := b.js.Publish(t.Context(), jobs.EventSubject("demo", id), data); err != nil {
+		t.Fatal(err)
+	}
+	b.waitCounted(t, jobs.AllJobsScope, map[string]map[jobs.Status]int64{"demo": {jobs.StatusQueued: 0, jobs.StatusRunning: 1, jobs.StatusSucceeded: 0, jobs.StatusFailed: 0, jobs.StatusCanceled: 0}})
+	if ids, _ := b.all(t, jobindex.PageQuery{Scope: jobs.AllJobsScope, Limit: 10}); !slices.Equal(ids, []string{id}) {
+		t.Fatalf("every job: %v, want [%s]", ids, id)
+	}
+	if ids, _ := b.all(t, jobindex.PageQuery{Scope: jobs.OwnerScope("user:frank"), Limit: 10}); len(ids) != 0 {
+		t.Fatalf("frank's list holds %v", ids)
+	}
+	if st, err := b.reader.Stats(t.Context(), jobs.OwnerScope("user:frank"), nil, time.Now()); err != nil || len(st) != 0 {
+		t.Fatalf("frank's counts: %+v, %v", st, err)
+	}
+}
