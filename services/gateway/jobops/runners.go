@@ -18,7 +18,7 @@ import (
 // runnerQuiet, and never longer than runnerWait.
 const (
 	runnerQuiet = 50 * time.Millisecond
-	runnerWait  = 500 * time.Millisecond
+	runnerWait  = 250 * time.Millisecond
 )
 
 // runners counts the runners that answer, and their concurrency, by the
