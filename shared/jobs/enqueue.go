@@ -45,7 +45,8 @@ func Enqueue(ctx context.Context, js jetstream.Publisher, req Request) (Event, e
 	return req.Queued(), nil
 }
 
-// RequestMsg is req as Enqueue stores it: its JSON on QueueSubject, its id
+// RequestMsg is req as Enqueue stores it: its JSON on its queue subject
+// (PriorityQueueSubject; SchedSubject for a delayed job), its id
 // as Nats-Msg-Id and the fence that refuses a second job of the same id.
 // A caller that adds headers of its own (trace context) adds them to the
 // message and stores it with EnqueueMsg or EnqueueMany.
@@ -60,9 +61,31 @@ func RequestMsg(req Request) (*nats.Msg, error) {
 	if err != nil {
 		return nil, err
 	}
-	m := &nats.Msg{Subject: QueueSubject(req.Type, req.ID), Data: data, Header: make(nats.Header, 5)}
+	subject := PriorityQueueSubject(req.Priority, req.Type, req.ID)
+	if req.Deferred {
+		subject = SchedSubject(req.Type, req.ID)
+	}
+	m := &nats.Msg{Subject: subject, Data: data, Header: make(nats.Header, 5)}
 	m.Header[jetstream.MsgIDHeader] = []string{req.ID}
 	fence(m.Header, req.ID, 0)
+	return m, nil
+}
+
+// DueRequestMsg is a delayed job's request, stored when it is due (by the
+// gateways' timers): req (read from the job's "scheduled" event) as the
+// job's next event, "queued", on its queue subject, fenced on the job's
+// last message (at stream sequence lastSeq, seq lastEventSeq), so that a
+// job canceled meanwhile is never queued. EnqueueMsg stores it; its
+// ErrDuplicateID then means the job moved on.
+func DueRequestMsg(req Request, lastSeq, lastEventSeq uint64) (*nats.Msg, error) {
+	req.Deferred, req.Seq = false, lastEventSeq+1
+	data, err := req.MarshalJSON()
+	if err != nil {
+		return nil, err
+	}
+	m := &nats.Msg{Subject: PriorityQueueSubject(req.Priority, req.Type, req.ID), Data: data, Header: make(nats.Header, 5)}
+	m.Header[jetstream.MsgIDHeader] = []string{req.ID + ".due"}
+	fence(m.Header, req.ID, lastSeq)
 	return m, nil
 }
 

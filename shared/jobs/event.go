@@ -10,6 +10,7 @@ import (
 type Kind string
 
 const (
+	KindScheduled Kind = "scheduled" // a delayed job's first event, until it is due
 	KindQueued    Kind = "queued"
 	KindStarted   Kind = "started"
 	KindProgress  Kind = "progress"
@@ -24,6 +25,7 @@ const (
 type Status string
 
 const (
+	StatusScheduled Status = "scheduled" // a delayed job, not due yet
 	StatusQueued    Status = "queued"
 	StatusRunning   Status = "running"
 	StatusSucceeded Status = "succeeded"
@@ -39,7 +41,7 @@ func (s Status) Terminal() bool {
 // Valid reports whether s is one of the defined statuses.
 func (s Status) Valid() bool {
 	switch s {
-	case StatusQueued, StatusRunning, StatusSucceeded, StatusFailed, StatusCanceled:
+	case StatusScheduled, StatusQueued, StatusRunning, StatusSucceeded, StatusFailed, StatusCanceled:
 		return true
 	}
 	return false
@@ -63,10 +65,14 @@ type Event struct {
 	// only they (and admins) may see it through the gateway.
 	Owner string `json:"owner,omitempty"`
 	// RetryOf is the id of the failed or canceled job this one retries.
-	RetryOf   string     `json:"retry_of,omitempty"`
-	Seq       uint64     `json:"seq"`
-	Kind      Kind       `json:"kind"`
-	Status    Status     `json:"status"`
+	RetryOf string `json:"retry_of,omitempty"`
+	// ScheduleID names the recurring schedule whose firing made the job.
+	ScheduleID string `json:"schedule_id,omitempty"`
+	Seq        uint64 `json:"seq"`
+	Kind       Kind   `json:"kind"`
+	Status     Status `json:"status"`
+	// Priority is the job's (1 high, 2 normal, 3 low); absent: normal.
+	Priority  int        `json:"priority,omitempty"`
 	Percent   *float64   `json:"percent,omitempty"`
 	Current   int64      `json:"current,omitempty"`
 	Total     int64      `json:"total,omitempty"`
@@ -78,6 +84,10 @@ type Event struct {
 	CreatedAt *time.Time `json:"created_at,omitempty"`
 	StartedAt *time.Time `json:"started_at,omitempty"`
 	EndedAt   *time.Time `json:"ended_at,omitempty"`
+	// RunAt is when a delayed job is due; ExpiresAt when a job not started
+	// by then ends canceled ("expired").
+	RunAt     *time.Time `json:"run_at,omitempty"`
+	ExpiresAt *time.Time `json:"expires_at,omitempty"`
 	// NextAttemptAt is when a job that is waiting to be retried runs again.
 	NextAttemptAt *time.Time      `json:"next_attempt_at,omitempty"`
 	Result        json.RawMessage `json:"result,omitempty"`
@@ -92,6 +102,8 @@ func (e Event) MarshalJSON() ([]byte, error) {
 	p.CreatedAt = utcPtr(p.CreatedAt)
 	p.StartedAt = utcPtr(p.StartedAt)
 	p.EndedAt = utcPtr(p.EndedAt)
+	p.RunAt = utcPtr(p.RunAt)
+	p.ExpiresAt = utcPtr(p.ExpiresAt)
 	p.NextAttemptAt = utcPtr(p.NextAttemptAt)
 	return json.Marshal(p)
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -105,13 +106,17 @@ func ReadOwner(ctx context.Context, stream jetstream.Stream, id string) (OwnerRe
 
 // ReadRequest reads job id's request from stream (Stream): its owner, type
 // and input; ErrNotFound if it has none (never submitted, or aged out). It
-// reads the first request stored for the id: Enqueue never stores a second
-// one, and one stored around it (not jobwire's doing) changes nothing.
+// reads the job's first message, which is its request (or a delayed job's
+// "scheduled" request): Enqueue never stores a second first request, and
+// one stored around it (not jobwire's doing) changes nothing.
 func ReadRequest(ctx context.Context, stream jetstream.Stream, id string) (Request, error) {
 	if err := ValidateID(id); err != nil {
 		return Request{}, err
 	}
-	m, err := firstMsg(ctx, stream, RequestSubjects(id))
+	m, err := firstMsg(ctx, stream, JobSubjects(id))
+	if err == nil && strings.HasPrefix(m.Subject, "jobwire.events.") {
+		err = jetstream.ErrMsgNotFound // the job's first message is an event: its request aged out
+	}
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
 		return Request{}, ErrNotFound
 	}

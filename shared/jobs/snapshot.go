@@ -12,8 +12,12 @@ type Snapshot struct {
 	Type string `json:"type,omitempty"`
 	// RetryOf is the id of the job this one retries; RetriedAs the id of
 	// the job that retries this one (GET /api/jobs/{id} fills it in).
-	RetryOf   string     `json:"retry_of,omitempty"`
-	RetriedAs string     `json:"retried_as,omitempty"`
+	RetryOf   string `json:"retry_of,omitempty"`
+	RetriedAs string `json:"retried_as,omitempty"`
+	// ScheduleID names the recurring schedule whose firing made the job.
+	ScheduleID string `json:"schedule_id,omitempty"`
+	// Priority is the job's (1 high, 2 normal, 3 low); absent: normal.
+	Priority  int        `json:"priority,omitempty"`
 	Status    Status     `json:"status"`
 	Seq       uint64     `json:"seq"`
 	Percent   *float64   `json:"percent,omitempty"`
@@ -25,6 +29,9 @@ type Snapshot struct {
 	CreatedAt *time.Time `json:"created_at,omitempty"`
 	StartedAt *time.Time `json:"started_at,omitempty"`
 	EndedAt   *time.Time `json:"ended_at,omitempty"`
+	// RunAt: a delayed job's due time; ExpiresAt: its deadline to start.
+	RunAt     *time.Time `json:"run_at,omitempty"`
+	ExpiresAt *time.Time `json:"expires_at,omitempty"`
 	UpdatedAt time.Time  `json:"updated_at"`
 	// DurationMS is EndedAt - StartedAt in milliseconds, once the job
 	// has ended after it started.
@@ -41,7 +48,8 @@ type Snapshot struct {
 // SnapshotOf returns the state that event ev describes.
 func SnapshotOf(ev Event) Snapshot {
 	return Snapshot{
-		ID: ev.JobID, Type: ev.Type, RetryOf: ev.RetryOf, Status: ev.Status, Seq: ev.Seq,
+		ID: ev.JobID, Type: ev.Type, RetryOf: ev.RetryOf, ScheduleID: ev.ScheduleID, Priority: ev.Priority, Status: ev.Status, Seq: ev.Seq,
+		RunAt: utcPtr(ev.RunAt), ExpiresAt: utcPtr(ev.ExpiresAt),
 		Percent: ev.Percent, Current: ev.Current, Total: ev.Total,
 		Stage: ev.Stage, Message: ev.Message, Attempt: ev.Attempt,
 		CreatedAt: utcPtr(ev.CreatedAt), StartedAt: utcPtr(ev.StartedAt), EndedAt: utcPtr(ev.EndedAt),

@@ -41,8 +41,13 @@ const (
 	AllEvents = "jobwire.events.*.*"
 	// AllCancel matches the cancel subject of every job.
 	AllCancel = "jobs.*.cancel"
-	// AllQueue matches every job request.
-	AllQueue = "jobwire.queue.*.*"
+	// AllQueue matches every job request of normal priority; AllQueueHigh
+	// and AllQueueLow those of high and low priority.
+	AllQueue     = "jobwire.queue.*.*"
+	AllQueueHigh = "jobwire.queue-high.*.*"
+	AllQueueLow  = "jobwire.queue-low.*.*"
+	// AllSched matches every delayed job's first message ("scheduled").
+	AllSched = "jobwire.sched.*.*"
 	// AllJobs matches every message of Stream: requests and events.
 	AllJobs = "jobwire.*.*.*"
 	// AllEnds matches every job's end record.
@@ -73,6 +78,28 @@ func EventSubject(typ, id string) string { return "jobwire.events." + typ + "." 
 // QueueSubject is where the request of job id, of type typ, is stored:
 // the job's first message. Write with Enqueue.
 func QueueSubject(typ, id string) string { return "jobwire.queue." + typ + "." + id }
+
+// queueToken is the second token of the queue subjects of priority p.
+func queueToken(p int) string {
+	switch PriorityOf(p) {
+	case PriorityHigh:
+		return "jobwire.queue-high."
+	case PriorityLow:
+		return "jobwire.queue-low."
+	}
+	return "jobwire.queue."
+}
+
+// PriorityQueueSubject is the subject of job id's request at priority p
+// (QueueSubject for normal priority): each priority has its own queue.
+func PriorityQueueSubject(p int, typ, id string) string { return queueToken(p) + typ + "." + id }
+
+// PriorityQueueFilter matches the requests of type typ at priority p.
+func PriorityQueueFilter(p int, typ string) string { return queueToken(p) + typ + ".*" }
+
+// SchedSubject is where a delayed job's first message ("scheduled") is
+// stored at submit; its request follows on its queue subject when due.
+func SchedSubject(typ, id string) string { return "jobwire.sched." + typ + "." + id }
 
 // QueueFilter matches the requests of every job of type typ: the filter
 // of its runners' consumer.
@@ -115,9 +142,11 @@ func IDFromEventSubject(subject string) (string, bool) {
 // JobOfSubject returns the type and id of a subject a job's message is
 // stored on: jobwire.queue.<type>.<id> or jobwire.events.<type>.<id>.
 func JobOfSubject(subject string) (typ, id string, ok bool) {
-	rest, ok := strings.CutPrefix(subject, "jobwire.queue.")
-	if !ok {
-		rest, ok = strings.CutPrefix(subject, "jobwire.events.")
+	var rest string
+	for _, prefix := range []string{"jobwire.queue.", "jobwire.events.", "jobwire.sched.", "jobwire.queue-high.", "jobwire.queue-low."} {
+		if rest, ok = strings.CutPrefix(subject, prefix); ok {
+			break
+		}
 	}
 	if !ok {
 		return "", "", false

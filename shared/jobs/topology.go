@@ -52,7 +52,7 @@ func (t Topology) StreamConfig() jetstream.StreamConfig {
 	return jetstream.StreamConfig{
 		Name:        Stream,
 		Description: "jobwire jobs: requests (each one also its job's queued event) and events",
-		Subjects:    []string{AllQueue, AllEvents},
+		Subjects:    []string{AllQueue, AllQueueHigh, AllQueueLow, AllSched, AllEvents},
 		// Limits, not a work queue: a request stays after its ack, as the
 		// job's first event, until its events age out.
 		Retention:         jetstream.LimitsPolicy,

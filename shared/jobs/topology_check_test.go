@@ -89,7 +89,7 @@ func TestTopologyCheck(t *testing.T) {
 		t.Fatalf("problems: %q, want the jobs stream's only", got)
 	}
 	for _, diff := range []string{
-		"subjects is [jobwire.events.>], want [jobwire.queue.*.* jobwire.events.*.*]", "storage is Memory, want File", "max_age is 0s, want 1h0m0s",
+		"subjects is [jobwire.events.>], want [jobwire.queue.*.* jobwire.queue-high.*.* jobwire.queue-low.*.* jobwire.sched.*.* jobwire.events.*.*]", "storage is Memory, want File", "max_age is 0s, want 1h0m0s",
 		"allow_direct is false, want true", "max_bytes is 1048576, want no limit", "max_msgs_per_subject is -1, want 10000",
 		"republish is none, want jobwire.*.*.* to jobs.{{wildcard(3)}}.progress",
 	} {

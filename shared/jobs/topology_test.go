@@ -44,8 +44,8 @@ func TestTopologyAndEventsOnNATS(t *testing.T) {
 	}
 	// Stream subjects overlapping would have failed CreateOrUpdate; also
 	// check the server kept the subjects we asked for.
-	if got := streams.Events.CachedInfo().Config.Subjects; !slices.Equal(got, []string{jobs.AllQueue, jobs.AllEvents}) {
-		t.Errorf("stream subjects = %q, want [%q %q]", got, jobs.AllQueue, jobs.AllEvents)
+	if want := []string{jobs.AllQueue, jobs.AllQueueHigh, jobs.AllQueueLow, jobs.AllSched, jobs.AllEvents}; !slices.Equal(streams.Events.CachedInfo().Config.Subjects, want) {
+		t.Errorf("stream subjects = %q, want %q", streams.Events.CachedInfo().Config.Subjects, want)
 	}
 
 	msgs := func() uint64 {
