@@ -370,3 +370,34 @@ func TestOnlyRequestsPlaceJobsInOwnersLists(t *testing.T) {
 		t.Fatalf("frank's counts: %+v, %v", st, err)
 	}
 }
+
+// Delayed jobs (first stored on jobwire.sched) and jobs of every priority
+// (a queue each) are listed with their status.
+func TestListsEveryKindOfRequest(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	now := time.Now()
+	later := now.Add(time.Hour)
+	reqs := []jobs.Request{
+		{ID: jobs.NewID(now), Type: "demo", CreatedAt: now, Owner: "user:gina", Priority: jobs.PriorityHigh},
+		{ID: jobs.NewID(now), Type: "demo", CreatedAt: now, Owner: "user:gina", Priority: jobs.PriorityLow},
+		{ID: jobs.NewID(now), Type: "demo", CreatedAt: now, Owner: "user:gina", RunAt: &later, Deferred: true},
+	}
+	for _, r := range reqs {
+		if _, err := jobs.Enqueue(t.Context(), b.js, r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b.waitCounted(t, jobs.OwnerScope("user:gina"), map[string]map[jobs.Status]int64{"demo": {jobs.StatusScheduled: 1, jobs.StatusQueued: 2, jobs.StatusRunning: 0, jobs.StatusSucceeded: 0, jobs.StatusFailed: 0, jobs.StatusCanceled: 0}})
+	p, err := b.reader.Page(t.Context(), jobindex.PageQuery{Scope: jobs.OwnerScope("user:gina"), Limit: 10})
+	if err != nil || len(p.Jobs) != 3 {
+		t.Fatalf("gina's list: %+v, %v", p.Jobs, err)
+	}
+	byID := map[string]jobs.Event{}
+	for _, ev := range p.Jobs {
+		byID[ev.JobID] = ev
+	}
+	if byID[reqs[0].ID].Priority != jobs.PriorityHigh || byID[reqs[1].ID].Status != jobs.StatusQueued || byID[reqs[2].ID].Status != jobs.StatusScheduled {
+		t.Fatalf("gina's list: %+v", p.Jobs)
+	}
+}

@@ -177,6 +177,9 @@ func (r *Reader) firstPosition(ctx context.Context, scope jobs.ListScope) (uint6
 	return first, err
 }
 
+// statesPerRequest is how many jobs' last messages one request reads.
+const statesPerRequest = 300
+
 // states reads the state of each job in entries as jobs.State does: its
 // last event, unless its end record names another (final) one. It reads
 // the last messages of all of them in one request and their end records
@@ -185,10 +188,8 @@ func (r *Reader) states(ctx context.Context, entries []jobs.IndexEntry) (map[str
 	if len(entries) == 0 {
 		return nil, nil
 	}
-	subjects := make([]string, 0, 2*len(entries))
 	ends := make([]string, 0, len(entries))
 	for _, e := range entries {
-		subjects = append(subjects, jobs.QueueSubject(e.Type, e.ID), jobs.EventSubject(e.Type, e.ID))
 		ends = append(ends, jobs.EndSubject(e.ID))
 	}
 	type endRecords struct {
@@ -211,13 +212,27 @@ func (r *Reader) states(ctx context.Context, entries []jobs.IndexEntry) (map[str
 		seq uint64
 	}
 	lasts := make(map[string]last, len(entries))
-	err := jobs.MultiLast(ctx, r.nc, jobs.Stream, subjects, func(m jobs.StoredEvent) {
-		var ev jobs.Event
-		_, id, ok := jobs.JobOfSubject(m.Subject)
-		if ok && json.Unmarshal(m.Data, &ev) == nil && ev.JobID == id && m.StreamSeq > lasts[id].seq {
-			lasts[id] = last{ev, m.StreamSeq}
+	var err error
+	// Each job's last message of each of its subjects (its request on a
+	// queue or jobwire.sched, its events): at most three a job, and a
+	// direct get answers at most 1,024, so a page of many jobs asks in
+	// parts.
+	for part := range slices.Chunk(entries, statesPerRequest) {
+		subjects := make([]string, len(part))
+		for i, e := range part {
+			subjects[i] = jobs.JobSubjects(e.ID)
 		}
-	})
+		err = jobs.MultiLast(ctx, r.nc, jobs.Stream, subjects, func(m jobs.StoredEvent) {
+			var ev jobs.Event
+			_, id, ok := jobs.JobOfSubject(m.Subject)
+			if ok && json.Unmarshal(m.Data, &ev) == nil && ev.JobID == id && m.StreamSeq > lasts[id].seq {
+				lasts[id] = last{ev, m.StreamSeq}
+			}
+		})
+		if err != nil {
+			break
+		}
+	}
 	end := <-endc
 	if err != nil {
 		return nil, err
