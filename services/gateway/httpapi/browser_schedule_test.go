@@ -11,6 +11,7 @@ import (
 
 	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/chromedp"
+	"github.com/chromedp/chromedp/kb"
 	"github.com/jobwire/jobwire/internal/testsys"
 	"github.com/jobwire/jobwire/shared/jobs"
 )
@@ -313,7 +314,9 @@ func TestBrowserSchedules(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 
-	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(`#schedule-`+s.ID+` button.pause`))); err != nil {
+	// Pause with the keyboard: the list's refreshes keep the focus.
+	tabTo(t, ctx, "the pause button", `e.matches("#schedule-`+s.ID+` button.pause")`)
+	if err := chromedp.Do(ctx, chromedp.KeyEvent(kb.Enter)); err != nil {
 		t.Fatal(err)
 	}
 	waitTiming(t, ctx, "the schedule paused", func(p timingState) bool {

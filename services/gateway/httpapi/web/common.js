@@ -126,9 +126,11 @@ const jw = (() => {
   function countdownMinutes(iso) {
     const t = Date.parse(iso || "");
     if (isNaN(t)) return "";
-    const min = Math.ceil((t - Date.now()) / 60000);
-    if (min <= 0) return "due now";
-    return min === 1 ? "in less than a minute" : "in about " + min + " minutes";
+    const left = t - Date.now();
+    if (left <= 0) return "due now";
+    if (left < 60000) return "in less than a minute";
+    const min = Math.round(left / 60000);
+    return "in about " + min + (min === 1 ? " minute" : " minutes");
   }
 
   // priorityName is "high", "normal" or "low" for a job's or schedule's priority.
@@ -172,9 +174,10 @@ const jw = (() => {
     const bar = wrap.querySelector("progress");
     const pct = wrap.querySelector(".pct");
     if (typeof p !== "number" && status === "succeeded") p = 100;
+    if (typeof p !== "number" && status === "scheduled") p = 0; // not started: no busy bar
     if (typeof p === "number") {
       bar.value = p;
-      pct.textContent = Math.floor(p) + "%";
+      pct.textContent = status === "scheduled" ? "" : Math.floor(p) + "%";
     } else {
       bar.removeAttribute("value"); // indeterminate
       pct.textContent = status === "queued" || status === "scheduled" ? "" : "–";

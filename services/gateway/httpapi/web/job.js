@@ -44,7 +44,10 @@ function render(ev) {
   let pct = typeof ev.percent === "number" ? ev.percent : null;
   if (pct === null && ev.status === "succeeded") pct = 100;
   const bar = $("bar");
-  if (pct === null) {
+  if (pct === null && ev.status === "scheduled") {
+    bar.value = 0; // not started: no busy bar
+    $("percent").textContent = "–";
+  } else if (pct === null) {
     bar.removeAttribute("value"); // indeterminate
     $("percent").textContent = "–";
   } else {
