@@ -166,6 +166,7 @@ function fillRow(tr, j) {
 
 // elapsedText is how long a job ran (or has been running, or waiting).
 function elapsedText(j) {
+  if (j.status === "canceled" && j.error && j.error.code === "expired") return "expired, never started";
   if (typeof j.duration_ms === "number") return jw.duration(j.duration_ms);
   const now = Date.now();
   if (j.status === "scheduled" && j.run_at) return jw.countdown(j.run_at);
