@@ -291,8 +291,15 @@ func TestBrowserSchedules(t *testing.T) {
 	selectOption(t, ctx, "schedule-type", "demo")
 	if err := chromedp.Do(ctx,
 		chromedp.SetValue(chromedp.ID("schedule-input"), `{"steps": 1, "step_ms": 1}`),
-		chromedp.SetValue(chromedp.ID("schedule-every"), "1s"),
+		chromedp.SetValue(chromedp.ID("schedule-every"), "soon"),
 	); err != nil {
+		t.Fatal(err)
+	}
+	click(t, ctx, "schedule-create")
+	if p := waitTiming(t, ctx, "the server's refusal of \"every soon\"", func(p timingState) bool { return p.FormError != "" }); len(p.Schedules) != 0 {
+		t.Errorf("schedules listed after a refused create: %+v", p.Schedules)
+	}
+	if err := chromedp.Do(ctx, chromedp.SetValue(chromedp.ID("schedule-every"), "1s")); err != nil {
 		t.Fatal(err)
 	}
 	click(t, ctx, "schedule-create")
@@ -304,6 +311,16 @@ func TestBrowserSchedules(t *testing.T) {
 		t.Errorf("schedule row = %+v; want type demo, every 1s, buttons Pause and Delete", s)
 	}
 	screenshot(t, ctx, "schedules.png")
+	for _, scheme := range []string{"dark", "light"} {
+		if _, err := chromedp.Call(ctx, emulation.SetEmulatedMedia, emulation.SetEmulatedMediaParams{
+			Features: []*emulation.MediaFeature{{Name: "prefers-color-scheme", Value: scheme}},
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if bad, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](contrastJS)); err != nil || len(bad) > 0 {
+			t.Errorf("schedules page, %s scheme: texts below AA contrast (%v):\n%s", scheme, err, strings.Join(bad, "\n"))
+		}
+	}
 
 	// Its jobs appear in the caller's list.
 	deadline := time.Now().Add(eventWait)
