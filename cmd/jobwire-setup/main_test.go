@@ -42,7 +42,7 @@ func TestSetupCreatesThenChangesNothing(t *testing.T) {
 	}
 	env := map[string]string{"NATS_URL": s.ClientURL()}
 	want := "stream JOBS: created\nstream JOBS_RECORDS: created\n" +
-		"stream JOBS_INDEX: created\nstream JOBS_COUNTS: created\nstream JOBS_MINUTES: created\n" +
+		"stream JOBS_INDEX: created\nstream JOBS_COUNTS: created\nstream JOBS_MINUTES: created\nstream JOBS_TIMERS: created\n" +
 		"bucket JOBWIRE_TYPES: created\nbucket JOBWIRE_IDEMPOTENCY: created\n"
 	if out := runSetup(t, ctx, env); !strings.HasPrefix(out, want) || !strings.Contains(out, "the topology is set up") {
 		t.Fatalf("first run printed:\n%s\nwant it to start with\n%s", out, want)
@@ -76,6 +76,7 @@ func TestSetupCreatesThenChangesNothing(t *testing.T) {
 		"stream JOBS_RECORDS: updated: max_age is 888h0m0s, want 721h0m0s\n" +
 		"stream JOBS_INDEX: updated: max_age is 168h0m0s, want 1h0m0s\n" +
 		"stream JOBS_COUNTS: unchanged\nstream JOBS_MINUTES: unchanged\n" +
+		"stream JOBS_TIMERS: updated: max_age is 168h0m0s, want 1h0m0s\n" +
 		"bucket JOBWIRE_TYPES: unchanged\nbucket JOBWIRE_IDEMPOTENCY: unchanged\n"
 	if out := runSetup(t, ctx, env); !strings.HasPrefix(out, want) {
 		t.Fatalf("run with EVENTS_MAX_AGE=1h printed:\n%s\nwant it to start with\n%s", out, want)

@@ -134,6 +134,7 @@ var topology = []struct{ kind, name, stream string }{
 	{"stream", jobs.IndexStream, jobs.IndexStream},
 	{"stream", jobs.CountsStream, jobs.CountsStream},
 	{"stream", jobs.MinutesStream, jobs.MinutesStream},
+	{"stream", jobs.TimersStream, jobs.TimersStream},
 	{"bucket", jobs.TypesBucket, jobs.BucketStream(jobs.TypesBucket)},
 	{"bucket", jobs.IdempotencyBucket, jobs.BucketStream(jobs.IdempotencyBucket)},
 }

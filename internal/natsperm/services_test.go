@@ -74,11 +74,11 @@ func TestServicesWithRoles(t *testing.T) {
 		}
 		return string(out)
 	}
-	if out := setup(); strings.Count(out, ": created\n") != 7 {
-		t.Fatalf("jobwire-setup's first run:\n%s\nwant 7 streams and buckets created", out)
+	if out := setup(); strings.Count(out, ": created\n") != 8 {
+		t.Fatalf("jobwire-setup's first run:\n%s\nwant 8 streams and buckets created", out)
 	}
-	if out := setup(); strings.Count(out, ": unchanged\n") != 7 {
-		t.Fatalf("jobwire-setup's second run:\n%s\nwant all 7 unchanged", out)
+	if out := setup(); strings.Count(out, ": unchanged\n") != 8 {
+		t.Fatalf("jobwire-setup's second run:\n%s\nwant all 8 unchanged", out)
 	}
 	runner.waitReady(t, 20*time.Second)
 	gateway.waitReady(t, 20*time.Second)
@@ -144,6 +144,26 @@ func TestServicesWithRoles(t *testing.T) {
 		code, b := call("GET", "/api/stats", "")
 		return code == http.StatusOK && bytes.Contains(b, []byte(`"succeeded":1`))
 	})
+	// A delayed job and a recurring schedule: message schedules in
+	// JOBS_TIMERS, fired into the gateway's timers consumer.
+	code, b := call("POST", "/api/jobs", `{"type":"demo","input":{"steps":1,"step_ms":1},"delay":"500ms"}`)
+	var delayed jobs.Snapshot
+	if code != http.StatusAccepted || json.Unmarshal(b, &delayed) != nil || delayed.Status != jobs.StatusScheduled {
+		t.Fatalf("delayed submit: %d %s", code, b)
+	}
+	waitStatus(delayed.ID, jobs.StatusSucceeded)
+	code, b = call("POST", "/api/schedules", `{"type":"demo","input":{"steps":1,"step_ms":1},"every":"1s"}`)
+	var sched struct{ ID string }
+	if code != http.StatusCreated || json.Unmarshal(b, &sched) != nil {
+		t.Fatalf("create schedule: %d %s", code, b)
+	}
+	waitFor(t, 15*time.Second, "a job of the schedule", func() bool {
+		code, b := call("GET", "/api/jobs", "")
+		return code == http.StatusOK && bytes.Contains(b, []byte(`"schedule_id":"`+sched.ID+`"`))
+	})
+	if code, b := call("DELETE", "/api/schedules/"+sched.ID, ""); code != http.StatusNoContent {
+		t.Fatalf("delete schedule: %d %s", code, b)
+	}
 	code, sse := call("GET", "/api/jobs/"+job.ID+"/events?after_seq=0", "")
 	n := 0
 	for _, line := range strings.Split(string(sse), "\n") {

@@ -59,8 +59,8 @@ func TestServicesCannotCreateOrChangeStreams(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if jsz.Streams != 7 {
-		t.Fatalf("the server holds %d streams, want jobwire's 7", jsz.Streams)
+	if jsz.Streams != 8 {
+		t.Fatalf("the server holds %d streams, want jobwire's 8", jsz.Streams)
 	}
 }
 

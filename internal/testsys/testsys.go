@@ -349,8 +349,14 @@ func (s *System) Call(t testing.TB, method, path, contentType, body string, head
 // Submit posts a job and expects 202.
 func (s *System) Submit(t testing.TB, typ, input string) jobs.Snapshot {
 	t.Helper()
+	return s.SubmitBody(t, `{"type":`+MustJSON(typ)+`,"input":`+input+`}`)
+}
+
+// SubmitBody posts a job's whole body (with run_at, priority …) and
+// expects 202.
+func (s *System) SubmitBody(t testing.TB, body string) jobs.Snapshot {
+	t.Helper()
 	var snap jobs.Snapshot
-	body := `{"type":` + MustJSON(typ) + `,"input":` + input + `}`
 	resp := s.Do(t, "POST", "/api/jobs", "application/json", body, nil, &snap)
 	if resp.StatusCode != http.StatusAccepted {
 		t.Fatalf("submit: status %d, body %+v", resp.StatusCode, snap)

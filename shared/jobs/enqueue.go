@@ -30,6 +30,11 @@ var ErrDuplicateID = errors.New("a job with this id exists already")
 // job id, deduplicates within the stream's window). So a lost answer
 // neither loses a job nor stores it twice.
 //
+// A delayed job (req.Deferred, due at req.RunAt) is stored as its
+// "scheduled" event on SchedSubject instead, after its due timer, and a job
+// with a deadline (req.ExpiresAt) after its deadline timer (WriteTimers):
+// the gateways' timers queue it when due, or end it "expired".
+//
 // When ctx carries a span (the submit's, where the caller traces), the
 // request carries its W3C trace context as NATS headers (see
 // TraceparentHeader), so the runner's attempts and the events they store
@@ -37,6 +42,9 @@ var ErrDuplicateID = errors.New("a job with this id exists already")
 func Enqueue(ctx context.Context, js jetstream.Publisher, req Request) (Event, error) {
 	m, err := RequestMsg(req)
 	if err != nil {
+		return Event{}, err
+	}
+	if err := WriteTimers(ctx, js, req); err != nil {
 		return Event{}, err
 	}
 	if err := EnqueueMsg(ctx, js, m); err != nil {

@@ -140,6 +140,8 @@ type CancelRequest struct {
 const (
 	CanceledByOwner = "owner"
 	CanceledByAdmin = "admin"
+	// CanceledByDeadline: the job had not started by its expires_at.
+	CanceledByDeadline = "deadline"
 )
 
 // CancelReply is the answer of the runner that holds the job.
@@ -148,10 +150,14 @@ type CancelReply struct {
 }
 
 // CanceledError is the error stored on a canceled job: "canceled by its
-// owner", "canceled by an admin", or just "canceled" when By is neither
+// owner", "canceled by an admin", code "expired" for a job that missed
+// its deadline, or just "canceled" when By is none of these
 // (an older gateway sent an owner id there, which users must not see),
 // then ": <reason>" if one was given.
 func CanceledError(c CancelRequest) *Error {
+	if c.By == CanceledByDeadline {
+		return &Error{Code: "expired", Message: "expired: not started by its deadline (expires_at)"}
+	}
 	msg := "canceled"
 	switch c.By {
 	case CanceledByOwner:

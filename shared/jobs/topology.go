@@ -117,15 +117,23 @@ const errReplicasExceedStream = 10126
 // the stream is still scaling up to the consumer's replicas it waits (and
 // calls waiting, if not nil, once), as long as ctx allows.
 func CreateOrUpdateConsumer(ctx context.Context, js jetstream.JetStream, cfg jetstream.ConsumerConfig, waiting func()) (jetstream.Consumer, error) {
+	return createOrUpdateConsumerOn(ctx, js, Stream, cfg, waiting)
+}
+
+func createOrUpdateConsumerOn(ctx context.Context, js jetstream.JetStream, stream string, cfg jetstream.ConsumerConfig, waiting ...func()) (jetstream.Consumer, error) {
+	var wait func()
+	if len(waiting) > 0 {
+		wait = waiting[0]
+	}
 	for {
-		cons, err := js.CreateOrUpdateConsumer(ctx, Stream, cfg)
+		cons, err := js.CreateOrUpdateConsumer(ctx, stream, cfg)
 		var apiErr *jetstream.APIError
 		if !errors.As(err, &apiErr) || apiErr.ErrorCode != errReplicasExceedStream {
 			return cons, err
 		}
-		if waiting != nil {
-			waiting()
-			waiting = nil
+		if wait != nil {
+			wait()
+			wait = nil
 		}
 		select {
 		case <-ctx.Done():
@@ -148,6 +156,9 @@ type Streams struct {
 	Counts  jetstream.Stream
 	Minutes jetstream.Stream
 	Indexer jetstream.Consumer
+	// The timers (timers.go): their stream and the gateways' consumer.
+	Timers       jetstream.Stream
+	TimersFiring jetstream.Consumer
 }
 
 // indexStreams are the index's streams with where CreateOrUpdate and Check
@@ -159,7 +170,7 @@ func (t Topology) indexStreams(s *Streams) []struct {
 	return []struct {
 		cfg    jetstream.StreamConfig
 		handle *jetstream.Stream
-	}{{t.IndexStreamConfig(), &s.Index}, {t.CountsStreamConfig(), &s.Counts}, {t.MinutesStreamConfig(), &s.Minutes}}
+	}{{t.IndexStreamConfig(), &s.Index}, {t.CountsStreamConfig(), &s.Counts}, {t.MinutesStreamConfig(), &s.Minutes}, {t.TimersStreamConfig(), &s.Timers}}
 }
 
 // CreateOrUpdate makes sure every stream and bucket exists with the given
@@ -187,6 +198,9 @@ func (t Topology) CreateOrUpdate(ctx context.Context, js jetstream.JetStream) (*
 	}
 	if s.Indexer, err = CreateOrUpdateConsumer(ctx, js, t.IndexerConsumerConfig(), nil); err != nil {
 		return nil, fmt.Errorf("consumer %s: %w", IndexerConsumer, err)
+	}
+	if s.TimersFiring, err = createOrUpdateConsumerOn(ctx, js, TimersStream, t.TimersConsumerConfig()); err != nil {
+		return nil, fmt.Errorf("consumer %s: %w", TimersConsumer, err)
 	}
 	if s.Types, err = js.CreateOrUpdateKeyValue(ctx, t.typesBucketConfig()); err != nil {
 		return nil, fmt.Errorf("bucket %s: %w", TypesBucket, err)

@@ -53,18 +53,25 @@ func (t Topology) Check(ctx context.Context, js jetstream.JetStream) (*Streams, 
 	if err := refuseOldLayout(ctx, js); err != nil {
 		return nil, err
 	}
-	for _, want := range []jetstream.StreamConfig{t.StreamConfig(), t.RecordsStreamConfig(), t.IndexStreamConfig(), t.CountsStreamConfig(), t.MinutesStreamConfig()} {
+	for _, want := range []jetstream.StreamConfig{t.StreamConfig(), t.RecordsStreamConfig(), t.IndexStreamConfig(), t.CountsStreamConfig(), t.MinutesStreamConfig(), t.TimersStreamConfig()} {
 		if _, err := look("stream", want.Name, want.Name, want); err != nil {
 			return nil, err
 		}
 	}
-	if s.Events != nil {
+	for _, c := range []struct {
+		stream jetstream.Stream
+		name   string
+		handle *jetstream.Consumer
+	}{{s.Events, IndexerConsumer, &s.Indexer}, {s.Timers, TimersConsumer, &s.TimersFiring}} {
+		if c.stream == nil {
+			continue
+		}
 		var err error
-		s.Indexer, err = s.Events.Consumer(ctx, IndexerConsumer)
+		*c.handle, err = c.stream.Consumer(ctx, c.name)
 		if errors.Is(err, jetstream.ErrConsumerNotFound) {
-			problems = append(problems, TopologyProblem{Kind: "consumer", Name: IndexerConsumer, Missing: true})
+			problems = append(problems, TopologyProblem{Kind: "consumer", Name: c.name, Missing: true})
 		} else if err != nil {
-			return nil, fmt.Errorf("consumer %s: %w", IndexerConsumer, err)
+			return nil, fmt.Errorf("consumer %s: %w", c.name, err)
 		}
 	}
 	for _, b := range []struct {
@@ -149,6 +156,7 @@ func configDiffs(want, got jetstream.StreamConfig, bucket bool) []string {
 	differ("max_age", got.MaxAge == want.MaxAge, got.MaxAge, want.MaxAge)
 	differ("allow_direct", got.AllowDirect == want.AllowDirect, got.AllowDirect, want.AllowDirect)
 	differ("allow_msg_counter", got.AllowMsgCounter == want.AllowMsgCounter, got.AllowMsgCounter, want.AllowMsgCounter)
+	differ("allow_msg_schedules", got.AllowMsgSchedules == want.AllowMsgSchedules, got.AllowMsgSchedules, want.AllowMsgSchedules)
 	differ("sealed", !got.Sealed, got.Sealed, false)
 	differ("max_msgs", unlimited(got.MaxMsgs) == -1, got.MaxMsgs, "no limit")
 	differ("max_bytes", unlimited(got.MaxBytes) == -1, got.MaxBytes, "no limit")

@@ -51,7 +51,7 @@ func TestTopologyCheck(t *testing.T) {
 	// Nothing there: every one is reported, and nothing is created.
 	want := []string{
 		"stream JOBS is missing", "stream JOBS_RECORDS is missing",
-		"stream JOBS_INDEX is missing", "stream JOBS_COUNTS is missing", "stream JOBS_MINUTES is missing",
+		"stream JOBS_INDEX is missing", "stream JOBS_COUNTS is missing", "stream JOBS_MINUTES is missing", "stream JOBS_TIMERS is missing",
 		"bucket JOBWIRE_TYPES is missing", "bucket JOBWIRE_IDEMPOTENCY is missing",
 	}
 	if got := problems(jobs.Topology{}); !slices.Equal(got, want) {
@@ -69,6 +69,7 @@ func TestTopologyCheck(t *testing.T) {
 		"stream JOBS: max_age is 1h0m0s, want 168h0m0s",
 		"stream JOBS_RECORDS: max_age is 721h0m0s, want 888h0m0s",
 		"stream JOBS_INDEX: max_age is 1h0m0s, want 168h0m0s",
+		"stream JOBS_TIMERS: max_age is 1h0m0s, want 168h0m0s",
 		"bucket JOBWIRE_IDEMPOTENCY: max_age is 1h0m0s, want 24h0m0s",
 	}
 	if got := problems(jobs.Topology{}); !slices.Equal(got, want) {

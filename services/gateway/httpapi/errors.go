@@ -37,7 +37,7 @@ var (
 
 	// Requests on a WebSocket that are not understood.
 	errNotJSON   = errorf(http.StatusBadRequest, "bad_request", `send JSON text messages like {"op":"watch","job_id":"..."}`)
-	errUnknownOp = errorf(http.StatusBadRequest, "bad_request", `"op" must be "watch", "unwatch", "watch_all" or "unwatch_all"`)
+	errUnknownOp = errorf(http.StatusBadRequest, "bad_request", `"op" must be "watch", "unwatch", "watch_mine", "unwatch_mine", "watch_all" or "unwatch_all"`)
 	// errNotUTF8 closes a WebSocket that sent a text message that is not
 	// UTF-8 (see closeStatus).
 	errNotUTF8 = errors.New("text messages must be UTF-8")
@@ -76,6 +76,8 @@ func apiErrorOf(err error) *apiError {
 		return errorf(http.StatusConflict, "already_finished", "the job has already %s", finished.Job.Status)
 	case errors.As(err, &noRetry):
 		return errorf(http.StatusConflict, "not_retryable", "job %s is %s: only a failed or canceled job can be retried", noRetry.Job.ID, noRetry.Job.Status)
+	case errors.Is(err, jobops.ErrScheduleNotFound):
+		return errorf(http.StatusNotFound, "not_found", "no such schedule")
 	case errors.Is(err, jobops.ErrInProgress):
 		return errorf(http.StatusConflict, "in_progress", "a request with this Idempotency-Key is still being processed; retry shortly")
 	case errors.Is(err, jobops.ErrInvalidIdempotencyKey):

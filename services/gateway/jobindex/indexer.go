@@ -14,13 +14,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"hash/maphash"
 	"log/slog"
 	"strconv"
-	"sync"
+	"strings"
 	"time"
 
-	"github.com/jobwire/jobwire/internal/backoff"
+	"github.com/jobwire/jobwire/internal/consumeloop"
 	"github.com/jobwire/jobwire/shared/jobs"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -49,80 +48,55 @@ func New(js jetstream.JetStream, streams *jobs.Streams, log *slog.Logger) *Index
 // Metrics are the indexer's metrics.
 func (ix *Indexer) Metrics() prometheus.Collector { return ix.metrics.all }
 
-// Run indexes until ctx ends. Messages taken but not yet applied then are
-// handed back for another gateway's indexer. When the consumer goes away
-// (deleted, or lost with the server's storage) it looks it up again,
-// waiting longer after each failure, until the set-up makes it again.
+// Run indexes until ctx ends (see consumeloop: each job's messages on
+// the same worker, in order; the consumer looked up again if it goes away).
 func (ix *Indexer) Run(ctx context.Context) error {
-	seed := maphash.MakeSeed()
-	queues := make([]chan jetstream.Msg, ix.workers)
-	var wg sync.WaitGroup
-	for i := range queues {
-		q := make(chan jetstream.Msg, 64)
-		queues[i] = q
-		wg.Go(func() {
-			for m := range q {
-				if ctx.Err() != nil {
-					_ = m.Nak()
-					continue
-				}
-				ix.apply(ctx, m)
-			}
-		})
-	}
-	defer wg.Wait()
-	defer func() {
-		for _, q := range queues {
-			close(q)
-		}
-	}()
-	wait := backoff.Backoff{Base: 100 * time.Millisecond, Max: 30 * time.Second}
-	warn := backoff.Warner{Log: ix.log}
-	cons := ix.cons
-	for {
-		err := ix.consume(ctx, cons, func(m jetstream.Msg) {
-			wait.Reset()
-			_, id, _ := jobs.JobOfSubject(m.Subject())
-			queues[maphash.String(seed, id)%uint64(len(queues))] <- m
-		})
-		if ctx.Err() != nil {
-			return nil
-		}
-		warn.Warn("indexer: reading the jobs stream failed", err, "consumer", jobs.IndexerConsumer, "failures", wait.Failures()+1)
-		if !wait.Wait(ctx) {
-			return nil
-		}
-		if c, err := ix.js.Consumer(ctx, jobs.Stream, jobs.IndexerConsumer); err == nil {
-			cons = c
-		} else if ctx.Err() == nil {
-			warn.Warn("indexer: cannot find its consumer; jobwire-setup makes it", err, "consumer", jobs.IndexerConsumer)
-		}
-	}
+	consumeloop.Loop{
+		JS: ix.js, Stream: jobs.Stream, Consumer: ix.cons, Name: jobs.IndexerConsumer, Workers: ix.workers, Log: ix.log,
+		Route:  ix.route,
+		Handle: ix.apply,
+	}.Run(ctx)
+	return nil
 }
 
-// consume hands each message of cons to take until ctx ends or the
-// consumer cannot be read any more.
-func (ix *Indexer) consume(ctx context.Context, cons jetstream.Consumer, take func(jetstream.Msg)) error {
-	it, err := cons.Messages(jetstream.PullMaxMessages(512))
-	if err != nil {
-		return err
+// positions are a new job's positions in its lists, asked for as its
+// request was read: the counters' answers come in the order of the
+// requests (one connection's publishes are stored in order), so a
+// gateway's indexer numbers jobs in the order they were stored, whichever
+// worker applies them. A job indexed before (its request came again)
+// leaves them unused: a hole, which lists skip.
+type positions struct {
+	all, owner jetstream.PubAckFuture // owner: nil for a job without owner
+}
+
+// route sends each job's messages to the same worker, and asks for a new
+// job's positions in stream order (see positions).
+func (ix *Indexer) route(m jetstream.Msg) (string, any) {
+	_, id, ok := jobs.JobOfSubject(m.Subject())
+	if !ok || strings.HasPrefix(m.Subject(), "jobwire.events.") {
+		return id, nil
 	}
-	defer it.Stop()
-	stop := context.AfterFunc(ctx, it.Stop)
-	defer stop()
-	for {
-		m, err := it.Next()
-		switch {
-		case err == nil:
-			take(m)
-		case ctx.Err() != nil:
-			return ctx.Err()
-		case errors.Is(err, jetstream.ErrMsgIteratorClosed), errors.Is(err, jetstream.ErrConsumerDeleted), errors.Is(err, jetstream.ErrConsumerNotFound):
-			return err
+	var head struct {
+		Owner string `json:"owner"`
+		Seq   uint64 `json:"seq"`
+	}
+	if json.Unmarshal(m.Data(), &head) != nil || head.Seq != 1 {
+		return id, nil // a delayed job's request when due: it has its positions
+	}
+	if md, err := m.Metadata(); err != nil || md.NumDelivered > 1 {
+		return id, nil // read before: it may be indexed already
+	}
+	var p positions
+	var err error
+	if p.all, err = ix.js.PublishMsgAsync(counterMsg(jobs.AllJobsScope.PositionCounter(), "+1", "")); err != nil {
+		return id, nil
+	}
+	if head.Owner != "" {
+		if p.owner, err = ix.js.PublishMsgAsync(counterMsg(jobs.OwnerScope(head.Owner).PositionCounter(), "+1", "")); err != nil {
+			return id, nil
 		}
-		// Otherwise (missed heartbeats and the like) the iterator goes on
-		// by itself.
 	}
+	return id, &p
 }
 
 // eventHead is what the indexer reads of an event.
@@ -136,7 +110,8 @@ type eventHead struct {
 	Time      time.Time   `json:"time"`
 	CreatedAt *time.Time  `json:"created_at"`
 
-	waitForRequest bool // a job not indexed yet waits for its request
+	waitForRequest bool       // a job not indexed yet waits for its request
+	positions      *positions // asked for as its request was read, if it is one
 }
 
 // maxWaitsForRequest is how often an event of a job not indexed yet is
@@ -148,7 +123,7 @@ const maxWaitsForRequest = 5
 var errNoRequestYet = errors.New("the job's request is not indexed yet")
 
 // apply indexes one message and acks it, or naks it for a later try.
-func (ix *Indexer) apply(ctx context.Context, m jetstream.Msg) {
+func (ix *Indexer) apply(ctx context.Context, m jetstream.Msg, routed any) {
 	typ, id, ok := jobs.JobOfSubject(m.Subject())
 	var ev eventHead
 	if !ok || json.Unmarshal(m.Data(), &ev) != nil || ev.JobID != id || ev.Seq == 0 || !ev.Status.Valid() {
@@ -161,7 +136,7 @@ func (ix *Indexer) apply(ctx context.Context, m jetstream.Msg) {
 		return
 	}
 	ev.Type = typ
-	if m.Subject() != jobs.QueueSubject(typ, id) {
+	if strings.HasPrefix(m.Subject(), "jobwire.events.") {
 		// Only a request names a job's owner (only the gateway writes
 		// requests): a job first seen through another event waits for its
 		// request, and after a few tries is listed for admins only.
@@ -170,6 +145,7 @@ func (ix *Indexer) apply(ctx context.Context, m jetstream.Msg) {
 			ev.waitForRequest = true
 		}
 	}
+	ev.positions, _ = routed.(*positions)
 	if err := ix.index(ctx, ev); errors.Is(err, errNoRequestYet) {
 		_ = m.NakWithDelay(200 * time.Millisecond)
 		return
@@ -196,6 +172,7 @@ const maxRaces = 8
 // index applies the status change ev makes: the job's record first (which
 // says what has been counted), then what follows from it, idempotently.
 func (ix *Indexer) index(ctx context.Context, ev eventHead) error {
+	pre := ev.positions
 	for range maxRaces {
 		rec, recSeq, found, err := ix.record(ctx, ev.JobID)
 		if err != nil {
@@ -219,13 +196,10 @@ func (ix *Indexer) index(ctx context.Context, ev eventHead) error {
 			if ev.CreatedAt != nil {
 				next.Created = *ev.CreatedAt
 			}
-			if next.AllPos, err = ix.increment(ctx, jobs.AllJobsScope.PositionCounter()); err != nil {
+			next.AllPos, next.OwnerPos, err = ix.newPositions(ctx, ev.Owner, pre)
+			pre = nil // answered once: a race lost with another indexer asks anew
+			if err != nil {
 				return err
-			}
-			if ev.Owner != "" {
-				if next.OwnerPos, err = ix.increment(ctx, jobs.OwnerScope(ev.Owner).PositionCounter()); err != nil {
-					return err
-				}
 			}
 		}
 		data, _ := json.Marshal(next)
@@ -255,6 +229,38 @@ func (ix *Indexer) record(ctx context.Context, id string) (rec jobs.IndexState, 
 		return rec, 0, false, fmt.Errorf("job %s: index record is not valid: %w", id, err)
 	}
 	return rec, m.Sequence, true, nil
+}
+
+// newPositions is a new job's positions: those route asked for, or new ones.
+func (ix *Indexer) newPositions(ctx context.Context, owner string, p *positions) (all, own uint64, err error) {
+	if p == nil || p.owner == nil && owner != "" {
+		p = &positions{}
+	}
+	if all, err = ix.position(ctx, p.all, jobs.AllJobsScope.PositionCounter()); err != nil || owner == "" {
+		return all, 0, err
+	}
+	own, err = ix.position(ctx, p.owner, jobs.OwnerScope(owner).PositionCounter())
+	return all, own, err
+}
+
+// position is the value of an increment of counter asked for before (f),
+// or of a new one.
+func (ix *Indexer) position(ctx context.Context, f jetstream.PubAckFuture, counter string) (uint64, error) {
+	if f == nil {
+		return ix.increment(ctx, counter)
+	}
+	select {
+	case ack := <-f.Ok():
+		n, err := strconv.ParseUint(ack.Value, 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("counter %s answered %q", counter, ack.Value)
+		}
+		return n, nil
+	case err := <-f.Err():
+		return 0, err
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
 }
 
 // increment adds one to counter and returns its new value.

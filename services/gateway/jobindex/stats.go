@@ -50,7 +50,7 @@ type RunnerStats struct {
 }
 
 // statuses is every status, in the order a job goes through them.
-var statuses = []jobs.Status{jobs.StatusQueued, jobs.StatusRunning, jobs.StatusSucceeded, jobs.StatusFailed, jobs.StatusCanceled}
+var statuses = []jobs.Status{jobs.StatusScheduled, jobs.StatusQueued, jobs.StatusRunning, jobs.StatusSucceeded, jobs.StatusFailed, jobs.StatusCanceled}
 
 // Stats reads scope's counters for the given types and every type
 // counted: two requests, and one more per type for its minutes. Nothing

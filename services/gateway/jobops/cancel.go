@@ -52,13 +52,8 @@ func (s *Service) Cancel(ctx context.Context, who Caller, id, reason string) (jo
 				return jobs.Snapshot{}, unavailable(err)
 			}
 		}
-		now := time.Now()
-		done := ev.Next(jobs.KindCanceled, now)
-		done.Status, done.EndedAt, done.NextAttemptAt, done.Error = jobs.StatusCanceled, &now, nil, jobs.CanceledError(req)
-		if seq, err := jobs.PublishEvent(ctx, s.js, done, lastSeq); err == nil {
-			if err := jobs.RecordEnd(ctx, s.js, done, seq); err != nil {
-				s.log.Warn("cannot record the job's end", "job_id", id, "type", done.Type, "attempt", done.Attempt, "err", err)
-			}
+		done, err := s.endHere(ctx, ev, lastSeq, req)
+		if err == nil {
 			return jobs.SnapshotOf(done), nil
 		} else if !jobs.IsWrongLastSequence(err) {
 			return jobs.Snapshot{}, unavailable(err)
@@ -66,6 +61,23 @@ func (s *Service) Cancel(ctx context.Context, who Caller, id, reason string) (jo
 		// The job moved on meanwhile (a runner started it): look again.
 	}
 	return jobs.Snapshot{}, ErrBusy
+}
+
+// endHere stores the "canceled" end of a job that no runner holds (last,
+// its last event, at stream sequence lastSeq), fenced on it, and its end
+// record. A write that lost the fence returns that error: the job moved on.
+func (s *Service) endHere(ctx context.Context, last jobs.Event, lastSeq uint64, req jobs.CancelRequest) (jobs.Event, error) {
+	now := time.Now()
+	done := last.Next(jobs.KindCanceled, now)
+	done.Status, done.EndedAt, done.NextAttemptAt, done.Error = jobs.StatusCanceled, &now, nil, jobs.CanceledError(req)
+	seq, err := jobs.PublishEvent(ctx, s.js, done, lastSeq)
+	if err != nil {
+		return jobs.Event{}, err
+	}
+	if err := jobs.RecordEnd(ctx, s.js, done, seq); err != nil {
+		s.log.Warn("cannot record the job's end", "job_id", done.JobID, "type", done.Type, "attempt", done.Attempt, "err", err)
+	}
+	return done, nil
 }
 
 // canceledBy names who cancels a job of owner, as the role users may see:

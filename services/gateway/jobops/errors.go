@@ -36,6 +36,10 @@ var (
 	// ErrIdempotencyRecordDamaged: the record stored for a key cannot be read.
 	ErrIdempotencyRecordDamaged = errors.New("stored idempotency record is damaged")
 
+	// ErrScheduleNotFound: no such recurring schedule, or one the caller
+	// may not see (the two answer alike).
+	ErrScheduleNotFound = errors.New("no such schedule")
+
 	// ErrBusy: a cancel kept losing the race against the job's runner.
 	ErrBusy = errors.New("the job keeps changing")
 )

@@ -7,6 +7,7 @@ package jobops
 import (
 	"context"
 	"log/slog"
+	"sync"
 
 	"github.com/jobwire/jobwire/services/gateway/jobindex"
 	"github.com/jobwire/jobwire/shared/jobs"
@@ -48,7 +49,7 @@ type Service struct {
 	index   *jobindex.Reader
 	indexer *jobindex.Indexer
 	stop    context.CancelFunc
-	done    chan struct{} // closed when the indexer has stopped
+	bg      sync.WaitGroup // the indexer and the timers
 }
 
 // New starts following the job types runners register; Close stops it.
@@ -63,25 +64,24 @@ func New(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, streams *jo
 		cfg: cfg, log: log, nc: nc, js: js, streams: streams, catalog: cat,
 		cursors: newCursorSealer(cfg.CursorKey), metrics: newOpsMetrics(bg, streams.Events, cat),
 		index: jobindex.NewReader(nc, streams), indexer: jobindex.New(js, streams, log),
-		stop: stop, done: make(chan struct{}),
+		stop: stop,
 	}
-	go func() {
-		defer close(s.done)
-		if cfg.NoIndexer {
-			return
-		}
-		if err := s.indexer.Run(bg); err != nil {
-			log.Error("the job index is not kept by this gateway", "err", err)
-		}
-	}()
+	if !cfg.NoIndexer {
+		s.bg.Go(func() {
+			if err := s.indexer.Run(bg); err != nil {
+				log.Error("the job index is not kept by this gateway", "err", err)
+			}
+		})
+	}
+	s.bg.Go(func() { s.runTimers(bg) })
 	return s, nil
 }
 
-// Close stops following the job types and indexing.
+// Close stops following the job types, indexing and the timers.
 func (s *Service) Close() {
 	s.stop()
 	s.catalog.Wait()
-	<-s.done
+	s.bg.Wait()
 }
 
 // Types lists every registered job type, sorted by name.

@@ -27,7 +27,7 @@ func (s *Service) List(ctx context.Context, who Caller, q ListQuery) (page []job
 	before, cursorOK := s.cursors.open(who.Owner, q.Cursor)
 	switch {
 	case q.Status != "" && !q.Status.Valid():
-		return nil, "", &InvalidArgumentError{"status must be one of queued, running, succeeded, failed, canceled"}
+		return nil, "", &InvalidArgumentError{"status must be one of scheduled, queued, running, succeeded, failed, canceled"}
 	case q.Type != "" && jobs.ValidateType(q.Type) != nil:
 		return nil, "", &InvalidArgumentError{"type is not a valid job type name"}
 	case !cursorOK:

@@ -19,6 +19,97 @@ import (
 type SubmitRequest struct {
 	Type  string          `json:"type"`
 	Input json.RawMessage `json:"input,omitempty"`
+	// When and how urgently (see timing): run_at (RFC 3339) or delay (a
+	// duration such as "90s"), expires_at (RFC 3339), priority (1-3).
+	RunAt     string `json:"run_at,omitempty"`
+	Delay     string `json:"delay,omitempty"`
+	ExpiresAt string `json:"expires_at,omitempty"`
+	Priority  int    `json:"priority,omitempty"`
+}
+
+// timing is when and how urgently a submitted job runs.
+type timing struct {
+	runAt, expiresAt *time.Time
+	deferred         bool // due later: stored "scheduled" until then
+	priority         int
+}
+
+// apply sets t on a request.
+func (t timing) apply(r jobs.Request) jobs.Request {
+	r.RunAt, r.ExpiresAt, r.Deferred, r.Priority = t.runAt, t.expiresAt, t.deferred, t.priority
+	return r
+}
+
+// timingOf reads and checks req's timing at now. A run_at within the last
+// second counts as now (clocks differ a little); further in the past it
+// is refused, as is a time past the longest delay: the job's "scheduled"
+// event must not age out of the stream (maxDelay) before it is due.
+func timingOf(req SubmitRequest, now time.Time, maxDelay time.Duration) (timing, error) {
+	var t timing
+	parse := func(field, v string) (*time.Time, error) {
+		at, err := time.Parse(time.RFC3339Nano, v)
+		if err != nil {
+			return nil, &InvalidArgumentError{fmt.Sprintf("%q must be an RFC 3339 time such as 2026-12-24T18:00:00Z; %q is not", field, v)}
+		}
+		at = at.UTC()
+		return &at, nil
+	}
+	switch {
+	case req.RunAt != "" && req.Delay != "":
+		return t, &InvalidArgumentError{`give "run_at" or "delay", not both`}
+	case req.Delay != "":
+		d, err := time.ParseDuration(req.Delay)
+		if err != nil || d <= 0 {
+			return t, &InvalidArgumentError{fmt.Sprintf(`"delay" must be a positive duration such as "90s" or "2h30m"; %q is not`, req.Delay)}
+		}
+		at := now.Add(d)
+		t.runAt = &at
+	case req.RunAt != "":
+		at, err := parse("run_at", req.RunAt)
+		if err != nil {
+			return t, err
+		}
+		if at.Before(now.Add(-time.Second)) {
+			return t, &InvalidArgumentError{fmt.Sprintf(`"run_at" %s is in the past (now is %s)`, at.Format(time.RFC3339), now.Format(time.RFC3339))}
+		}
+		t.runAt = at
+	}
+	if t.runAt != nil {
+		if t.runAt.Sub(now) > maxDelay {
+			return t, &InvalidArgumentError{fmt.Sprintf("a job may be delayed by at most %s (the events' age); this one by %s", maxDelay, t.runAt.Sub(now).Round(time.Second))}
+		}
+		t.deferred = t.runAt.After(now)
+	}
+	if req.ExpiresAt != "" {
+		exp, err := parse("expires_at", req.ExpiresAt)
+		if err != nil {
+			return t, err
+		}
+		switch {
+		case !exp.After(now):
+			return t, &InvalidArgumentError{fmt.Sprintf(`"expires_at" %s is not in the future`, exp.Format(time.RFC3339))}
+		case t.runAt != nil && !exp.After(*t.runAt):
+			return t, &InvalidArgumentError{`"expires_at" must be after the job is due ("run_at" or now + "delay")`}
+		case exp.Sub(now) > maxDelay:
+			return t, &InvalidArgumentError{fmt.Sprintf(`"expires_at" may be at most %s away`, maxDelay)}
+		}
+		t.expiresAt = exp
+	}
+	if req.Priority != 0 && (req.Priority < jobs.PriorityHigh || req.Priority > jobs.PriorityLow) {
+		return t, &InvalidArgumentError{fmt.Sprintf(`"priority" must be 1 (high), 2 (normal) or 3 (low); %d is not`, req.Priority)}
+	}
+	t.priority = req.Priority
+	return t, nil
+}
+
+// maxDelay is how far ahead a job may be due: a day less than the events
+// are kept (a year when they are kept for ever).
+func (s *Service) maxDelay() time.Duration {
+	age := s.streams.Events.CachedInfo().Config.MaxAge
+	if age <= 0 {
+		return 365 * 24 * time.Hour
+	}
+	return max(age-24*time.Hour, age/2)
 }
 
 // submitTimeout bounds the stores of one submission.
@@ -32,6 +123,10 @@ func (s *Service) Submit(ctx context.Context, who Caller, req SubmitRequest, ide
 	known := false // a registered type: its name may be a label value
 	defer func() { s.metrics.submitted(req.Type, known, replayed, err) }()
 	if known, err = s.check(ctx, req); err != nil {
+		return jobs.Snapshot{}, false, err
+	}
+	timing, err := timingOf(req, time.Now().UTC(), s.maxDelay())
+	if err != nil {
 		return jobs.Snapshot{}, false, err
 	}
 	if !s.nc.IsConnected() {
@@ -57,7 +152,7 @@ func (s *Service) Submit(ctx context.Context, who Caller, req SubmitRequest, ide
 		}
 	}
 
-	queued, err := jobs.Enqueue(ctx, s.js, jobs.Request{ID: id, Type: req.Type, Input: req.Input, CreatedAt: now, Owner: who.Owner})
+	queued, err := jobs.Enqueue(ctx, s.js, timing.apply(jobs.Request{ID: id, Type: req.Type, Input: req.Input, CreatedAt: now, Owner: who.Owner}))
 	if err != nil {
 		s.forgetIdempotencyKey(idemRecord)
 		return jobs.Snapshot{}, false, unavailable(err)
@@ -138,6 +233,11 @@ func (s *Service) SubmitMany(ctx context.Context, who Caller, items []BatchItem)
 		if known[i], r.Err = s.check(ctx, it.SubmitRequest); r.Err != nil {
 			continue
 		}
+		timing, err := timingOf(it.SubmitRequest, now, s.maxDelay())
+		if err != nil {
+			r.Err = err
+			continue
+		}
 		if !connected {
 			r.Err = unavailable(nats.ErrConnectionClosed)
 			continue
@@ -155,8 +255,13 @@ func (s *Service) SubmitMany(ctx context.Context, who Caller, items []BatchItem)
 			}
 			idem[i] = key
 		}
-		reqs[i] = jobs.Request{ID: id, Type: it.Type, Input: it.Input, CreatedAt: now, Owner: who.Owner}
-		if msgs[i], r.Err = jobs.RequestMsg(reqs[i]); r.Err != nil {
+		reqs[i] = timing.apply(jobs.Request{ID: id, Type: it.Type, Input: it.Input, CreatedAt: now, Owner: who.Owner})
+		if msgs[i], r.Err = jobs.RequestMsg(reqs[i]); r.Err == nil {
+			if err := jobs.WriteTimers(ctx, s.js, reqs[i]); err != nil { // before the request, as Enqueue does
+				r.Err = unavailable(err)
+			}
+		}
+		if r.Err != nil {
 			msgs[i] = nil
 			s.forgetIdempotencyKey(idem[i])
 		}

@@ -118,6 +118,13 @@ func (x *execution) settle(ctx, storeCtx context.Context, req jobs.Request) {
 		_ = x.msg.DoubleAck(storeCtx)
 		return
 	}
+	if req.ExpiresAt != nil && w.ev.StartedAt == nil && time.Now().After(*req.ExpiresAt) {
+		// Not started by its deadline: it ends instead of running late
+		// (the gateways' deadline timer may not have come yet).
+		x.log.Info("job expired before it started", "expires_at", req.ExpiresAt)
+		x.end(storeCtx, jobs.KindCanceled, jobs.StatusCanceled, nil, jobs.CanceledError(jobs.CancelRequest{By: jobs.CanceledByDeadline}))
+		return
+	}
 
 	jt, known := r.reg[req.Type]
 	if !known {

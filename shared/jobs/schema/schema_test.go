@@ -273,7 +273,7 @@ func TestWrongMessagesAreRejected(t *testing.T) {
 		{"request without created_at", schema.Request, "request.json", func(m map[string]any) { delete(m, "created_at") }},
 		{"request of job >", schema.Request, "request.json", func(m map[string]any) { m["id"] = ">" }},
 		{"request of type a.b", schema.Request, "request.json", func(m map[string]any) { m["type"] = "a.b" }},
-		{"request with an unknown field", schema.Request, "request.json", func(m map[string]any) { m["priority"] = 1 }},
+		{"request with an unknown field", schema.Request, "request.json", func(m map[string]any) { m["urgency"] = 1 }},
 	}
 	// A hand-back on runner shutdown is a retrying event without an error.
 	handBack := edit(t, "event_retrying.json", func(m map[string]any) {
@@ -306,7 +306,7 @@ func TestWrongMessagesAreRejected(t *testing.T) {
 	}{
 		{"submit", schema.Submit,
 			[]string{`{"type":"demo"}`, `{"type":"demo","input":{"steps":3}}`, `{"type":"demo","input":null}`},
-			[]string{`{}`, `{"input":{}}`, `{"type":"demo","priority":1}`, `{"type":"a b"}`, `[]`}},
+			[]string{`{}`, `{"input":{}}`, `{"type":"demo","priority":9}`, `{"type":"demo","urgency":1}`, `{"type":"a b"}`, `[]`}},
 		{"snapshot", schema.Snapshot,
 			[]string{`{"id":"a","status":"queued","seq":1,"updated_at":"2025-03-14T09:39:26Z","created_at":"2025-03-14T09:39:26.1Z","type":"demo"}`,
 				`{"id":"a","status":"failed","seq":3,"updated_at":"2025-03-14T09:39:26Z","ended_at":"2025-03-14T09:39:26Z","error":{"code":"x","message":"y"}}`},
@@ -585,9 +585,9 @@ func TestEveryRefResolves(t *testing.T) {
 
 func TestEnumsAreTheGoConstants(t *testing.T) {
 	t.Parallel()
-	kinds := []jobs.Kind{jobs.KindQueued, jobs.KindStarted, jobs.KindProgress, jobs.KindLog,
+	kinds := []jobs.Kind{jobs.KindScheduled, jobs.KindQueued, jobs.KindStarted, jobs.KindProgress, jobs.KindLog,
 		jobs.KindRetrying, jobs.KindSucceeded, jobs.KindFailed, jobs.KindCanceled}
-	statuses := []jobs.Status{jobs.StatusQueued, jobs.StatusRunning, jobs.StatusSucceeded, jobs.StatusFailed, jobs.StatusCanceled}
+	statuses := []jobs.Status{jobs.StatusScheduled, jobs.StatusQueued, jobs.StatusRunning, jobs.StatusSucceeded, jobs.StatusFailed, jobs.StatusCanceled}
 	for _, s := range statuses {
 		if !s.Valid() {
 			t.Fatalf("%s is not a valid status", s)
