@@ -126,9 +126,9 @@ func (p timingState) schedule(id string) (scheduleRow, bool) {
 	return p.Schedules[i], true
 }
 
-// TestBrowserQueueDelayedJob queues a job 2 s ahead, with high priority,
-// from the form's "Timing and priority": its page says when it is due and
-// counts down, then shows it run to its end.
+// TestBrowserQueueDelayedJob queues a job 2 s ahead from the form's
+// "Timing and priority": its page says when it is due and counts down,
+// then shows it run to its end.
 func TestBrowserQueueDelayedJob(t *testing.T) {
 	t.Parallel()
 	ctx := newBrowser(t)
@@ -147,7 +147,6 @@ func TestBrowserQueueDelayedJob(t *testing.T) {
 	); err != nil {
 		t.Fatal(err)
 	}
-	selectOption(t, ctx, "priority", "1")
 	click(t, ctx, "queue-button")
 
 	p := waitTiming(t, ctx, "the job page, scheduled", func(p timingState) bool {
@@ -157,8 +156,8 @@ func TestBrowserQueueDelayedJob(t *testing.T) {
 	if !strings.HasPrefix(p.Scheduled, "Scheduled for ") {
 		t.Errorf("scheduled line = %q; want \"Scheduled for <time> · in N s\"", p.Scheduled)
 	}
-	if p.Priority != "high" {
-		t.Errorf("priority = %q; want high", p.Priority)
+	if p.Priority != "normal" {
+		t.Errorf("priority = %q; want normal", p.Priority)
 	}
 	if p.Spoken != "Due in less than a minute." {
 		t.Errorf("the live sentence = %q; want %q", p.Spoken, "Due in less than a minute.")
@@ -168,8 +167,8 @@ func TestBrowserQueueDelayedJob(t *testing.T) {
 	}
 	screenshot(t, ctx, "job-scheduled.png")
 	snap, _ := sys.Get(t, id)
-	if snap.RunAt == nil || snap.Priority != jobs.PriorityHigh || snap.CreatedAt == nil {
-		t.Fatalf("the job as the API has it: %+v; want run_at set and priority 1", snap)
+	if snap.RunAt == nil || jobs.PriorityOf(snap.Priority) != jobs.PriorityNormal || snap.CreatedAt == nil {
+		t.Fatalf("the job as the API has it: %+v; want run_at set and normal priority", snap)
 	}
 	if d := snap.RunAt.Sub(*snap.CreatedAt); d < 1500*time.Millisecond || d > 3*time.Second {
 		t.Errorf("run_at is %v after created_at; want about 2 s (the delay typed)", d)
@@ -186,36 +185,77 @@ func TestBrowserQueueDelayedJob(t *testing.T) {
 	}
 }
 
-// TestBrowserCancelScheduledJob lists a job due in a minute (low priority,
-// with a deadline) in the jobs table with its countdown and mark, checks
-// both colour schemes, and cancels it from its page.
-func TestBrowserCancelScheduledJob(t *testing.T) {
+// TestBrowserQueueHighPriority queues a job with high priority from the
+// form: its page says so, and it runs to its end.
+func TestBrowserQueueHighPriority(t *testing.T) {
 	t.Parallel()
 	ctx := newBrowser(t)
 	sys := testsys.Start(t)
-	expires := time.Now().Add(10 * time.Minute).UTC().Format(time.RFC3339)
+	sys.Do(t, "GET", "/api/jobs", "", "", nil, nil) // the session cookie, for the page to share
+	shareSession(t, ctx, sys)
+
+	navigate(t, ctx, sys.URL+"/")
+	if err := chromedp.Do(ctx,
+		chromedp.WaitVisible(chromedp.ID("field-steps")),
+		chromedp.SetValue(chromedp.ID("field-steps"), "2"),
+		chromedp.SetValue(chromedp.ID("field-step_ms"), "10"),
+		chromedp.Click(chromedp.CSS("#timing summary")),
+		chromedp.WaitVisible(chromedp.ID("priority")),
+	); err != nil {
+		t.Fatal(err)
+	}
+	selectOption(t, ctx, "priority", "1")
+	click(t, ctx, "queue-button")
+	p := waitTiming(t, ctx, "the job page, high priority", func(p timingState) bool {
+		return strings.HasPrefix(p.Path, "/jobs/") && p.Priority == "high"
+	})
+	id := strings.TrimPrefix(p.Path, "/jobs/")
+	if snap, _ := sys.Get(t, id); snap.Priority != jobs.PriorityHigh || snap.RunAt != nil {
+		t.Errorf("the job as the API has it: priority %d, run_at %v; want 1 and none", snap.Priority, snap.RunAt)
+	}
+	waitPage(t, ctx, "the high-priority job to succeed", func(p pageState) bool {
+		return p.Status == "succeeded" && p.Percent == "100%"
+	})
+}
+
+// submitScheduled submits a demo job due in a minute with the extra
+// request fields extra (JSON members, with a leading comma).
+func submitScheduled(t *testing.T, sys *testsys.System, extra string) string {
+	t.Helper()
 	var snap jobs.Snapshot
-	resp := sys.Do(t, "POST", "/api/jobs", "application/json",
-		`{"type":"demo","input":{"steps":1,"step_ms":1},"delay":"60s","priority":3,"expires_at":"`+expires+`"}`, nil, &snap)
+	resp := sys.Do(t, "POST", "/api/jobs", "application/json", `{"type":"demo","input":{"steps":1,"step_ms":1},"delay":"60s"`+extra+`}`, nil, &snap)
 	if resp.StatusCode != http.StatusAccepted || snap.Status != jobs.StatusScheduled {
 		t.Fatalf("submit with a delay: %d %+v; want 202 and status scheduled", resp.StatusCode, snap)
 	}
-	id := snap.ID
+	return snap.ID
+}
+
+// TestBrowserScheduledJobsInTable lists jobs due in a minute in the jobs
+// table: the scheduled chip (AA contrast in both schemes), the countdown,
+// the low-priority mark, and the status filter.
+func TestBrowserScheduledJobsInTable(t *testing.T) {
+	t.Parallel()
+	ctx := newBrowser(t)
+	sys := testsys.Start(t)
+	id := submitScheduled(t, sys, "")
+	low := submitScheduled(t, sys, `,"priority":3`)
 	other := sys.Submit(t, "demo", `{"steps":1,"step_ms":1}`).ID
 	sys.WaitStatus(t, other, jobs.StatusSucceeded, 20*time.Second)
 	shareSession(t, ctx, sys)
 
 	navigate(t, ctx, sys.URL+"/")
-	p := waitTiming(t, ctx, "the scheduled job in the table", func(p timingState) bool {
+	p := waitTiming(t, ctx, "the scheduled jobs in the table", func(p timingState) bool {
 		r, ok := p.row(id)
 		_, ok2 := p.row(other)
 		return ok && ok2 && r.Status == "scheduled" && inSeconds.MatchString(r.Time)
 	})
-	if r, _ := p.row(id); r.Prio != "↓ low" {
-		t.Errorf("priority mark of the low-priority job = %q; want ↓ low", r.Prio)
+	if r, ok := p.row(low); !ok || r.Status != "scheduled" || r.Prio != "↓ low" {
+		t.Errorf("the low-priority job's row = %+v (listed %v); want scheduled, marked ↓ low", r, ok)
 	}
-	if r, _ := p.row(other); r.Prio != "" {
-		t.Errorf("priority mark of a normal job = %q; want none", r.Prio)
+	for _, j := range []string{id, other} {
+		if r, _ := p.row(j); r.Prio != "" {
+			t.Errorf("priority mark of a normal job = %q; want none", r.Prio)
+		}
 	}
 	for _, scheme := range []string{"light", "dark"} {
 		if _, err := chromedp.Call(ctx, emulation.SetEmulatedMedia, emulation.SetEmulatedMediaParams{
@@ -229,19 +269,48 @@ func TestBrowserCancelScheduledJob(t *testing.T) {
 		screenshot(t, ctx, "jobs-scheduled-"+scheme+".png")
 	}
 	selectOption(t, ctx, "filter-status", "scheduled")
-	waitTiming(t, ctx, "only the scheduled job", func(p timingState) bool {
-		return len(p.Rows) == 1 && p.Rows[0].ID == id
+	p = waitTiming(t, ctx, "only the scheduled jobs", func(p timingState) bool {
+		_, ok := p.row(other)
+		return !ok && len(p.Rows) >= 1
 	})
+	if got := rowsOf(p); !slices.Contains(got, id) || len(got) > 2 {
+		t.Errorf("rows with the scheduled filter: %q; want the scheduled jobs only", got)
+	}
+	sys.Cancel(t, id, "")
+	sys.Cancel(t, low, "")
+}
+
+func rowsOf(p timingState) []string {
+	ids := make([]string, len(p.Rows))
+	for i, r := range p.Rows {
+		ids[i] = r.ID
+	}
+	return ids
+}
+
+// TestBrowserCancelScheduledJob opens a job due in a minute, with low
+// priority and a deadline: its page counts down and says both; it is
+// canceled from there before it ever starts.
+func TestBrowserCancelScheduledJob(t *testing.T) {
+	t.Parallel()
+	ctx := newBrowser(t)
+	sys := testsys.Start(t)
+	expires := time.Now().Add(10 * time.Minute).UTC().Format(time.RFC3339)
+	id := submitScheduled(t, sys, `,"priority":3,"expires_at":"`+expires+`"`)
+	shareSession(t, ctx, sys)
 
 	navigate(t, ctx, sys.URL+"/jobs/"+id)
-	p = waitTiming(t, ctx, "the job page, scheduled", func(p timingState) bool {
+	p := waitTiming(t, ctx, "the job page, scheduled", func(p timingState) bool {
 		return p.Status == "scheduled" && inSeconds.MatchString(p.Countdown) && p.Expires != "" && slices.Contains(p.Buttons, "cancel")
 	})
 	if p.Priority != "low" || !strings.HasPrefix(p.Expires, "must start by ") || p.Schedule != "" {
 		t.Errorf("priority %q, deadline %q, schedule %q; want low, \"must start by …\" and no schedule", p.Priority, p.Expires, p.Schedule)
 	}
+	if p.Spoken != "Due in less than a minute." && p.Spoken != "Due in about 1 minute." {
+		t.Errorf("the live sentence = %q; want it to say about a minute", p.Spoken)
+	}
 	if bad, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](contrastJS)); err != nil || len(bad) > 0 {
-		t.Errorf("job page, dark scheme: texts below AA contrast (%v):\n%s", err, strings.Join(bad, "\n"))
+		t.Errorf("job page: texts below AA contrast (%v):\n%s", err, strings.Join(bad, "\n"))
 	}
 	click(t, ctx, "cancel")
 	click(t, ctx, "cancel-yes")
