@@ -473,3 +473,31 @@ func TestBrowserSchedules(t *testing.T) {
 		t.Errorf("GET /api/schedules/%s after deleting: %d; want 404", s.ID, resp.StatusCode)
 	}
 }
+
+// TestBrowserExpiredJob opens a job that no runner starts before its
+// deadline: its page ends canceled and says it expired, not started by
+// then.
+func TestBrowserExpiredJob(t *testing.T) {
+	t.Parallel()
+	ctx := newBrowser(t)
+	sys := testsys.Start(t, testsys.WithoutRunner())
+	var snap jobs.Snapshot
+	expires := time.Now().Add(1500 * time.Millisecond).UTC().Format(time.RFC3339Nano)
+	resp := sys.Do(t, "POST", "/api/jobs", "application/json",
+		`{"type":"demo","input":{"steps":1,"step_ms":1},"expires_at":"`+expires+`"}`, nil, &snap)
+	if resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("submit with a deadline: %d %+v; want 202", resp.StatusCode, snap)
+	}
+	shareSession(t, ctx, sys)
+
+	navigate(t, ctx, sys.URL+"/jobs/"+snap.ID)
+	p := waitTiming(t, ctx, "the job expired", func(p timingState) bool {
+		return p.Status == "canceled" && strings.HasPrefix(p.Expires, "expired: not started by ")
+	})
+	if p.Scheduled != "" || slices.Contains(p.Buttons, "cancel") {
+		t.Errorf("an expired job's page shows %q and buttons %q; want no schedule line and no cancel", p.Scheduled, p.Buttons)
+	}
+	if final, _ := sys.Get(t, snap.ID); final.Error == nil || final.Error.Code != "expired" || final.StartedAt != nil {
+		t.Errorf("the job as the API has it: %+v; want canceled with error expired, never started", final)
+	}
+}
