@@ -47,6 +47,7 @@ type System struct {
 	Streams *jobs.Streams
 	// Runners are the system's runners (for their metrics).
 	Runners []*worker.Runner
+	stop    func()
 
 	// Requests go out as one caller: with a session cookie (jar), or with
 	// header (e.g. a bearer token).
@@ -67,7 +68,7 @@ func (s *System) HTTPClient() *http.Client {
 // As is the same system seen by another caller: a fresh session, or the
 // given bearer token.
 func (s *System) As(token string) *System {
-	other := &System{URL: s.URL, NATS: s.NATS, GW: s.GW, NC: s.NC, JS: s.JS, Streams: s.Streams}
+	other := &System{URL: s.URL, NATS: s.NATS, GW: s.GW, NC: s.NC, JS: s.JS, Streams: s.Streams, Runners: s.Runners, stop: s.stop}
 	if token != "" {
 		other.header = map[string]string{"Authorization": "Bearer " + token}
 	}
@@ -272,16 +273,21 @@ func startOn(t testing.TB, urls string, opts ...Option) *System {
 		hs.Listener = sendBufferListener{hs.Listener, o.sndbuf}
 	}
 	hs.Start()
-	t.Cleanup(func() {
+	sys.stop = sync.OnceFunc(func() {
 		cancel()
 		gw.Live().CloseAll()
 		hs.Close()
 		gw.Close()
 		wg.Wait()
 	})
+	t.Cleanup(sys.stop)
 	sys.URL = hs.URL
 	return sys
 }
+
+// Stop stops the system's gateway and runners now (a test that kills a
+// gateway); it also runs when the test ends.
+func (s *System) Stop() { s.stop() }
 
 // StartRunner runs a runner with the built-in types and extra on ns
 // until ctx ends; wg tracks it.

@@ -26,8 +26,15 @@ import (
 // input schema (otherwise the error wraps ErrInvalidInput and says why).
 // Then it calls jobs.Enqueue with a new id: when Submit returns without an
 // error the job is stored and will run.
-func (c *Client) Submit(ctx context.Context, typ string, input any) (jobs.Event, error) {
-	req, err := c.request(ctx, typ, input, time.Now(), nil)
+//
+// Options say when and how urgently: RunAt or Delay (the job is
+// "scheduled" until then), ExpiresAt, Priority.
+func (c *Client) Submit(ctx context.Context, typ string, input any, opts ...SubmitOption) (jobs.Event, error) {
+	now := time.Now()
+	req, err := c.request(ctx, typ, input, now, nil)
+	if err == nil {
+		req, err = withOptions(req, now, opts)
+	}
 	if err != nil {
 		return jobs.Event{}, err
 	}
@@ -38,10 +45,69 @@ func (c *Client) Submit(ctx context.Context, typ string, input any) (jobs.Event,
 	return ev, nil
 }
 
-// Job is one job of a SubmitMany: its type and input, as Submit takes them.
+// Job is one job of a SubmitMany: its type, input and options, as Submit
+// takes them.
 type Job struct {
-	Type  string
-	Input any
+	Type    string
+	Input   any
+	Options []SubmitOption
+}
+
+// SubmitOption says when or how urgently a job runs.
+type SubmitOption func(*submitOptions)
+
+type submitOptions struct {
+	runAt, expiresAt time.Time
+	delay            time.Duration
+	priority         int
+}
+
+// RunAt runs the job no earlier than t: it is "scheduled" until then (a
+// JetStream message schedule queues it when due).
+func RunAt(t time.Time) SubmitOption { return func(o *submitOptions) { o.runAt = t } }
+
+// Delay runs the job after d.
+func Delay(d time.Duration) SubmitOption { return func(o *submitOptions) { o.delay = d } }
+
+// ExpiresAt ends the job "canceled" (error code "expired") if it has not
+// started by t, instead of running late.
+func ExpiresAt(t time.Time) SubmitOption { return func(o *submitOptions) { o.expiresAt = t } }
+
+// Priority is jobs.PriorityHigh, jobs.PriorityNormal (the default) or
+// jobs.PriorityLow: a runner with a free slot takes higher priorities first.
+func Priority(p int) SubmitOption { return func(o *submitOptions) { o.priority = p } }
+
+// withOptions applies opts to req, checked as the gateway checks them.
+func withOptions(req jobs.Request, now time.Time, opts []SubmitOption) (jobs.Request, error) {
+	var o submitOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if o.delay < 0 || !o.runAt.IsZero() && o.delay != 0 {
+		return req, fmt.Errorf("%w: give RunAt or a positive Delay, not both", ErrInvalidInput)
+	}
+	if o.delay > 0 {
+		o.runAt = now.Add(o.delay)
+	}
+	if !o.runAt.IsZero() {
+		if o.runAt.Before(now.Add(-time.Second)) {
+			return req, fmt.Errorf("%w: RunAt %s is in the past", ErrInvalidInput, o.runAt.Format(time.RFC3339))
+		}
+		at := o.runAt.UTC()
+		req.RunAt, req.Deferred = &at, at.After(now)
+	}
+	if !o.expiresAt.IsZero() {
+		if !o.expiresAt.After(now) || req.RunAt != nil && !o.expiresAt.After(*req.RunAt) {
+			return req, fmt.Errorf("%w: ExpiresAt must be after the job is due", ErrInvalidInput)
+		}
+		exp := o.expiresAt.UTC()
+		req.ExpiresAt = &exp
+	}
+	if o.priority != 0 && (o.priority < jobs.PriorityHigh || o.priority > jobs.PriorityLow) {
+		return req, fmt.Errorf("%w: priority must be 1 (high), 2 (normal) or 3 (low), not %d", ErrInvalidInput, o.priority)
+	}
+	req.Priority = o.priority
+	return req, nil
 }
 
 // Submitted is the outcome of one job of a SubmitMany: its "queued" event
@@ -66,7 +132,16 @@ func (c *Client) SubmitMany(ctx context.Context, batch []Job) []Submitted {
 	for i, j := range batch {
 		req, err := c.request(ctx, j.Type, j.Input, now, types)
 		if err == nil {
+			req, err = withOptions(req, now, j.Options)
+		}
+		if err == nil {
 			msgs[i], err = jobs.RequestMsg(req)
+		}
+		if err == nil {
+			err = jobs.WriteTimers(ctx, c.js, req) // before the request, as Enqueue does
+		}
+		if err != nil {
+			msgs[i] = nil
 		}
 		reqs[i], out[i].Err = req, err
 	}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -453,4 +454,54 @@ func countFinals(sys *testsys.System, id string) (int, error) {
 		}
 	}
 	return n, nil
+}
+
+// Delayed jobs and a recurring schedule on a 3-node cluster: the leader of
+// JOBS_TIMERS (which fires the message schedules) dies; every delayed job
+// still runs once, and the schedule goes on firing, one job per firing.
+func TestClusterTimersSurviveALeaderDying(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a 3-node NATS cluster and kills a node")
+	}
+	c := natstest.Cluster(t, 3)
+	sys := testsys.StartOnURLs(t, c.URLs(), testsys.WithReplicas(3), testsys.WithRunners(1),
+		testsys.WithNATSOptions(nats.MaxReconnects(-1), nats.ReconnectWait(250*time.Millisecond)))
+	for _, s := range []string{jobs.Stream, jobs.TimersStream} {
+		c.WaitStreamCurrent(sys.JS, s, 30*time.Second)
+	}
+	var sc struct{ ID string }
+	if r := sys.Do(t, "POST", "/api/schedules", "application/json", `{"type":"demo","input":{"steps":1,"step_ms":1},"every":"1s"}`, nil, &sc); r.StatusCode != http.StatusCreated {
+		t.Fatalf("create schedule: %d", r.StatusCode)
+	}
+	var delayed []string
+	for i := range 10 {
+		snap := sys.SubmitBody(t, `{"type":"demo","input":{"steps":1,"step_ms":1},"delay":"`+strconv.Itoa(1000+300*i)+`ms"}`)
+		delayed = append(delayed, snap.ID)
+	}
+	start := time.Now()
+	leader := c.StreamLeader(sys.JS, jobs.TimersStream)
+	c.Stop(leader)
+	time.Sleep(3 * time.Second) // bounded: the cluster elects a new leader meanwhile
+	c.Start(leader)
+	for _, id := range delayed {
+		done := sys.WaitStatus(t, id, jobs.StatusSucceeded, 60*time.Second)
+		if done.Attempt != 1 {
+			t.Errorf("delayed job %s ran %d times", id, done.Attempt)
+		}
+	}
+	var ids map[string]bool
+	waitUntil(t, 30*time.Second, "the schedule firing after the leader came back", func() bool {
+		var page struct{ Jobs []jobs.Snapshot }
+		sys.Do(t, "GET", "/api/jobs?limit=500", "", "", nil, &page)
+		ids = map[string]bool{}
+		for _, j := range page.Jobs {
+			if j.ScheduleID == sc.ID {
+				ids[j.ID] = true
+			}
+		}
+		return len(ids) >= 5 && time.Since(start) > 6*time.Second
+	})
+	if most := int(time.Since(start)/time.Second) + 3; len(ids) > most {
+		t.Fatalf("%d jobs of a 1s schedule in %v: a firing was doubled", len(ids), time.Since(start))
+	}
 }

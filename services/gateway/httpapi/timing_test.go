@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jobwire/jobwire/internal/natstest"
 	"github.com/jobwire/jobwire/internal/testsys"
 	"github.com/jobwire/jobwire/shared/jobs"
 )
@@ -217,5 +218,48 @@ func TestScheduleIsChecked(t *testing.T) {
 	sys.Do(t, "GET", "/api/schedules", "", "", nil, &list)
 	if len(list.Schedules) != 0 {
 		t.Fatalf("refused schedules were stored: %v", list.Schedules)
+	}
+}
+
+// A schedule keeps firing across the loss of the gateway that handled its
+// firings (another one takes them over: the timers consumer is shared)
+// and a restart of NATS (the server keeps the schedule); each firing
+// makes one job.
+func TestScheduleSurvivesRestarts(t *testing.T) {
+	t.Parallel()
+	ns := natstest.NewRestartable(t)
+	token := testsys.Token(t, "alice", false, time.Hour)
+	first := testsys.StartOn(t, ns.Server()).As(token)
+	second := testsys.StartOn(t, ns.Server()).As(token)
+	var sc struct{ ID string }
+	if r := first.Do(t, "POST", "/api/schedules", "application/json", `{"type":"demo","input":{"steps":1,"step_ms":1},"every":"1s"}`, nil, &sc); r.StatusCode != http.StatusCreated {
+		t.Fatalf("create: %d", r.StatusCode)
+	}
+	made := func() map[string]bool {
+		var page struct{ Jobs []jobs.Snapshot }
+		second.Do(t, "GET", "/api/jobs?limit=500", "", "", nil, &page)
+		ids := map[string]bool{}
+		for _, j := range page.Jobs {
+			if j.ScheduleID == sc.ID {
+				ids[j.ID] = true
+			}
+		}
+		return ids
+	}
+	start := time.Now()
+	waitUntil(t, 15*time.Second, "two firings", func() bool { return len(made()) >= 2 })
+	first.Stop() // a gateway (and a runner) that may have handled them
+	n := len(made())
+	waitUntil(t, 15*time.Second, "firings after the first gateway stopped", func() bool { return len(made()) >= n+2 })
+	ns.Restart()
+	n = len(made())
+	waitUntil(t, 30*time.Second, "firings after NATS restarted", func() bool { return len(made()) >= n+2 })
+	// One job per firing: at most one a second, and one catch-up firing
+	// for the time NATS was down.
+	if got, most := len(made()), int(time.Since(start)/time.Second)+2; got > most {
+		t.Fatalf("%d jobs in %v: more than one per firing", got, time.Since(start))
+	}
+	if r, _ := call(t, second, "DELETE", "/api/schedules/"+sc.ID, "", "", nil); r.StatusCode != http.StatusNoContent {
+		t.Fatalf("delete: %d", r.StatusCode)
 	}
 }
