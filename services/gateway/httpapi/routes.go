@@ -48,6 +48,7 @@ func NewServer(g *Gateway) http.Handler {
 		r.Use(allowAnyone(g.auth))
 		r.Get("/", handlePage("index.html"))
 		r.Get("/overview", handlePage("overview.html"))
+		r.Get("/schedules", handlePage("schedules.html"))
 		r.Get("/jobs/{id}", handleJobPage(g))
 	})
 	return r

@@ -7,7 +7,8 @@
 const jw = (() => {
   const TOKEN_KEY = "jobwire.token";
   const TERMINAL = new Set(["succeeded", "failed", "canceled"]);
-  const STATUSES = ["queued", "running", "succeeded", "failed", "canceled"];
+  const STATUSES = ["scheduled", "queued", "running", "succeeded", "failed", "canceled"];
+  const PRIORITIES = { 1: "high", 2: "normal", 3: "low" }; // absent: normal
   const ID_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
 
   function token() {
@@ -111,6 +112,46 @@ const jw = (() => {
     return isNaN(d) ? "" : d.toLocaleString();
   }
 
+  // countdown is how long until iso: "in 42 s", "in 4 min 05 s", or "due
+  // now" once it has passed.
+  function countdown(iso) {
+    const t = Date.parse(iso || "");
+    if (isNaN(t)) return "";
+    const left = t - Date.now();
+    return left <= 0 ? "due now" : "in " + duration(left < 1000 ? 1000 : left);
+  }
+
+  // countdownMinutes is countdown for screen readers, in whole minutes, so
+  // a live region that says it changes at most once a minute.
+  function countdownMinutes(iso) {
+    const t = Date.parse(iso || "");
+    if (isNaN(t)) return "";
+    const left = t - Date.now();
+    if (left <= 0) return "due now";
+    if (left < 60000) return "in less than a minute";
+    const min = Math.round(left / 60000);
+    return "in about " + min + (min === 1 ? " minute" : " minutes");
+  }
+
+  // priorityName is "high", "normal" or "low" for a job's or schedule's priority.
+  function priorityName(p) {
+    return PRIORITIES[p] || "normal";
+  }
+
+  // prioritySelect fills a select with the three priorities, normal chosen.
+  function prioritySelect(select) {
+    select.replaceChildren(...[1, 2, 3].map((p) => new Option(PRIORITIES[p], String(p))));
+    select.value = "2";
+  }
+
+  // localToISO turns a datetime-local input's value (the browser's local
+  // time) into RFC 3339 in UTC; "" stays "".
+  function localToISO(value) {
+    if (!value) return "";
+    const d = new Date(value); // a date-time without an offset is local time
+    return isNaN(d) ? "" : d.toISOString();
+  }
+
   function timeEl(iso, className) {
     const t = el("time", className, when(iso));
     if (iso) t.dateTime = iso;
@@ -133,12 +174,13 @@ const jw = (() => {
     const bar = wrap.querySelector("progress");
     const pct = wrap.querySelector(".pct");
     if (typeof p !== "number" && status === "succeeded") p = 100;
+    if (typeof p !== "number" && status === "scheduled") p = 0; // not started: no busy bar
     if (typeof p === "number") {
       bar.value = p;
-      pct.textContent = Math.floor(p) + "%";
+      pct.textContent = status === "scheduled" ? "" : Math.floor(p) + "%";
     } else {
       bar.removeAttribute("value"); // indeterminate
-      pct.textContent = status === "queued" ? "" : "–";
+      pct.textContent = status === "queued" || status === "scheduled" ? "" : "–";
     }
     bar.dataset.status = status || "";
   }
@@ -226,5 +268,6 @@ const jw = (() => {
   return {
     TERMINAL, STATUSES, ID_PATTERN, token, api, signInNeeded, postJSON, errorText, socket, el,
     percentText, duration, when, timeEl, progressBar, setProgress, statusChip,
+    countdown, countdownMinutes, priorityName, prioritySelect, localToISO,
   };
 })();

@@ -133,7 +133,8 @@ function makeRow(j) {
   typeCell.dataset.label = "Type";
   const statusCell = el("td", "status-cell");
   statusCell.dataset.label = "Status";
-  statusCell.append(jw.statusChip(j.status));
+  const prio = el("span", "prio");
+  statusCell.append(jw.statusChip(j.status), prio);
   const progCell = el("td", "prog");
   progCell.dataset.label = "Progress";
   progCell.append(jw.progressBar("Progress of job " + j.id));
@@ -152,14 +153,23 @@ function fillRow(tr, j) {
   const chip = tr.querySelector(".status");
   chip.textContent = j.status;
   chip.dataset.status = j.status;
+  // Only high and low are marked: normal is what most jobs are.
+  const prio = tr.querySelector(".prio");
+  const p = jw.priorityName(j.priority);
+  prio.hidden = p === "normal";
+  prio.dataset.priority = String(j.priority || 2);
+  prio.textContent = p === "high" ? "↑ high" : p === "low" ? "↓ low" : "";
+  prio.title = p + " priority";
   jw.setProgress(tr.querySelector(".bar"), j.percent, j.status);
   tr.querySelector(".elapsed").textContent = elapsedText(j);
 }
 
 // elapsedText is how long a job ran (or has been running, or waiting).
 function elapsedText(j) {
+  if (j.status === "canceled" && j.error && j.error.code === "expired") return "expired, never started";
   if (typeof j.duration_ms === "number") return jw.duration(j.duration_ms);
   const now = Date.now();
+  if (j.status === "scheduled" && j.run_at) return jw.countdown(j.run_at);
   if (j.status === "running" && j.started_at) return jw.duration(now - Date.parse(j.started_at)) + " so far";
   if (j.status === "queued" && j.next_attempt_at) return "retry in " + jw.duration(Math.max(Date.parse(j.next_attempt_at) - now, 0));
   if (j.status === "queued" && j.created_at) return "waiting " + jw.duration(now - Date.parse(j.created_at));
@@ -519,8 +529,32 @@ function setBusy(busy) {
   form.setAttribute("aria-busy", busy ? "true" : "false");
 }
 
+// timing adds the "Timing and priority" choices to body, or says what is
+// wrong with them.
+function timing(body) {
+  const runAt = $("run-at").value, delay = $("delay").value.trim();
+  if (runAt && delay) return "Give either Run at or Delay, not both.";
+  if (runAt) {
+    body.run_at = jw.localToISO(runAt);
+    if (!body.run_at) return "Run at is not a date and time.";
+  }
+  if (delay) body.delay = delay;
+  if ($("expires-at").value) {
+    body.expires_at = jw.localToISO($("expires-at").value);
+    if (!body.expires_at) return "Expires at is not a date and time.";
+  }
+  if ($("priority").value !== "2") body.priority = Number($("priority").value);
+  return "";
+}
+
 async function submitJob() {
   const body = { type: typeSelect.value };
+  const timingError = timing(body);
+  if (timingError) {
+    showFormError(timingError);
+    $("timing").open = true;
+    return;
+  }
   if (!rawToggle.checked && fields.length > 0) {
     body.input = fieldValues();
   } else if (input.value.trim() !== "") {
@@ -575,6 +609,9 @@ form.addEventListener("submit", (ev) => {
 window.addEventListener("pageshow", (ev) => {
   if (ev.persisted) setBusy(false);
 });
+
+jw.prioritySelect($("priority"));
+$("timing").hidden = false;
 
 loadTypes().catch((err) => {
   description.textContent = "Could not load job types (" + err.message + ").";

@@ -19,6 +19,7 @@ let gone = false; // the job does not exist: stop trying
 let delay = 500;  // reconnect backoff, ms
 let current = null; // the last event shown
 let signInFirst = false; // the server does not know the caller
+let snapshot = {}; // GET /api/jobs/{id}: what an event may leave out
 const attempts = []; // {n, start, end, outcome, error, next}
 
 $("job-id").textContent = jobID;
@@ -37,12 +38,16 @@ function render(ev) {
   setText("message", ev.message);
   setText("attempt", ev.attempt);
   setText("created", jw.when(ev.created_at));
+  renderTiming();
   tick();
 
   let pct = typeof ev.percent === "number" ? ev.percent : null;
   if (pct === null && ev.status === "succeeded") pct = 100;
   const bar = $("bar");
-  if (pct === null) {
+  if (pct === null && ev.status === "scheduled") {
+    bar.value = 0; // not started: no busy bar
+    $("percent").textContent = "–";
+  } else if (pct === null) {
     bar.removeAttribute("value"); // indeterminate
     $("percent").textContent = "–";
   } else {
@@ -72,6 +77,66 @@ function render(ev) {
   if (terminal && !wasTerminal) loadDetails(); // a retry may name this job by now
 }
 
+// field is the job's field from its last event, else from its snapshot.
+function field(name) {
+  const v = current && current[name];
+  return v !== undefined && v !== null && v !== "" ? v : snapshot[name];
+}
+
+function showFact(id, shown) {
+  $(id).hidden = !shown;
+  $(id + "-label").hidden = !shown;
+}
+
+let countdownSpoken = "";
+
+// renderTiming shows when a scheduled job is due (with a countdown), its
+// priority, its deadline and the schedule that made it.
+function renderTiming() {
+  if (!current) return;
+  const runAt = field("run_at");
+  const scheduled = current.status === "scheduled" && !!runAt;
+  showFact("scheduled", scheduled);
+  if (scheduled) {
+    $("scheduled-at").replaceChildren(jw.timeEl(runAt));
+  } else {
+    countdownSpoken = "";
+    $("countdown-sr").textContent = "";
+  }
+  setText("priority", jw.priorityName(field("priority")));
+  const expires = field("expires_at");
+  const expired = current.status === "canceled" && current.error && current.error.code === "expired";
+  showFact("expires", !!expires || expired);
+  if (expired) {
+    $("expires").textContent = "expired: not started by " + (expires ? jw.when(expires) : "its deadline");
+    $("expires").classList.add("error-text");
+  } else if (expires) {
+    $("expires").textContent = "must start by " + jw.when(expires);
+    $("expires").classList.remove("error-text");
+  }
+  const sched = field("schedule_id");
+  if (sched) {
+    const a = el("a");
+    a.href = "/schedules#schedule-" + encodeURIComponent(sched);
+    a.append(el("code", "", sched));
+    $("schedule").replaceChildren(a);
+  }
+  showFact("schedule", !!sched);
+}
+
+// tickCountdown updates the visible countdown every second; screen readers
+// hear a sentence that changes at most once a minute.
+function tickCountdown() {
+  if (!current || current.status !== "scheduled") return;
+  const runAt = field("run_at");
+  $("countdown").textContent = jw.countdown(runAt);
+  const spoken = "Due " + jw.countdownMinutes(runAt) + ".";
+  if (spoken !== countdownSpoken) {
+    countdownSpoken = spoken;
+    $("countdown-sr").textContent = spoken;
+  }
+}
+
 // tick shows how long the job has run, or ran.
 function tick() {
   const ev = current;
@@ -79,9 +144,11 @@ function tick() {
   let text = "";
   if (ev.started_at && ev.ended_at) text = jw.duration(Date.parse(ev.ended_at) - Date.parse(ev.started_at));
   else if (ev.status === "running" && ev.started_at) text = jw.duration(Date.now() - Date.parse(ev.started_at)) + " so far";
+  else if (ev.status === "scheduled") text = "not started";
   else if (ev.status === "queued" && ev.next_attempt_at) text = "next attempt in " + jw.duration(Math.max(Date.parse(ev.next_attempt_at) - Date.now(), 0));
   else if (ev.status === "queued" && ev.created_at) text = "waiting " + jw.duration(Date.now() - Date.parse(ev.created_at));
   setText("elapsed", text);
+  tickCountdown();
 }
 setInterval(() => {
   if (!terminal) tick();
@@ -184,6 +251,9 @@ async function loadDetails() {
   }
   if (!res.ok) return;
   const snap = await res.json();
+  snapshot = snap;
+  renderTiming();
+  tickCountdown();
   $("input").textContent = snap.input === undefined ? "(none)" : JSON.stringify(snap.input, null, 2);
   if (snap.retry_of) showLink("retry-of", snap.retry_of);
   if (snap.retried_as) showLink("retried-as", snap.retried_as);
