@@ -76,7 +76,7 @@ type pageCase struct {
 	// CPUPerPageUS: the gateway process's CPU per page served (NATS
 	// server included: it runs in the process).
 	CPUPerPageUS float64 `json:"gateway_cpu_per_page_us"`
-	Direct   latency `json:"direct"`
+	Direct       latency `json:"direct"`
 	// Jobs per page (a filtered page may hold fewer than the limit).
 	JobsPerPage float64 `json:"jobs_per_page"`
 	// NATS direct gets ($JS.API.DIRECT.GET.>) the gateway made per page,
