@@ -43,16 +43,20 @@ type indexResult struct {
 	SeedCPU        cpuUse  `json:"seed_cpu"`
 	// Indexing: the consumer's first delivery after its resume → nothing
 	// pending or unacked. IndexStartSeconds: resume → first delivery.
-	IndexStartSeconds float64      `json:"index_start_seconds"`
-	IndexSeconds      float64      `json:"index_seconds"`
-	IndexJobsPerSec   float64      `json:"index_jobs_per_sec"`
-	IndexEventsPerSec float64      `json:"index_events_per_sec"` // messages of JOBS indexed (request + final event per job)
-	IndexCPU          cpuUse       `json:"index_cpu"`
-	IndexCPUPerJobUS  float64      `json:"index_cpu_per_job_us"`
-	AllPositions      uint64       `json:"all_jobs_last_position"`
-	Store             []streamSize `json:"index_store"`
-	Pages             []pageCase   `json:"pages"`
-	Runner            *indexRunner `json:"runner_path,omitempty"`
+	IndexStartSeconds float64 `json:"index_start_seconds"`
+	IndexSeconds      float64 `json:"index_seconds"`
+	IndexJobsPerSec   float64 `json:"index_jobs_per_sec"`
+	IndexEventsPerSec float64 `json:"index_events_per_sec"` // messages of JOBS indexed (request + final event per job)
+	IndexCPU          cpuUse  `json:"index_cpu"`
+	IndexCPUPerJobUS  float64 `json:"index_cpu_per_job_us"`
+	// The gateway process's memory (NATS server included) after the
+	// seeding and once the indexer had caught up.
+	MemSeeded    memSample    `json:"mem_seeded"`
+	MemIndexed   memSample    `json:"mem_indexed"`
+	AllPositions uint64       `json:"all_jobs_last_position"`
+	Store        []streamSize `json:"index_store"`
+	Pages        []pageCase   `json:"pages"`
+	Runner       *indexRunner `json:"runner_path,omitempty"`
 }
 
 type streamSize struct {
@@ -157,6 +161,7 @@ func indexLists(ctx context.Context, cfg config, sys *system, res *indexResult, 
 	res.SeedMsgsPerSec = 3 * res.SeedJobsPerSec
 	res.SeedInFlight = seedInFlight
 
+	res.MemSeeded, _ = readMem(sys.PID)
 	logf("index: seeded at %s jobs/s; the indexer starts", num(res.SeedJobsPerSec))
 	resumed := time.Now()
 	if _, err := js.ResumeConsumer(ctx, jobs.Stream, jobs.IndexerConsumer); err != nil {
@@ -175,6 +180,7 @@ func indexLists(ctx context.Context, cfg config, sys *system, res *indexResult, 
 	}
 	res.IndexCPU = meter.stop()
 	res.IndexSeconds = time.Since(start).Seconds()
+	res.MemIndexed, _ = readMem(sys.PID)
 	res.IndexJobsPerSec = float64(cfg.IndexJobs) / res.IndexSeconds
 	res.IndexEventsPerSec = 2 * res.IndexJobsPerSec
 	res.IndexCPUPerJobUS = res.IndexCPU.gatewayCPU.Seconds() * 1e6 / float64(cfg.IndexJobs)
@@ -199,7 +205,8 @@ func indexLists(ctx context.Context, cfg config, sys *system, res *indexResult, 
 		res.Store = append(res.Store, streamSize{info.Config.Name, info.State.Msgs, info.State.Bytes})
 	}
 
-	pm := &pageMeter{cfg: cfg, sys: sys, seed: seed, reader: jobindex.NewReader(nc, streams), nc: nc}
+	pm := &pageMeter{cfg: cfg, sys: sys, seed: seed, reader: jobindex.NewReader(nc, streams), nc: nc,
+		prof: &profiler{dir: cfg.PerfDir, pid: sys.PID, log: logf}}
 	for _, c := range []struct {
 		name   string
 		status jobs.Status
@@ -440,7 +447,8 @@ type pageMeter struct {
 	seed   *seeded
 	reader *jobindex.Reader
 	nc     *nats.Conn
-	tokens []string // per owner
+	prof   *profiler // --perf-dir: a profile of each case's HTTP pass
+	tokens []string  // per owner
 }
 
 // listAnswer is what GET /api/jobs answers.
@@ -484,9 +492,11 @@ func (pm *pageMeter) measure(ctx context.Context, name string, status jobs.Statu
 		return pc, err
 	}
 	logf("index: %s %s, %d requests from %d clients", pc.Query, name, cfg.IndexRequests, cfg.IndexClients)
+	stopProfile := pm.prof.start("index-" + strings.NewReplacer(" ", "", ",", "-", "(", "", ")", "", "=", "-").Replace(name))
 	meter := startCPU(pm.sys.PID)
 	h, jobsSeen, wall, err := pm.httpPass(ctx, cfg.IndexRequests, q, status, admin)
 	pc.HTTPCPU = meter.stop()
+	stopProfile()
 	pc.HTTP = h.summary()
 	pc.HTTPPerS = float64(cfg.IndexRequests) / wall
 	pc.CPUPerPageUS = pc.HTTPCPU.gatewayCPU.Seconds() * 1e6 / float64(cfg.IndexRequests)

@@ -307,8 +307,9 @@ func indexRows(x *indexResult) ([]row, []target) {
 		}
 		rows = append(rows, row{fmt.Sprintf("index: the indexer catching up on %s jobs", num(float64(x.Jobs))),
 			fmt.Sprintf("%s jobs/s (%s events/s)", num(x.IndexJobsPerSec), num(x.IndexEventsPerSec)), "–", nil, "",
-			fmt.Sprintf("consumer jobwire_indexer resumed → nothing pending or unacked, %.1f s; gateway process %.2f cores, %.0f µs CPU per job; %s",
-				x.IndexSeconds, x.IndexCPU.GatewayCores, x.IndexCPUPerJobUS, strings.Join(store, "; "))})
+			fmt.Sprintf("consumer jobwire_indexer's first delivery after its resume → nothing pending or unacked, %.1f s; gateway process %.2f cores, %.0f µs CPU per job, RSS %s MiB seeded → %s MiB indexed (peak %s); %s",
+				x.IndexSeconds, x.IndexCPU.GatewayCores, x.IndexCPUPerJobUS, num(float64(x.MemSeeded.RSS)/(1<<20)), num(float64(x.MemIndexed.RSS)/(1<<20)),
+				num(float64(x.MemIndexed.HWM)/(1<<20)), strings.Join(store, "; "))})
 	}
 	var unfiltered, filtered *pageCase
 	for i := range x.Pages {
