@@ -17,9 +17,14 @@ const (
 	phaseWatch  = "watch"
 	phaseFanout = "fanout"
 	phaseMemory = "memory"
+	phaseIndex  = "index"
 )
 
-var allPhases = []string{phaseSubmit, phaseRunner, phaseWatch, phaseFanout, phaseMemory}
+var allPhases = []string{phaseSubmit, phaseRunner, phaseWatch, phaseFanout, phaseMemory, phaseIndex}
+
+// defaultPhases run without --phases: all but index, which seeds a
+// million jobs and takes minutes (--phases index).
+var defaultPhases = []string{phaseSubmit, phaseRunner, phaseWatch, phaseFanout, phaseMemory}
 
 // config is every setting of a run. All flags are defined in parseConfig.
 type config struct {
@@ -46,16 +51,21 @@ type config struct {
 	Settle       time.Duration // quiet time before RSS readings
 	PhaseTimeout time.Duration // bound on every wait inside a phase
 
-	Concurrency    int     // submit: closed-loop clients
-	Rate           float64 // submit: open-loop rate; 0 means half the measured maximum
-	Jobs           int     // runner: jobs run end to end
-	EnqueueWorkers int     // runner: goroutines calling jobs.Enqueue
-	FetchBatch     int     // runner baseline: messages per Fetch
-	WatchRate      float64 // watch: open-loop submits per second
-	FanoutJobs     int     // fanout: jobs every watcher watches
-	Watchers       int     // fanout: WebSocket watchers (and NATS subscribers)
-	StepMS         int     // fanout: step_ms of the jobs
-	Idle           int     // memory: idle watchers
+	Concurrency    int           // submit: closed-loop clients
+	Rate           float64       // submit: open-loop rate; 0 means half the measured maximum
+	Jobs           int           // runner: jobs run end to end
+	EnqueueWorkers int           // runner: goroutines calling jobs.Enqueue
+	FetchBatch     int           // runner baseline: messages per Fetch
+	WatchRate      float64       // watch: open-loop submits per second
+	FanoutJobs     int           // fanout: jobs every watcher watches
+	Watchers       int           // fanout: WebSocket watchers (and NATS subscribers)
+	StepMS         int           // fanout: step_ms of the jobs
+	Idle           int           // memory: idle watchers
+	IndexJobs      int           // index: jobs seeded
+	IndexOwners    int           // index: owners they are spread over
+	IndexRequests  int           // index: list requests per case
+	IndexClients   int           // index: concurrent list clients
+	IndexTimeout   time.Duration // index: longest wait for the indexer to catch up
 
 	JSONPath string // --json: write every figure here
 	PerfDir  string // --perf-dir: record a perf profile of the gateway per phase
@@ -90,7 +100,7 @@ func parseConfig(args []string, stderr io.Writer) (config, error) {
 		c.GatewayEnv = append(c.GatewayEnv, kv)
 		return nil
 	})
-	fs.StringVar(&phases, "phases", strings.Join(allPhases, ","), "measurements to run, comma separated: "+strings.Join(allPhases, ", "))
+	fs.StringVar(&phases, "phases", strings.Join(defaultPhases, ","), "measurements to run, comma separated: "+strings.Join(allPhases, ", ")+" (index is not in the default: it seeds --index-jobs jobs)")
 	fs.DurationVar(&c.Duration, "duration", 10*time.Second, "length of each measured window")
 	fs.DurationVar(&c.Warmup, "warmup", time.Second, "unmeasured load before each closed-loop window")
 	fs.DurationVar(&c.Settle, "settle", 3*time.Second, "quiet time before each RSS reading")
@@ -105,9 +115,14 @@ func parseConfig(args []string, stderr io.Writer) (config, error) {
 	fs.IntVar(&c.Watchers, "watchers", 100, "fanout: WebSocket watchers, and as many plain NATS subscribers for the baseline")
 	fs.IntVar(&c.StepMS, "step-ms", 5, "fanout: step_ms of the demo jobs that produce the events")
 	fs.IntVar(&c.Idle, "idle", 1000, "memory: idle watchers, each on its own finished job (and as many idle NATS subscribers)")
+	fs.IntVar(&c.IndexJobs, "index-jobs", 1_000_000, "index: jobs seeded straight on NATS (request, final event, end record) before the list pages are measured")
+	fs.IntVar(&c.IndexOwners, "index-owners", 1000, "index: owners the seeded jobs are spread over (user:bench-0000 …)")
+	fs.IntVar(&c.IndexRequests, "index-requests", 2000, "index: GET /api/jobs requests per case (and as many direct jobindex reads for the baseline)")
+	fs.IntVar(&c.IndexClients, "index-clients", 8, "index: concurrent list clients")
+	fs.DurationVar(&c.IndexTimeout, "index-timeout", 30*time.Minute, "index: longest wait for the seeding and for the indexer to catch up")
 	fs.StringVar(&c.JSONPath, "json", "", "also write every figure as JSON to this file")
 	fs.StringVar(&c.PerfDir, "perf-dir", "", "record a CPU profile of the gateway (perf record -g) during each jobwire window into this directory")
-	fs.BoolVar(&c.Smoke, "smoke", false, "a short run (1s windows, 200 jobs, watch at 100/s, 10 watchers, 50 idle) that fails if any phase does")
+	fs.BoolVar(&c.Smoke, "smoke", false, "a short run (1s windows, 200 jobs, watch at 100/s, 10 watchers, 50 idle; index: 2000 jobs, 20 owners, 100 requests) that fails if any phase does")
 	fs.BoolVar(&c.Quiet, "quiet", false, "no progress lines on stderr")
 	if err := fs.Parse(args); err != nil {
 		return c, err
@@ -135,6 +150,10 @@ func parseConfig(args []string, stderr io.Writer) (config, error) {
 		smoke("watchers", func() { c.Watchers = 10 })
 		smoke("idle", func() { c.Idle = 50 })
 		smoke("runner-concurrency", func() { c.RunnerConcurrency = 16 })
+		smoke("index-jobs", func() { c.IndexJobs = 2000 })
+		smoke("index-owners", func() { c.IndexOwners = 20 })
+		smoke("index-requests", func() { c.IndexRequests = 100 })
+		smoke("index-timeout", func() { c.IndexTimeout = time.Minute })
 	}
 
 	var errs []error
@@ -179,5 +198,10 @@ func parseConfig(args []string, stderr io.Writer) (config, error) {
 	check(c.Watchers >= 1 && c.Watchers <= 100000, "--watchers must be 1-100000")
 	check(c.StepMS >= 1 && c.StepMS <= 1000, "--step-ms must be 1-1000")
 	check(c.Idle >= 1 && c.Idle <= 100000, "--idle must be 1-100000")
+	check(c.IndexOwners >= 1 && c.IndexOwners <= 10000, "--index-owners must be 1-10000")
+	check(c.IndexJobs >= 50*c.IndexOwners && c.IndexJobs <= 10_000_000, "--index-jobs must be at least 50 per owner (a full page each) and at most 10000000")
+	check(c.IndexRequests >= 1 && c.IndexRequests <= 1_000_000, "--index-requests must be 1-1000000")
+	check(c.IndexClients >= 1 && c.IndexClients <= 1000, "--index-clients must be 1-1000")
+	check(c.IndexTimeout >= time.Second && c.IndexTimeout <= 6*time.Hour, "--index-timeout must be 1s-6h")
 	return c, errors.Join(errs...)
 }

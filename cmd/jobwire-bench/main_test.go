@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -18,11 +19,11 @@ import (
 )
 
 // TestSmoke runs the tool's --smoke mode in-process against a gateway it
-// builds (or JOBWIRE_BENCH_GATEWAY_BIN): every phase must run end to end,
-// with no error and with figures, or the test fails.
+// builds (or JOBWIRE_BENCH_GATEWAY_BIN): every phase, index too, must run
+// end to end, with no error and with figures, or the test fails.
 func TestSmoke(t *testing.T) {
 	if testing.Short() {
-		t.Skip("builds and starts the gateway six times; skipped with -short")
+		t.Skip("builds and starts the gateway nine times; skipped with -short")
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
@@ -44,7 +45,7 @@ func TestSmoke(t *testing.T) {
 	jsonPath := filepath.Join(dir, "smoke.json")
 	var stdout, stderr bytes.Buffer
 	start := time.Now()
-	err := run(ctx, []string{"--smoke", "--gateway-bin", bin, "--json", jsonPath}, &stdout, &stderr)
+	err := run(ctx, []string{"--smoke", "--phases", strings.Join(allPhases, ","), "--gateway-bin", bin, "--json", jsonPath}, &stdout, &stderr)
 	t.Logf("smoke run took %v", time.Since(start).Round(time.Millisecond))
 	if err != nil {
 		t.Fatalf("smoke run failed: %v\nstdout:\n%s\nstderr:\n%s", err, stdout.String(), stderr.String())
@@ -55,6 +56,8 @@ func TestSmoke(t *testing.T) {
 		"submit, closed loop", "submit, open loop", "runner: no-op jobs end to end",
 		"submit → final seen by a watcher, open loop at 100 jobs/s",
 		"fan-out, 10 watchers × 3 jobs", "memory: RSS per idle watcher, 50 watchers",
+		"index: the indexer catching up on 2,000 jobs", "list page, owner, status=failed, 2,000 jobs stored",
+		"runner: no-op jobs end to end, indexer on vs off", "list page p99 (owner, no filter), ms (issue 16)",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("the table lacks %q:\n%s", want, out)
@@ -82,6 +85,8 @@ func TestSmoke(t *testing.T) {
 		t.Errorf("fan-out figures missing: %+v", rep.Fanout)
 	case rep.Memory == nil || rep.Memory.Jobwire.After.RSS == 0 || rep.Memory.Raw.After.RSS == 0:
 		t.Errorf("memory figures missing: %+v", rep.Memory)
+	case rep.Index == nil || rep.Index.IndexJobsPerSec <= 0 || rep.Index.AllPositions != 2000 || len(rep.Index.Pages) != 4 || rep.Index.Runner == nil || rep.Index.Runner.Ratio <= 0:
+		t.Errorf("index figures missing: %+v", rep.Index)
 	case rep.Machine.NumCPU == 0 || rep.Machine.GoVersion == "":
 		t.Errorf("machine missing: %+v", rep.Machine)
 	}
@@ -109,6 +114,8 @@ func TestConfigRejectsBadFlags(t *testing.T) {
 		{"--token", "x"},
 		{"--fanout-jobs", "1001"},
 		{"--watch-rate", "0"},
+		{"--index-owners", "0"},
+		{"--index-jobs", "100", "--index-owners", "10"}, // fewer than a page per owner
 		{"extra"},
 	} {
 		if _, err := parseConfig(args, &bytes.Buffer{}); err == nil {
@@ -119,7 +126,10 @@ func TestConfigRejectsBadFlags(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.Watchers != 7 || cfg.Jobs != 200 || cfg.Idle != 50 || cfg.Duration != time.Second || cfg.WatchRate != 100 {
+	if cfg.Watchers != 7 || cfg.Jobs != 200 || cfg.Idle != 50 || cfg.Duration != time.Second || cfg.WatchRate != 100 || cfg.IndexJobs != 2000 || cfg.IndexOwners != 20 {
 		t.Errorf("smoke sizes: %+v", cfg)
+	}
+	if slices.Contains(cfg.Phases, phaseIndex) {
+		t.Errorf("the index phase (a million jobs) runs by default: %v", cfg.Phases)
 	}
 }

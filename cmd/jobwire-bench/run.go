@@ -65,17 +65,27 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 }
 
 // phaseBudget bounds a whole phase, whatever its own waits do.
-func phaseBudget(cfg config) time.Duration {
-	return 3*cfg.PhaseTimeout + 8*(cfg.Warmup+cfg.Duration+cfg.Settle) + 2*time.Minute
+func phaseBudget(cfg config, phase string) time.Duration {
+	d := 3*cfg.PhaseTimeout + 8*(cfg.Warmup+cfg.Duration+cfg.Settle) + 2*time.Minute
+	if phase == phaseIndex {
+		// Seeding and indexing, then four runner runs.
+		d += 2*cfg.IndexTimeout + 4*cfg.PhaseTimeout
+	}
+	return d
 }
 
 // runPhase runs one measurement on its own system and stores its result.
 func runPhase(ctx context.Context, cfg config, l *launcher, rep *report, phase string, logf func(string, ...any)) error {
-	ctx, cancel := context.WithTimeout(ctx, phaseBudget(cfg))
+	ctx, cancel := context.WithTimeout(ctx, phaseBudget(cfg, phase))
 	defer cancel()
-	if phase == phaseMemory {
+	switch phase {
+	case phaseMemory:
 		var err error
 		rep.Memory, err = measureMemory(ctx, cfg, l, logf)
+		return err
+	case phaseIndex:
+		var err error
+		rep.Index, err = measureIndex(ctx, cfg, l, logf)
 		return err
 	}
 	sys, release, err := l.system(ctx)

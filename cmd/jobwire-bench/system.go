@@ -28,6 +28,8 @@ type system struct {
 	NATSURL string
 	Token   string
 	PID     int // the gateway's process id; 0 if unknown
+	// secret signs more tokens (per-owner ones); "" for a running system.
+	secret string
 
 	cmd     *exec.Cmd
 	waitErr chan error
@@ -149,16 +151,21 @@ func buildGateway(ctx context.Context, moduleDir, dir string, flags []string) (s
 
 // mintToken makes an HS256 bearer token for subject "bench" with the
 // admin scope, valid for an hour.
-func mintToken(secret string) (string, error) {
+func mintToken(secret string) (string, error) { return mintTokenFor(secret, "bench", true) }
+
+// mintTokenFor makes an HS256 bearer token for subject sub (the jobwire
+// owner "user:<sub>"), with the admin scope if admin, valid for an hour.
+func mintTokenFor(secret, sub string, admin bool) (string, error) {
 	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.HS256, Key: []byte(secret)}, (&jose.SignerOptions{}).WithType("JWT"))
 	if err != nil {
 		return "", fmt.Errorf("token signer: %w", err)
 	}
 	now := time.Now()
-	return jwt.Signed(signer).
-		Claims(jwt.Claims{Subject: "bench", IssuedAt: jwt.NewNumericDate(now), Expiry: jwt.NewNumericDate(now.Add(time.Hour))}).
-		Claims(map[string]any{"scope": "jobwire:admin"}).
-		Serialize()
+	b := jwt.Signed(signer).Claims(jwt.Claims{Subject: sub, IssuedAt: jwt.NewNumericDate(now), Expiry: jwt.NewNumericDate(now.Add(time.Hour))})
+	if admin {
+		b = b.Claims(map[string]any{"scope": "jobwire:admin"})
+	}
+	return b.Serialize()
 }
 
 // gatewayEnv is the environment of a started gateway: a few variables of
@@ -222,7 +229,7 @@ func (l *launcher) start(ctx context.Context, extraEnv []string) (*system, error
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start gateway: %w", err)
 	}
-	s := &system{Token: l.token, PID: cmd.Process.Pid, cmd: cmd, waitErr: make(chan error, 1), dir: dir, logPath: logPath, keep: l.cfg.Keep, log: l.log}
+	s := &system{Token: l.token, secret: l.secret, PID: cmd.Process.Pid, cmd: cmd, waitErr: make(chan error, 1), dir: dir, logPath: logPath, keep: l.cfg.Keep, log: l.log}
 
 	type addrs struct{ http, nats string }
 	found := make(chan addrs, 1)
