@@ -12,6 +12,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
+	"os"
 	"runtime/pprof"
 	"strings"
 	"sync"
@@ -116,11 +118,14 @@ type testRunner struct {
 func (e *env) startRunner(cfg Config, types ...JobType) *testRunner {
 	e.t.Helper()
 	nc := natstest.ConnectURL(e.t, e.urls)
+	if cfg.Logger == nil && os.Getenv("WDEBUG") != "" {
+		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
 	r, err := New(e.ctx, nc, cfg, types...)
 	if err != nil {
 		e.t.Fatalf("New: %v", err)
 	}
-	e.consumerName = r.queues[0].name()
+	e.consumerName = jobs.ConsumerName(r.queues[0].typ) // its normal-priority one
 	ctx, cancel := context.WithCancel(e.ctx)
 	tr := &testRunner{Runner: r, nc: nc, label: fmt.Sprintf("runner-%d", runnerSeq.Add(1)), cancel: cancel, done: make(chan error, 1)}
 	go pprof.Do(ctx, pprof.Labels(runnerLabel, tr.label), func(ctx context.Context) { tr.done <- r.Run(ctx) })
