@@ -12,8 +12,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
-	"os"
 	"runtime/pprof"
 	"strings"
 	"sync"
@@ -118,9 +116,6 @@ type testRunner struct {
 func (e *env) startRunner(cfg Config, types ...JobType) *testRunner {
 	e.t.Helper()
 	nc := natstest.ConnectURL(e.t, e.urls)
-	if cfg.Logger == nil && os.Getenv("WDEBUG") != "" {
-		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	}
 	r, err := New(e.ctx, nc, cfg, types...)
 	if err != nil {
 		e.t.Fatalf("New: %v", err)

@@ -141,9 +141,9 @@ func New(ctx context.Context, nc *nats.Conn, cfg Config, types ...JobType) (*Run
 	}
 	r := &Runner{
 		cfg: cfg, reg: reg, nc: nc, js: js, events: streams.Events, queues: queues, log: cfg.Logger, tracer: newTracer(cfg.TracerProvider),
-		running: map[string]context.CancelCauseFunc{},
+		running:   map[string]context.CancelCauseFunc{},
 		fetchWait: 2 * time.Second,
-		metrics: newRunnerMetrics(reg.names(), cfg.Concurrency, js, streams.Events),
+		metrics:   newRunnerMetrics(reg.names(), cfg.Concurrency, js, streams.Events),
 	}
 	if r.tracer != nil {
 		r.spanNames = spanNames(reg)

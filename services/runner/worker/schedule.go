@@ -226,7 +226,6 @@ func (s *scheduler) takeFrom(ctx context.Context, p, n int, start func(jetstream
 			continue // backing off, or being checked (recover)
 		}
 		k, err := q.fetch(ctx, n-got, 0, start)
-		s.r.log.Debug("DBG nowait", "q", q.name(), "n", n-got, "got", k, "err", err)
 		got += k
 		if err != nil {
 			s.failed(q, err, false)
@@ -322,9 +321,7 @@ func (s *scheduler) open(ctx context.Context, q *queue) {
 	q.waiting = true
 	s.waiters.Go(func() {
 		var msg jetstream.Msg
-		s.r.log.Debug("DBG open", "q", q.name())
 		_, err := q.fetch(ctx, 1, s.wait, func(m jetstream.Msg) { msg = m })
-		s.r.log.Debug("DBG waited", "q", q.name(), "msg", msg != nil, "err", err)
 		s.arrived <- waited{q: q, msg: msg, err: err}
 	})
 }
