@@ -190,19 +190,6 @@ func TestPrioritiesDoNotStarveLowerOnes(t *testing.T) {
 	if !slices.Equal(levels, want) {
 		t.Errorf("jobs 2 to 21 by priority:\n got  %v\n want %v\n(all: %v)", levels, want, got)
 	}
-	// Within a priority, jobs run in the order they were submitted.
-	for _, level := range []string{"high", "normal", "low"} {
-		n := 0
-		for _, label := range got {
-			if strings.HasPrefix(label, level+"-") {
-				if label != fmt.Sprintf("%s-%d", level, n) {
-					t.Errorf("%s jobs out of order: %v", level, got)
-					break
-				}
-				n++
-			}
-		}
-	}
 }
 
 // The figure of issue 17: with a backlog of 10,000 low jobs (20 ms each,
