@@ -182,3 +182,31 @@ func idFromSubject(subject, suffix string) (string, bool) {
 // types they have in common, and no two consumers' filters ever overlap.
 // The type must have passed ValidateType.
 func ConsumerName(typ string) string { return "runners_" + typ }
+
+// PriorityConsumerName is the durable consumer of job type typ's requests
+// at priority p: ConsumerName for normal priority, "runners_<type>_high"
+// and "runners_<type>_low" for the others. Like ConsumerName, every runner
+// serving the type shares them.
+func PriorityConsumerName(p int, typ string) string {
+	switch PriorityOf(p) {
+	case PriorityHigh:
+		return ConsumerName(typ) + "_high"
+	case PriorityLow:
+		return ConsumerName(typ) + "_low"
+	}
+	return ConsumerName(typ)
+}
+
+// Priorities are the request priorities, highest first.
+var Priorities = [...]int{PriorityHigh, PriorityNormal, PriorityLow}
+
+// PriorityName is "high", "normal" or "low".
+func PriorityName(p int) string {
+	switch PriorityOf(p) {
+	case PriorityHigh:
+		return "high"
+	case PriorityLow:
+		return "low"
+	}
+	return "normal"
+}

@@ -93,16 +93,26 @@ func (t Topology) RecordsStreamConfig() jetstream.StreamConfig {
 }
 
 // RunnerConsumerConfig is the durable consumer that every runner serving
-// job type typ shares (ConsumerName), with the given ack wait, at the
-// topology's replica count.
+// job type typ shares for its requests of normal priority (ConsumerName),
+// with the given ack wait, at the topology's replica count.
 func (t Topology) RunnerConsumerConfig(typ string, ackWait time.Duration) jetstream.ConsumerConfig {
+	return t.PriorityRunnerConsumerConfig(PriorityNormal, typ, ackWait)
+}
+
+// PriorityRunnerConsumerConfig is RunnerConsumerConfig for the requests of
+// priority p (PriorityConsumerName, filter PriorityQueueFilter).
+func (t Topology) PriorityRunnerConsumerConfig(p int, typ string, ackWait time.Duration) jetstream.ConsumerConfig {
 	t = t.withDefaults()
+	desc := "jobwire runners of job type " + typ
+	if PriorityOf(p) != PriorityNormal {
+		desc += ", " + PriorityName(p) + " priority"
+	}
 	return jetstream.ConsumerConfig{
-		Durable:        ConsumerName(typ),
-		Description:    "jobwire runners of job type " + typ,
+		Durable:        PriorityConsumerName(p, typ),
+		Description:    desc,
 		AckPolicy:      jetstream.AckExplicitPolicy,
 		AckWait:        ackWait,
-		FilterSubjects: []string{QueueFilter(typ)},
+		FilterSubjects: []string{PriorityQueueFilter(p, typ)},
 		MaxAckPending:  10_000,
 		Replicas:       t.Replicas,
 	}

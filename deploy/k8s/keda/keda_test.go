@@ -260,8 +260,10 @@ func checkTriggers(t *testing.T, o *objects, so *kedav1alpha1.ScaledObject, d *a
 			t.Errorf("%s: stream %q; the work queue is %s (shared/jobs.Stream)", what, md["stream"], topo.queueStream)
 		}
 		typ, ok := strings.CutPrefix(md["consumer"], topo.consumerPrefix)
-		if !ok || !slices.Contains(served, typ) {
-			t.Errorf("%s: consumer %q is not %s<type> of a type Deployment %s serves %v (shared/jobs.ConsumerName)", what, md["consumer"], topo.consumerPrefix, d.Name, served)
+		base, _ := strings.CutSuffix(typ, "_high") // shared/jobs.PriorityConsumerName
+		base, _ = strings.CutSuffix(base, "_low")
+		if !ok || !slices.Contains(served, base) {
+			t.Errorf("%s: consumer %q is not %s<type>[_high|_low] of a type Deployment %s serves %v (shared/jobs.PriorityConsumerName)", what, md["consumer"], topo.consumerPrefix, d.Name, served)
 		}
 		triggered = append(triggered, typ)
 		if !topo.accounts[md["account"]] {
@@ -282,9 +284,13 @@ func checkTriggers(t *testing.T, o *objects, so *kedav1alpha1.ScaledObject, d *a
 		}
 	}
 	slices.Sort(triggered)
-	want := slices.Sorted(slices.Values(served))
+	var want []string
+	for _, typ := range served {
+		want = append(want, typ, typ+"_high", typ+"_low")
+	}
+	slices.Sort(want)
 	if !slices.Equal(triggered, want) {
-		t.Errorf("%s: triggers on the consumers of %v; Deployment %s serves %v: one trigger per type", what, triggered, d.Name, want)
+		t.Errorf("%s: triggers on the consumers of %v; Deployment %s serves types %v: one trigger per type and priority (%v)", what, triggered, d.Name, served, want)
 	}
 }
 

@@ -120,7 +120,7 @@ func (e *env) startRunner(cfg Config, types ...JobType) *testRunner {
 	if err != nil {
 		e.t.Fatalf("New: %v", err)
 	}
-	e.consumerName = r.queues[0].name()
+	e.consumerName = jobs.ConsumerName(r.queues[0].typ) // its normal-priority one
 	ctx, cancel := context.WithCancel(e.ctx)
 	tr := &testRunner{Runner: r, nc: nc, label: fmt.Sprintf("runner-%d", runnerSeq.Add(1)), cancel: cancel, done: make(chan error, 1)}
 	go pprof.Do(ctx, pprof.Labels(runnerLabel, tr.label), func(ctx context.Context) { tr.done <- r.Run(ctx) })

@@ -200,9 +200,10 @@ func (tm *typeMetrics) finished(status jobs.Status) outcome {
 	return outcomeNone
 }
 
-// newQueueMetrics reads each type's consumer on the JOBS stream (one
-// CONSUMER.INFO request per type, and one STREAM.MSG.GET for the oldest
-// job waiting when jobs wait), at most every queueInfoMaxAge. Every
+// newQueueMetrics reads each type's consumers on the JOBS stream, one per
+// priority (one CONSUMER.INFO request each, and one STREAM.MSG.GET for the
+// oldest job waiting when jobs wait), at most every queueInfoMaxAge, and
+// reports their sums (the oldest age: the largest). Every
 // runner of a type reports the same consumer: aggregate with max by
 // (type), not sum.
 func newQueueMetrics(types []string, js jetstream.JetStream, queue jetstream.Stream) prometheus.Collector {
@@ -225,34 +226,58 @@ func newQueueMetrics(types []string, js jetstream.JetStream, queue jetstream.Str
 			var out []prometheus.Metric
 			var errs []error
 			for _, typ := range types {
-				cons, err := js.Consumer(ctx, jobs.Stream, jobs.ConsumerName(typ))
+				var q queueReading
+				var err error
+				for _, p := range jobs.Priorities {
+					if err = q.add(ctx, js, queue, p, typ); err != nil {
+						break
+					}
+				}
 				if err != nil {
 					errs = append(errs, err)
 					continue
 				}
-				info := cons.CachedInfo()
-				age := 0.0
-				if info.NumPending > 0 {
-					// The oldest job not delivered yet: the first on the
-					// type's subject after the last one delivered.
-					msg, err := queue.GetMsg(ctx, info.Delivered.Stream+1, jetstream.WithGetMsgSubject(jobs.QueueFilter(typ)))
-					switch {
-					case err == nil:
-						age = max(time.Since(msg.Time).Seconds(), 0)
-					case !errors.Is(err, jetstream.ErrMsgNotFound): // taken meanwhile: none waits
-						errs = append(errs, err)
-						continue
-					}
-				}
 				out = append(out,
-					prometheus.MustNewConstMetric(pending, prometheus.GaugeValue, float64(info.NumPending), typ),
-					prometheus.MustNewConstMetric(ackPending, prometheus.GaugeValue, float64(info.NumAckPending), typ),
-					prometheus.MustNewConstMetric(redelivered, prometheus.GaugeValue, float64(info.NumRedelivered), typ),
-					prometheus.MustNewConstMetric(oldest, prometheus.GaugeValue, age, typ))
+					prometheus.MustNewConstMetric(pending, prometheus.GaugeValue, float64(q.pending), typ),
+					prometheus.MustNewConstMetric(ackPending, prometheus.GaugeValue, float64(q.ackPending), typ),
+					prometheus.MustNewConstMetric(redelivered, prometheus.GaugeValue, float64(q.redelivered), typ),
+					prometheus.MustNewConstMetric(oldest, prometheus.GaugeValue, q.oldest, typ))
 			}
 			return out, errors.Join(errs...)
 		},
 	}
+}
+
+// queueReading is one job type's queue figures: the sums over its
+// consumers (one per priority), and the age of the oldest job waiting in
+// any of them.
+type queueReading struct {
+	pending, ackPending, redelivered uint64
+	oldest                           float64
+}
+
+// add reads the consumer of type typ's requests of priority p.
+func (q *queueReading) add(ctx context.Context, js jetstream.JetStream, queue jetstream.Stream, p int, typ string) error {
+	cons, err := js.Consumer(ctx, jobs.Stream, jobs.PriorityConsumerName(p, typ))
+	if err != nil {
+		return err
+	}
+	info := cons.CachedInfo()
+	if info.NumPending > 0 {
+		// The oldest job not delivered yet: the first on the consumer's
+		// subjects after the last one delivered.
+		msg, err := queue.GetMsg(ctx, info.Delivered.Stream+1, jetstream.WithGetMsgSubject(jobs.PriorityQueueFilter(p, typ)))
+		switch {
+		case err == nil:
+			q.oldest = max(q.oldest, time.Since(msg.Time).Seconds())
+		case !errors.Is(err, jetstream.ErrMsgNotFound): // taken meanwhile: none waits
+			return err
+		}
+	}
+	q.pending += info.NumPending
+	q.ackPending += uint64(info.NumAckPending)
+	q.redelivered += uint64(info.NumRedelivered)
+	return nil
 }
 
 // Metrics is the runner's figures, for a process's registry.

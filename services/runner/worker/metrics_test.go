@@ -167,7 +167,8 @@ func TestQueueMetricsShowWaitingJobs(t *testing.T) {
 		t.Errorf("oldest pending age %vs, want the few moments since it was submitted", age)
 	}
 
-	// Scrapes in quick succession: the runner reads its consumer once.
+	// Scrapes in quick succession: the runner reads its consumers (one per
+	// priority) once.
 	w := e.record("$JS.API.CONSUMER.INFO.>")
 	c := tr.Metrics()
 	for range 3 {
@@ -178,8 +179,8 @@ func TestQueueMetricsShowWaitingJobs(t *testing.T) {
 	if err := e.nc.FlushTimeout(5 * time.Second); err != nil {
 		t.Fatal(err)
 	}
-	if n := count(w.entries(), "undecodable $JS.API.CONSUMER.INFO."); n != 1 {
-		t.Errorf("%d consumer info requests for 3 scrapes, want 1 (cached for %v)", n, queueInfoMaxAge)
+	if n := count(w.entries(), "undecodable $JS.API.CONSUMER.INFO."); n != len(jobs.Priorities) {
+		t.Errorf("%d consumer info requests for 3 scrapes, want %d (cached for %v)", n, len(jobs.Priorities), queueInfoMaxAge)
 	}
 	close(gate)
 	for _, id := range ids {

@@ -7,24 +7,34 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/jobwire/jobwire/internal/backoff"
 	"github.com/jobwire/jobwire/shared/jobs"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// queue is one job type's durable consumer on the JOBS stream, as a runner
-// uses it. It takes the type's requests (jobwire.queue.<type>.*); the
-// stream keeps them after the ack, as the jobs' first events. Every runner serving the type shares it, whatever else it
-// serves; the runner creates it at start-up and again if it disappears.
+// queue is one job type's durable consumer on the JOBS stream for one
+// priority, as a runner uses it. It takes the type's requests of that
+// priority (jobs.PriorityQueueFilter); the stream keeps them after the
+// ack, as the jobs' first events. Every runner serving the type shares it,
+// whatever else it serves; the runner creates it at start-up and again if
+// it disappears.
 type queue struct {
 	typ     string
+	prio    int // jobs.PriorityHigh, PriorityNormal or PriorityLow
 	ackWait time.Duration
 	topo    jobs.Topology // the consumer's replicas
 	js      jetstream.JetStream
 	log     *slog.Logger
-	cons    jetstream.Consumer // set by bind; after New only the queue's fetch loop uses it
+	cons    jetstream.Consumer // set by bind; after New only the runner's scheduler uses it
+
+	// Owned by the scheduler's loop (schedule.go).
+	waiting  bool            // a waiting fetch is open
+	failures backoff.Backoff // fetches that failed in a row
+	retryAt  time.Time       // no fetch before then (after a failure)
+	warn     backoff.Warner
 }
 
-func (q *queue) name() string { return jobs.ConsumerName(q.typ) }
+func (q *queue) name() string { return jobs.PriorityConsumerName(q.prio, q.typ) }
 
 // bind creates the type's consumer or updates it. An existing consumer
 // keeps its ack wait (every runner of the type heartbeats for that one).
@@ -49,7 +59,7 @@ func (q *queue) bind(ctx context.Context) error {
 // still scaling up to the consumer's replicas it waits, as long as ctx
 // allows.
 func (q *queue) create(ctx context.Context) (jetstream.Consumer, error) {
-	cfg := q.topo.RunnerConsumerConfig(q.typ, q.ackWait)
+	cfg := q.topo.PriorityRunnerConsumerConfig(q.prio, q.typ, q.ackWait)
 	return jobs.CreateOrUpdateConsumer(ctx, q.js, cfg, func() {
 		q.log.Info("waiting for the stream to scale up to the consumer's replicas", "consumer", q.name(), "replicas", cfg.Replicas)
 	})

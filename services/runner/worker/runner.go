@@ -14,7 +14,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/jobwire/jobwire/internal/backoff"
 	"github.com/jobwire/jobwire/shared/jobs"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -76,17 +75,15 @@ type Runner struct {
 	nc     *nats.Conn
 	js     jetstream.JetStream
 	events jetstream.Stream
-	queues []*queue // the consumer of each type served, by name
+	queues []*queue // the consumers of each type served (one per priority), by name
 	log    *slog.Logger
 	tracer trace.Tracer // nil: tracing is off
 	// spanNames are the attempt spans' names by type (with tracing on).
 	spanNames map[string]string
 
-	// share is the most slots one queue takes for a waiting fetch, and
-	// fetchWait how long that fetch waits for jobs (see fetchRound). A
-	// fetch outlives Run's context (see queue.fetch), so this is also how
-	// much longer stopping may take.
-	share     int
+	// fetchWait is how long a waiting fetch waits for a job (see
+	// scheduler). A fetch outlives Run's context (see queue.fetch), so this
+	// is also how much longer stopping may take.
 	fetchWait time.Duration
 
 	mu      sync.Mutex
@@ -97,7 +94,7 @@ type Runner struct {
 
 // New checks the job types (a duplicate is an error), creates the streams
 // if they are missing (or, with CheckTopology, checks them), creates the
-// consumer of each type if it is missing, and registers the types so
+// consumers of each type (one per priority) if they are missing, and registers the types so
 // gateways accept jobs of them.
 func New(ctx context.Context, nc *nats.Conn, cfg Config, types ...JobType) (*Runner, error) {
 	cfg = cfg.withDefaults()
@@ -120,13 +117,16 @@ func New(ctx context.Context, nc *nats.Conn, cfg Config, types ...JobType) (*Run
 	var queues []*queue
 	heartbeatFor := cfg.AckWait
 	for _, name := range reg.names() {
-		q := &queue{typ: name, ackWait: cfg.AckWait, topo: cfg.Topology, js: js, log: cfg.Logger}
-		if err := q.bind(ctx); err != nil {
-			return nil, err
+		for _, p := range jobs.Priorities {
+			q := &queue{typ: name, prio: p, ackWait: cfg.AckWait, topo: cfg.Topology, js: js, log: cfg.Logger}
+			q.warn.Log = cfg.Logger
+			if err := q.bind(ctx); err != nil {
+				return nil, err
+			}
+			// Heartbeats must fit the shortest ack wait of the consumers.
+			heartbeatFor = min(heartbeatFor, q.ackWait)
+			queues = append(queues, q)
 		}
-		// Heartbeats must fit the shortest ack wait of the consumers.
-		heartbeatFor = min(heartbeatFor, q.ackWait)
-		queues = append(queues, q)
 	}
 	cfg.AckWait = heartbeatFor
 	for _, t := range reg {
@@ -141,23 +141,12 @@ func New(ctx context.Context, nc *nats.Conn, cfg Config, types ...JobType) (*Run
 	}
 	r := &Runner{
 		cfg: cfg, reg: reg, nc: nc, js: js, events: streams.Events, queues: queues, log: cfg.Logger, tracer: newTracer(cfg.TracerProvider),
-		running: map[string]context.CancelCauseFunc{},
-		share:   cfg.Concurrency, fetchWait: 2 * time.Second,
-		metrics: newRunnerMetrics(reg.names(), cfg.Concurrency, js, streams.Events),
+		running:   map[string]context.CancelCauseFunc{},
+		fetchWait: 2 * time.Second,
+		metrics:   newRunnerMetrics(reg.names(), cfg.Concurrency, js, streams.Events),
 	}
 	if r.tracer != nil {
 		r.spanNames = spanNames(reg)
-	}
-	if len(queues) > 1 {
-		// Each type keeps one request for a job waiting, holding one
-		// slot; a type with jobs takes every other free slot at once.
-		r.share = 1
-	}
-	if len(queues) > cfg.Concurrency {
-		// Types take turns waiting: shorter turns.
-		r.fetchWait = time.Second
-		r.log.Warn("this runner serves more job types than it runs jobs at once: a type may wait up to a second per turn for a free slot",
-			"types", len(queues), "concurrency", cfg.Concurrency)
 	}
 	return r, nil
 }
@@ -166,11 +155,7 @@ var errShutdown = errors.New("runner shutting down")
 
 // typeNames lists the job types r serves.
 func (r *Runner) typeNames() []string {
-	names := make([]string, len(r.queues))
-	for i, q := range r.queues {
-		names[i] = q.typ
-	}
-	return names
+	return r.reg.names()
 }
 
 // Run fetches and runs jobs until ctx is cancelled. Then it stops
@@ -210,11 +195,7 @@ func (r *Runner) Run(ctx context.Context) error {
 			r.process(jobCtx, msg)
 		})
 	}
-	var fetchers sync.WaitGroup
-	for _, q := range r.queues {
-		fetchers.Go(func() { r.consume(ctx, q, slots, start) })
-	}
-	fetchers.Wait()
+	newScheduler(r, slots, start).run(ctx)
 
 	done := make(chan struct{})
 	go func() { jobsRunning.Wait(); close(done) }()
@@ -226,60 +207,6 @@ func (r *Runner) Run(ctx context.Context) error {
 		<-done
 	}
 	return nil
-}
-
-// consume fetches q's jobs and starts each on a slot, until ctx ends.
-// When fetching fails it waits longer after each failure (100ms doubling
-// up to 30s, with jitter), logs a repeating failure once a minute, and
-// creates the consumer again if it is gone.
-func (r *Runner) consume(ctx context.Context, q *queue, slots chan struct{}, start func(jetstream.Msg)) {
-	wait := backoff.Backoff{Base: 100 * time.Millisecond, Max: 30 * time.Second}
-	warn := backoff.Warner{Log: r.log}
-	for ctx.Err() == nil {
-		err := r.fetchRound(ctx, q, slots, start)
-		if err == nil || ctx.Err() != nil {
-			wait.Reset()
-			continue
-		}
-		warn.Warn("fetching jobs failed", err, "consumer", q.name(), "failures", wait.Failures()+1)
-		if !wait.Wait(ctx) {
-			return
-		}
-		if err := q.ensure(ctx); err != nil && ctx.Err() == nil {
-			warn.Warn("cannot check or create the job type's consumer", err, "consumer", q.name())
-		}
-	}
-}
-
-// fetchRound waits for q's next jobs with up to r.share free slots, then,
-// as long as q fills every batch, takes more without waiting for as many
-// slots as are free. Slots no job came for are given back.
-func (r *Runner) fetchRound(ctx context.Context, q *queue, slots chan struct{}, start func(jetstream.Msg)) error {
-	n, ok := reserve(ctx, slots, r.share)
-	if !ok {
-		return nil
-	}
-	got, err := q.fetch(ctx, n, r.fetchWait, start)
-	unreserve(slots, n-got)
-	for err == nil && got == n && ctx.Err() == nil {
-		if n = reserveFree(slots, cap(slots)); n == 0 {
-			return nil
-		}
-		got, err = q.fetch(ctx, n, 0, start)
-		unreserve(slots, n-got)
-	}
-	return err
-}
-
-// reserve blocks until at least one slot is free, then takes every free
-// slot, up to most.
-func reserve(ctx context.Context, slots chan struct{}, most int) (int, bool) {
-	select {
-	case slots <- struct{}{}:
-	case <-ctx.Done():
-		return 0, false
-	}
-	return 1 + reserveFree(slots, most-1), true
 }
 
 // reserveFree takes the free slots, up to most, without waiting.
