@@ -91,6 +91,10 @@ func MultiLast(ctx context.Context, nc *nats.Conn, stream string, subjects []str
 	return err
 }
 
+// maxDirectAnswer is the most messages one direct get answers with: up to
+// 1,024 messages and the end of the batch.
+const maxDirectAnswer = 1024 + 1
+
 // DirectBatch sends a batched direct get (req, a JSApiMsgGetRequest with
 // batch or multi_last) to stream and hands each message of the answer to
 // fn. more is true when the stream holds more matching messages after the
@@ -102,8 +106,13 @@ func DirectBatch(ctx context.Context, nc *nats.Conn, stream string, req any, fn 
 	if err != nil {
 		return false, err
 	}
+	// The answer comes to an inbox of its own, into a channel that holds
+	// a whole answer (a direct get sends at most 1,024 messages and its
+	// end): a synchronous subscription would allocate nats.go's default
+	// 64k-message channel, per request.
 	inbox := nc.NewInbox()
-	sub, err := nc.SubscribeSync(inbox)
+	answers := make(chan *nats.Msg, maxDirectAnswer)
+	sub, err := nc.ChanSubscribe(inbox, answers)
 	if err != nil {
 		return false, err
 	}
@@ -112,9 +121,11 @@ func DirectBatch(ctx context.Context, nc *nats.Conn, stream string, req any, fn 
 		return false, err
 	}
 	for {
-		m, err := sub.NextMsgWithContext(ctx)
-		if err != nil {
-			return false, err
+		var m *nats.Msg
+		select {
+		case m = <-answers:
+		case <-ctx.Done():
+			return false, ctx.Err()
 		}
 		switch status := m.Header.Get("Status"); status {
 		case "": // a message

@@ -110,9 +110,6 @@ func QueueFilter(typ string) string { return "jobwire.queue." + typ + ".*" }
 // message of these subjects.
 func JobSubjects(id string) string { return "jobwire.*.*." + id }
 
-// RequestSubjects matches job id's request, whatever its type.
-func RequestSubjects(id string) string { return "jobwire.queue.*." + id }
-
 // EndSubject is where job id's end record is stored (RecordsStream).
 func EndSubject(id string) string { return "jobwire.ends." + id }
 

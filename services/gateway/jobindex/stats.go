@@ -113,33 +113,44 @@ func (r *Reader) Stats(ctx context.Context, scope jobs.ListScope, types []string
 	return out, nil
 }
 
-// Queue reads type typ's queue from its runners' consumer: two requests.
-// A type no runner has served yet has no consumer: nil.
+// Queue reads type typ's queue from its runners' consumers, one per
+// priority: two requests each. A type no runner has served yet has no
+// consumer: nil.
 func (r *Reader) Queue(ctx context.Context, typ string, now time.Time) (*QueueStats, error) {
-	cons, err := r.streams.Events.Consumer(ctx, jobs.ConsumerName(typ))
-	if errors.Is(err, jetstream.ErrConsumerNotFound) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	info := cons.CachedInfo()
-	q := &QueueStats{Waiting: info.NumPending, InFlight: info.NumAckPending}
-	if info.NumPending == 0 {
-		return q, nil
-	}
-	_, err = jobs.DirectBatch(ctx, r.nc, jobs.Stream, struct {
-		Seq     uint64 `json:"seq"`
-		NextFor string `json:"next_by_subj"`
-		Batch   int    `json:"batch"`
-	}{info.Delivered.Stream + 1, jobs.QueueFilter(typ), 1}, func(m jobs.StoredEvent) bool {
-		var head struct {
-			CreatedAt time.Time `json:"created_at"`
+	var q *QueueStats
+	for _, p := range jobs.Priorities {
+		cons, err := r.streams.Events.Consumer(ctx, jobs.PriorityConsumerName(p, typ))
+		if errors.Is(err, jetstream.ErrConsumerNotFound) {
+			continue
 		}
-		if json.Unmarshal(m.Data, &head) == nil && !head.CreatedAt.IsZero() {
-			q.OldestAgeSeconds = max(now.Sub(head.CreatedAt).Seconds(), 0)
+		if err != nil {
+			return nil, err
 		}
-		return false
-	})
-	return q, err
+		if q == nil {
+			q = &QueueStats{}
+		}
+		info := cons.CachedInfo()
+		q.Waiting += info.NumPending
+		q.InFlight += info.NumAckPending
+		if info.NumPending == 0 {
+			continue
+		}
+		_, err = jobs.DirectBatch(ctx, r.nc, jobs.Stream, struct {
+			Seq     uint64 `json:"seq"`
+			NextFor string `json:"next_by_subj"`
+			Batch   int    `json:"batch"`
+		}{info.Delivered.Stream + 1, jobs.PriorityQueueFilter(p, typ), 1}, func(m jobs.StoredEvent) bool {
+			var head struct {
+				CreatedAt time.Time `json:"created_at"`
+			}
+			if json.Unmarshal(m.Data, &head) == nil && !head.CreatedAt.IsZero() {
+				q.OldestAgeSeconds = max(q.OldestAgeSeconds, now.Sub(head.CreatedAt).Seconds())
+			}
+			return false
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	return q, nil
 }

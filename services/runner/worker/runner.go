@@ -135,7 +135,7 @@ func New(ctx context.Context, nc *nats.Conn, cfg Config, types ...JobType) (*Run
 			return nil, err
 		}
 		b, _ := json.Marshal(info)
-		if _, err := streams.Types.Put(ctx, t.Name, b); err != nil {
+		if err := register(ctx, streams.Types, t.Name, b); err != nil {
 			return nil, fmt.Errorf("register job type %s: %w", t.Name, err)
 		}
 	}
@@ -152,6 +152,25 @@ func New(ctx context.Context, nc *nats.Conn, cfg Config, types ...JobType) (*Run
 }
 
 var errShutdown = errors.New("runner shutting down")
+
+// registerAttempt bounds one write of a job type's registration. A write
+// made while the bucket's stream moves to more replicas (JETSTREAM_REPLICAS
+// raised) can go unanswered; written again, it lands (a put is
+// idempotent).
+const registerAttempt = 5 * time.Second
+
+// register stores a job type's registration, trying again after a write
+// that went unanswered, as long as ctx allows.
+func register(ctx context.Context, kv jetstream.KeyValue, name string, value []byte) error {
+	for {
+		actx, cancel := context.WithTimeout(ctx, registerAttempt)
+		_, err := kv.Put(actx, name, value)
+		cancel()
+		if err == nil || ctx.Err() != nil || !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, nats.ErrNoResponders) {
+			return err
+		}
+	}
+}
 
 // typeNames lists the job types r serves.
 func (r *Runner) typeNames() []string {
