@@ -230,7 +230,9 @@ func (t Topology) IndexerConsumerConfig() jetstream.ConsumerConfig {
 // separated) and RunnerConcurrencyKey (jobs it runs at once, shared
 // between those types).
 const (
-	RunnerService        = "jobwire-runner"
+	RunnerService = "jobwire-runner"
+	// RunnerInfoSubject asks every runner who it is ($SRV.INFO.<service>).
+	RunnerInfoSubject    = "$SRV.INFO." + RunnerService
 	RunnerTypesKey       = "types"
 	RunnerConcurrencyKey = "concurrency"
 )

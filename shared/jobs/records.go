@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -114,7 +113,7 @@ func ReadRequest(ctx context.Context, stream jetstream.Stream, id string) (Reque
 		return Request{}, err
 	}
 	m, err := firstMsg(ctx, stream, JobSubjects(id))
-	if err == nil && strings.HasPrefix(m.Subject, "jobwire.events.") {
+	if err == nil && !IsRequestSubject(m.Subject) {
 		err = jetstream.ErrMsgNotFound // the job's first message is an event: its request aged out
 	}
 	if errors.Is(err, jetstream.ErrMsgNotFound) {

@@ -97,6 +97,13 @@ func PriorityQueueSubject(p int, typ, id string) string { return queueToken(p) +
 // PriorityQueueFilter matches the requests of type typ at priority p.
 func PriorityQueueFilter(p int, typ string) string { return queueToken(p) + typ + ".*" }
 
+// IsRequestSubject reports whether subject is one a job's request is
+// stored on (a queue of any priority, or jobwire.sched), not an event's.
+func IsRequestSubject(subject string) bool {
+	_, _, ok := JobOfSubject(subject)
+	return ok && !strings.HasPrefix(subject, "jobwire.events.")
+}
+
 // SchedSubject is where a delayed job's first message ("scheduled") is
 // stored at submit; its request follows on its queue subject when due.
 func SchedSubject(typ, id string) string { return "jobwire.sched." + typ + "." + id }

@@ -415,7 +415,6 @@ func TestBrowserJobsListUpdatesLive(t *testing.T) {
 	t.Parallel()
 	ctx := newBrowser(t)
 	sys := testsys.Start(t)
-	sys.Do(t, "GET", "/api/jobs", "", "", nil, nil) // the session cookie, for the page to share
 	shareSession(t, ctx, sys)
 
 	navigate(t, ctx, sys.URL+"/")

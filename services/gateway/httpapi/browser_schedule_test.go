@@ -133,7 +133,6 @@ func TestBrowserQueueDelayedJob(t *testing.T) {
 	t.Parallel()
 	ctx := newBrowser(t)
 	sys := testsys.Start(t)
-	sys.Do(t, "GET", "/api/jobs", "", "", nil, nil) // the session cookie, for the page to share
 	shareSession(t, ctx, sys)
 
 	navigate(t, ctx, sys.URL+"/")
@@ -191,7 +190,6 @@ func TestBrowserQueueHighPriority(t *testing.T) {
 	t.Parallel()
 	ctx := newBrowser(t)
 	sys := testsys.Start(t)
-	sys.Do(t, "GET", "/api/jobs", "", "", nil, nil) // the session cookie, for the page to share
 	shareSession(t, ctx, sys)
 
 	navigate(t, ctx, sys.URL+"/")
@@ -346,7 +344,6 @@ func TestBrowserSchedules(t *testing.T) {
 	t.Parallel()
 	ctx := newBrowser(t)
 	sys := testsys.Start(t)
-	sys.Do(t, "GET", "/api/jobs", "", "", nil, nil) // the session cookie, for the page to share
 	shareSession(t, ctx, sys)
 
 	navigate(t, ctx, sys.URL+"/schedules")

@@ -547,6 +547,9 @@ func (p *cutProxy) setDown(down bool) {
 func shareSession(t *testing.T, ctx context.Context, sys *testsys.System) {
 	t.Helper()
 	u, _ := url.Parse(sys.URL)
+	if len(sys.HTTPClient().Jar.Cookies(u)) == 0 {
+		sys.Do(t, "GET", "/api/jobs", "", "", nil, nil) // the caller's first request makes its session
+	}
 	for _, c := range sys.HTTPClient().Jar.Cookies(u) {
 		httpOnly := true
 		if _, err := chromedp.Call(ctx, network.SetCookie, network.SetCookieParams{

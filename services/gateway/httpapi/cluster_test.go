@@ -481,7 +481,7 @@ func TestClusterTimersSurviveALeaderDying(t *testing.T) {
 	start := time.Now()
 	leader := c.StreamLeader(sys.JS, jobs.TimersStream)
 	c.Stop(leader)
-	time.Sleep(3 * time.Second) // bounded: the cluster elects a new leader meanwhile
+	time.Sleep(3 * time.Second) // the node stays down this long: delayed jobs fall due and the schedule fires meanwhile
 	c.Start(leader)
 	for _, id := range delayed {
 		done := sys.WaitStatus(t, id, jobs.StatusSucceeded, 60*time.Second)

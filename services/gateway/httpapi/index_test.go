@@ -48,12 +48,12 @@ func TestStatsCountOwnJobs(t *testing.T) {
 	for range 2 {
 		alice.WaitStatus(t, alice.Submit(t, "demo", `{"steps":1,"step_ms":0}`).ID, jobs.StatusSucceeded, 20*time.Second)
 	}
-	failing := alice.Submit(t, "demo", `{"steps":1000,"step_ms":10}`)
-	alice.WaitStatus(t, failing.ID, jobs.StatusRunning, 20*time.Second)
-	if code, _ := alice.Cancel(t, failing.ID, ""); code != http.StatusAccepted {
+	long := alice.Submit(t, "demo", `{"steps":1000,"step_ms":10}`)
+	alice.WaitStatus(t, long.ID, jobs.StatusRunning, 20*time.Second)
+	if code, _ := alice.Cancel(t, long.ID, ""); code != http.StatusAccepted {
 		t.Fatalf("cancel: %d", code)
 	}
-	alice.WaitStatus(t, failing.ID, jobs.StatusCanceled, 20*time.Second)
+	alice.WaitStatus(t, long.ID, jobs.StatusCanceled, 20*time.Second)
 	bob.WaitStatus(t, bob.Submit(t, "demo", `{"steps":1,"step_ms":0}`).ID, jobs.StatusSucceeded, 20*time.Second)
 
 	mine := stats(t, alice, "alice's 2 succeeded and 1 canceled", func(s jobops.Stats) bool {

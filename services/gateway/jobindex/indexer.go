@@ -16,7 +16,6 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/jobwire/jobwire/internal/consumeloop"
@@ -50,13 +49,12 @@ func (ix *Indexer) Metrics() prometheus.Collector { return ix.metrics.all }
 
 // Run indexes until ctx ends (see consumeloop: each job's messages on
 // the same worker, in order; the consumer looked up again if it goes away).
-func (ix *Indexer) Run(ctx context.Context) error {
+func (ix *Indexer) Run(ctx context.Context) {
 	consumeloop.Loop{
 		JS: ix.js, Stream: jobs.Stream, Consumer: ix.cons, Name: jobs.IndexerConsumer, Workers: ix.workers, Log: ix.log,
 		Route:  ix.route,
 		Handle: ix.apply,
 	}.Run(ctx)
-	return nil
 }
 
 // positions are a new job's positions in its lists, asked for as its
@@ -72,8 +70,8 @@ type positions struct {
 // route sends each job's messages to the same worker, and asks for a new
 // job's positions in stream order (see positions).
 func (ix *Indexer) route(m jetstream.Msg) (string, any) {
-	_, id, ok := jobs.JobOfSubject(m.Subject())
-	if !ok || strings.HasPrefix(m.Subject(), "jobwire.events.") {
+	_, id, _ := jobs.JobOfSubject(m.Subject())
+	if !jobs.IsRequestSubject(m.Subject()) {
 		return id, nil
 	}
 	var head struct {
@@ -136,7 +134,7 @@ func (ix *Indexer) apply(ctx context.Context, m jetstream.Msg, routed any) {
 		return
 	}
 	ev.Type = typ
-	if strings.HasPrefix(m.Subject(), "jobwire.events.") {
+	if !jobs.IsRequestSubject(m.Subject()) {
 		// Only a request names a job's owner (only the gateway writes
 		// requests): a job first seen through another event waits for its
 		// request, and after a few tries is listed for admins only.

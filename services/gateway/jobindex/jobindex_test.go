@@ -50,11 +50,7 @@ func setup(t *testing.T) *bundle {
 		ctx, cancel := context.WithCancel(context.Background())
 		stop = cancel
 		ix := jobindex.New(js, streams, slog.New(slog.DiscardHandler))
-		wg.Go(func() {
-			if err := ix.Run(ctx); err != nil {
-				t.Error(err)
-			}
-		})
+		wg.Go(func() { ix.Run(ctx) })
 	}
 	b.stopIndexer = func() {
 		stop()

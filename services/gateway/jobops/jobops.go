@@ -67,11 +67,7 @@ func New(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, streams *jo
 		stop: stop,
 	}
 	if !cfg.NoIndexer {
-		s.bg.Go(func() {
-			if err := s.indexer.Run(bg); err != nil {
-				log.Error("the job index is not kept by this gateway", "err", err)
-			}
-		})
+		s.bg.Go(func() { s.indexer.Run(bg) })
 	}
 	s.bg.Go(func() { s.runTimers(bg) })
 	return s, nil

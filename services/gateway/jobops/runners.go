@@ -34,7 +34,7 @@ func (s *Service) runners(ctx context.Context) map[string]jobindex.RunnerStats {
 		return out
 	}
 	defer func() { _ = sub.Unsubscribe() }()
-	if err := s.nc.PublishRequest("$SRV.INFO."+jobs.RunnerService, inbox, nil); err != nil {
+	if err := s.nc.PublishRequest(jobs.RunnerInfoSubject, inbox, nil); err != nil {
 		return out
 	}
 	quiet := time.NewTimer(runnerWait)

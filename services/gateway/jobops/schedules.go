@@ -153,7 +153,7 @@ func (s *Service) CreateSchedule(ctx context.Context, who Caller, req ScheduleRe
 	if err := s.storeScheduleDef(ctx, def); err != nil {
 		return Schedule{}, unavailable(err)
 	}
-	return s.shown(def), nil
+	return shown(def), nil
 }
 
 // armSchedule stores def's message schedule. The server checks it again
@@ -188,7 +188,7 @@ func (s *Service) storeScheduleDef(ctx context.Context, def scheduleDef) error {
 }
 
 // shown is def as its owner sees it.
-func (s *Service) shown(def scheduleDef) Schedule {
+func shown(def scheduleDef) Schedule {
 	sc := def.Schedule
 	sc.NextRunAt = nextRun(sc, time.Now())
 	return sc
@@ -220,7 +220,7 @@ func (s *Service) GetSchedule(ctx context.Context, who Caller, id string) (Sched
 	if err != nil {
 		return Schedule{}, err
 	}
-	return s.shown(def), nil
+	return shown(def), nil
 }
 
 // ListSchedules lists who's schedules (an admin's: everyone's), oldest
@@ -234,7 +234,7 @@ func (s *Service) ListSchedules(ctx context.Context, who Caller) ([]Schedule, er
 	err := jobs.MultiLast(ctx, s.nc, jobs.TimersStream, []string{filter}, func(m jobs.StoredEvent) {
 		var def scheduleDef
 		if json.Unmarshal(m.Data, &def) == nil && who.CanSee(def.Owner) && len(list) < maxSchedulesListed {
-			list = append(list, s.shown(def))
+			list = append(list, shown(def))
 		}
 	})
 	if err != nil {
@@ -252,7 +252,7 @@ func (s *Service) PauseSchedule(ctx context.Context, who Caller, id string, paus
 		return Schedule{}, err
 	}
 	if def.Paused == paused {
-		return s.shown(def), nil
+		return shown(def), nil
 	}
 	if paused {
 		if err := s.disarmSchedule(ctx, id); err != nil {
@@ -265,7 +265,7 @@ func (s *Service) PauseSchedule(ctx context.Context, who Caller, id string, paus
 	if err := s.storeScheduleDef(ctx, def); err != nil {
 		return Schedule{}, unavailable(err)
 	}
-	return s.shown(def), nil
+	return shown(def), nil
 }
 
 // DeleteSchedule removes schedule id: no more firings, no definition.

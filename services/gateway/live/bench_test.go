@@ -31,7 +31,7 @@ func BenchmarkFanOut(b *testing.B) {
 				seq++
 				ev.Seq = seq
 				data, _ := json.Marshal(ev) // made by the runner, not the gateway
-				m, ok := eventMsg(subject, data, benchFrame)
+				m, ok := eventMsg(subject, data, benchFrame, false)
 				if !ok {
 					b.Fatal("bad event")
 				}

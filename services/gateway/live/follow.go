@@ -98,7 +98,7 @@ func (n *Node) catchUp(ctx context.Context, who jobops.Caller, box *outbox, id s
 	if err != nil {
 		return err
 	}
-	last, ok := eventMsg(jobs.ProgressSubject(id), job.Data, n.frame)
+	last, ok := eventMsg(jobs.ProgressSubject(id), job.Data, n.frame, false)
 	if !ok {
 		return ErrStateDamaged
 	}
@@ -169,7 +169,7 @@ func (n *Node) replay(ctx context.Context, box *outbox, id string, afterSeq, fro
 			return reached, next, queued, unavailable(err)
 		}
 		next = m.StreamSeq + 1
-		ev, ok := eventMsg(m.Subject, m.Data, n.frame)
+		ev, ok := eventMsg(m.Subject, m.Data, n.frame, false)
 		if !ok {
 			continue
 		}

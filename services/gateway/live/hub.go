@@ -137,7 +137,8 @@ func (n *Node) dispatch(ch chan *nats.Msg) {
 		case <-n.stop:
 			return
 		}
-		out, ok := eventMsg(m.Subject, m.Data, n.frame)
+		feed := m.Sub != nil && m.Sub.Subject == jobs.AllProgress // the "every job" feed
+		out, ok := eventMsg(m.Subject, m.Data, n.frame, feed)
 		if !ok {
 			n.log.Warn("dropping a malformed event", "subject", m.Subject)
 			continue
@@ -146,8 +147,8 @@ func (n *Node) dispatch(ch chan *nats.Msg) {
 		out.live = true
 		n.metrics.received.Inc()
 		key := out.jobID
-		if m.Sub != nil && m.Sub.Subject == jobs.AllProgress {
-			key = jobs.AllProgress // the "every job" feed
+		if feed {
+			key = jobs.AllProgress
 		}
 		n.mu.RLock()
 		if t := n.topics[key]; t != nil {
@@ -163,7 +164,10 @@ func (n *Node) dispatch(ch chan *nats.Msg) {
 }
 
 // eventMsg prepares a stored event for every watcher at once.
-func eventMsg(subject string, data []byte, frame FrameFunc) (Msg, bool) {
+// The job's owner is read only for the feed of every job (withOwner),
+// which watch_mine narrows to one owner's jobs: other events need no
+// owner, and reading it would cost a string per event.
+func eventMsg(subject string, data []byte, frame FrameFunc, withOwner bool) (Msg, bool) {
 	id, ok := jobs.IDFromProgressSubject(subject) // live
 	if !ok {
 		id, ok = jobs.IDFromEventSubject(subject) // read from the stream
@@ -172,15 +176,18 @@ func eventMsg(subject string, data []byte, frame FrameFunc) (Msg, bool) {
 		return Msg{}, false
 	}
 	var head struct {
-		JobID  string      `json:"job_id"`
-		Owner  string      `json:"owner"`
-		Seq    uint64      `json:"seq"`
-		Status jobs.Status `json:"status"`
-		Time   time.Time   `json:"time"`
+		eventHead
+		Owner string `json:"owner"`
+	}
+	var err error
+	if withOwner {
+		err = json.Unmarshal(data, &head)
+	} else {
+		err = json.Unmarshal(data, &head.eventHead)
 	}
 	// An event on another job's subject (a consumer someone pointed at
 	// the wrong deliver subject) is dropped, never shown as this job's.
-	if err := json.Unmarshal(data, &head); err != nil || head.Seq == 0 || head.JobID != id {
+	if err != nil || head.Seq == 0 || head.JobID != id {
 		return Msg{}, false
 	}
 	m := Msg{jobID: id, owner: head.Owner, seq: head.Seq, raw: data, terminal: head.Status.Terminal(), stamped: head.Time.UnixNano()}
@@ -188,6 +195,14 @@ func eventMsg(subject string, data []byte, frame FrameFunc) (Msg, bool) {
 		m.frame = frame(id, data, false)
 	}
 	return m, true
+}
+
+// eventHead is what the node reads of every event.
+type eventHead struct {
+	JobID  string      `json:"job_id"`
+	Seq    uint64      `json:"seq"`
+	Status jobs.Status `json:"status"`
+	Time   time.Time   `json:"time"`
 }
 
 // join registers a watcher; it returns false when the node is closing.
