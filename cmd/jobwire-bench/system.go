@@ -62,7 +62,7 @@ func newLauncher(ctx context.Context, cfg config, log func(string, ...any)) (*la
 				return nil, err
 			}
 		}
-		l.shared = &system{URL: strings.TrimSuffix(cfg.URL, "/"), NATSURL: cfg.NATSURL, Token: token, PID: cfg.GatewayPID}
+		l.shared = &system{URL: strings.TrimSuffix(cfg.URL, "/"), NATSURL: cfg.NATSURL, Token: token, PID: cfg.GatewayPID, secret: cfg.JWTSecret}
 		return l, nil
 	}
 	tmp, err := os.MkdirTemp("", "jobwire-bench-")
