@@ -113,19 +113,26 @@ type indexRunner struct {
 }
 
 func measureIndex(ctx context.Context, cfg config, l *launcher, logf func(string, ...any)) (*indexResult, error) {
-	if cfg.external() {
-		return nil, errSkipped("index: it seeds jobs and starts gateways with JOB_INDEXER=false; only with a gateway the tool starts")
+	if cfg.external() && cfg.JWTSecret == "" {
+		return nil, errSkipped("index: with --url it needs --jwt-secret (it signs a token per owner)")
 	}
 	res := &indexResult{Jobs: cfg.IndexJobs, Owners: cfg.IndexOwners}
 	if err := func() error {
-		sys, err := l.start(ctx, nil)
+		sys, release, err := l.system(ctx)
 		if err != nil {
 			return err
 		}
-		defer sys.stop()
+		defer release()
 		return indexLists(ctx, cfg, sys, res, logf)
 	}(); err != nil {
 		return res, err
+	}
+	if cfg.external() {
+		// A running system (say, NATS in a process of its own) is measured
+		// as it is: the runner-path comparison starts gateways with and
+		// without the indexer, which only the tool's own can do.
+		logf("index: the runner path with and without the indexer needs gateways the tool starts; skipped with --url")
+		return res, nil
 	}
 	var err error
 	res.Runner, err = indexRunnerPath(ctx, cfg, l, logf)
@@ -466,12 +473,8 @@ func (pm *pageMeter) measure(ctx context.Context, name string, status jobs.Statu
 	if status != "" {
 		q += "&status=" + string(status)
 	}
-	pc := pageCase{Name: name, Query: "GET /api/jobs?" + q, Admin: admin, Requests: cfg.IndexRequests, Clients: cfg.IndexClients, MaxPerPage: 4}
-	if status != "" {
-		// One request for the last position, then per window of limit
-		// positions one for the entries and two (at once) for the jobs.
-		pc.MaxPerPage = 1 + 3*jobindex.Examined(indexLimit)/indexLimit
-	}
+	pc := pageCase{Name: name, Query: "GET /api/jobs?" + q, Admin: admin, Requests: cfg.IndexRequests, Clients: cfg.IndexClients,
+		MaxPerPage: jobindex.MaxRequests(jobindex.PageQuery{Limit: indexLimit, Status: status})}
 	if pm.tokens == nil {
 		for o := range pm.seed.owners {
 			t, err := mintTokenFor(pm.sys.secret, benchOwnerSub(o), false)

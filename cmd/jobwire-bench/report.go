@@ -9,6 +9,8 @@ import (
 	"os"
 	"slices"
 	"strings"
+
+	"github.com/jobwire/jobwire/services/gateway/jobindex"
 )
 
 // report is everything a run measured.
@@ -341,7 +343,7 @@ func indexRows(x *indexResult) ([]row, []target) {
 		targets = append(targets,
 			boundGoal(16, "list page p99 (owner, status filter), ms", filtered.HTTP.P99MS, false, 20, fmt.Sprintf("p99 %s ms (%s) %s", msf(filtered.HTTP.P99MS), filtered.Name, at)),
 			boundGoal(16, "NATS requests per page (status filter): 1 + 3 × windows", filtered.RequestsPerPage, false, float64(filtered.MaxPerPage),
-				fmt.Sprintf("%.2f (%s) %s: bounded by the %d positions a page examines", filtered.RequestsPerPage, filtered.Name, at, (filtered.MaxPerPage-1)/3*indexLimit)))
+				fmt.Sprintf("%.2f (%s) %s: bounded by the %d positions a page examines", filtered.RequestsPerPage, filtered.Name, at, jobindex.Examined(indexLimit))))
 	}
 	if rn := x.Runner; rn != nil && rn.OffJobsPerSec > 0 {
 		rows = append(rows, row{"runner: no-op jobs end to end, indexer on vs off",

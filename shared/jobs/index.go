@@ -18,8 +18,9 @@ import (
 // CountsStream, 1, 2, 3 … in the order the indexer first sees the jobs),
 // and the number of jobs in each status is counted per type, per owner and
 // for everyone. A page of a list is the entries at some positions, read
-// in one request however many jobs are stored. The index holds no job's
-// status: a list reads each listed job's last event from Stream.
+// in one request however many jobs are stored. An entry holds its job's
+// final event once the job has ended; a list reads the last event of a job
+// not ended yet from Stream.
 const (
 	// IndexStream keeps the lists (IndexAllSubject, IndexOwnerSubject)
 	// and the indexer's record of each job (IndexStateSubject): one
@@ -129,6 +130,11 @@ type IndexEntry struct {
 	ID        string    `json:"id"`
 	Type      string    `json:"type"`
 	CreatedAt time.Time `json:"created_at"`
+	// Final is the job's final event (succeeded, failed, canceled), once
+	// the indexer has seen it, and Status that event's status; both
+	// absent while the job has not ended.
+	Final  json.RawMessage `json:"final,omitempty"`
+	Status Status          `json:"status,omitempty"`
 }
 
 // IndexState is the indexer's record of a job: the status it last counted

@@ -3,10 +3,12 @@
 // the number of jobs in each status. The indexer follows every message of
 // the jobs stream through a durable consumer that the gateways share, so
 // an update it misses (a gateway that dies halfway) comes again and is
-// applied then; every write it makes is idempotent. The index never holds
-// a job's status: a list reads each job's state from the jobs stream, so
-// it cannot show a wrong one. The reader reads a page of a list in a few
-// requests whatever the number of jobs stored.
+// applied then; every write it makes is idempotent. A list entry holds a
+// job's final event once the job has ended (a final event is never
+// replaced, so the entry cannot go wrong); a job not ended yet is read
+// from the jobs stream, so a list never shows a status the job has left.
+// The reader reads a page of a list in a few requests whatever the number
+// of jobs stored, and a page of ended jobs in two.
 package jobindex
 
 import (
@@ -108,8 +110,9 @@ type eventHead struct {
 	Time      time.Time   `json:"time"`
 	CreatedAt *time.Time  `json:"created_at"`
 
-	waitForRequest bool       // a job not indexed yet waits for its request
-	positions      *positions // asked for as its request was read, if it is one
+	waitForRequest bool            // a job not indexed yet waits for its request
+	positions      *positions      // asked for as its request was read, if it is one
+	data           json.RawMessage // the whole event, for the entries of an ended job
 }
 
 // maxWaitsForRequest is how often an event of a job not indexed yet is
@@ -134,6 +137,7 @@ func (ix *Indexer) apply(ctx context.Context, m jetstream.Msg, routed any) {
 		return
 	}
 	ev.Type = typ
+	ev.data = m.Data()
 	if !jobs.IsRequestSubject(m.Subject()) {
 		// Only a request names a job's owner (only the gateway writes
 		// requests): a job first seen through another event waits for its
@@ -180,7 +184,7 @@ func (ix *Indexer) index(ctx context.Context, ev eventHead) error {
 		case found && rec.Seq > ev.Seq:
 			return nil // a later event is counted already
 		case found && rec.Seq == ev.Seq:
-			return ix.effects(ctx, rec) // counted before, maybe not all written
+			return ix.effects(ctx, rec, ev.data) // counted before, maybe not all written
 		}
 		if !found && ev.waitForRequest {
 			return errNoRequestYet
@@ -209,7 +213,7 @@ func (ix *Indexer) index(ctx context.Context, ev eventHead) error {
 		if err != nil {
 			return err
 		}
-		return ix.effects(ctx, next)
+		return ix.effects(ctx, next, ev.data)
 	}
 	return fmt.Errorf("job %s: its record kept changing", ev.JobID)
 }
@@ -285,16 +289,23 @@ func counterMsg(subject, incr, msgID string) *nats.Msg {
 
 // effects writes what rec, once recorded, means: the status counters
 // moved from rec.Prev to rec.Status, a final status counted in its
-// minute, and for a job seen for the first time its list entries. Each
-// write carries a message id made of the job, its event and what it is:
-// written again (the event came again after a failure), it is dropped as
-// a duplicate.
-func (ix *Indexer) effects(ctx context.Context, rec jobs.IndexState) error {
+// minute, for a job seen for the first time its list entries, and for a
+// job that has ended (event, its final event) its entries again with that
+// event in them. Each counter update carries a message id made of the
+// job, its event and what it is: written again (the event came again
+// after a failure), it is dropped as a duplicate. Entries carry no
+// header (a direct get answers a message with headers much more slowly):
+// writing one again writes the same.
+func (ix *Indexer) effects(ctx context.Context, rec jobs.IndexState, event json.RawMessage) error {
 	var msgs []*nats.Msg
 	scopes := []jobs.ListScope{jobs.AllJobsScope}
 	positions := []uint64{rec.AllPos}
 	if rec.Owner != "" {
 		scopes, positions = append(scopes, jobs.OwnerScope(rec.Owner)), append(positions, rec.OwnerPos)
+	}
+	entry := jobs.IndexEntry{ID: rec.ID, Type: rec.Type, CreatedAt: rec.Created}
+	if rec.Status.Terminal() {
+		entry.Final, entry.Status = event, rec.Status
 	}
 	for i, scope := range scopes {
 		msgID := rec.ID + "." + strconv.FormatUint(rec.Seq, 10) + "." + strconv.Itoa(i) + "."
@@ -308,10 +319,9 @@ func (ix *Indexer) effects(ctx context.Context, rec jobs.IndexState) error {
 			minute := rec.Time.UTC().Truncate(time.Minute)
 			msgs = append(msgs, counterMsg(scope.MinuteCounter(rec.Type, minute, rec.Status), "+1", msgID+"min"))
 		}
-		if rec.Prev == "" && positions[i] > 0 { // the job's first record: its entries
+		if positions[i] > 0 && (rec.Prev == "" || entry.Final != nil) {
 			m := nats.NewMsg(scope.IndexSubject(positions[i]))
-			m.Data, _ = json.Marshal(jobs.IndexEntry{ID: rec.ID, Type: rec.Type, CreatedAt: rec.Created})
-			m.Header.Set(jetstream.MsgIDHeader, msgID+"entry")
+			m.Data, _ = json.Marshal(entry)
 			msgs = append(msgs, m)
 		}
 	}

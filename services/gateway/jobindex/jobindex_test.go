@@ -277,18 +277,7 @@ func TestIndexerAppliesEachChangeOnce(t *testing.T) {
 	}
 	b.streams.Indexer = cons
 	b.startIndexer()
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		info, err := cons.Info(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if info.NumPending == 0 && info.NumAckPending == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the indexer did not catch up: %+v", info)
-		}
-	}
+	b.waitIndexed(t)
 	b.waitCounted(t, jobs.OwnerScope("user:carol"), want)
 	ids, _ := b.all(t, jobindex.PageQuery{Scope: jobs.OwnerScope("user:carol"), Limit: 100})
 	if len(ids) != 10 {
@@ -298,26 +287,90 @@ func TestIndexerAppliesEachChangeOnce(t *testing.T) {
 	// holes, which lists skip.)
 }
 
+// waitIndexed waits until the indexer has applied every message stored.
+func (b *bundle) waitIndexed(t *testing.T) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		info, err := b.streams.Indexer.Info(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.NumPending == 0 && info.NumAckPending == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the indexer did not catch up: %+v", info)
+		}
+	}
+}
+
 // A page costs a few requests whatever the list holds: one for the list's
-// last position, then per window one for the entries, one for the jobs'
-// last messages and one for their end records.
+// last position and one for the entries, which hold the final events of
+// ended jobs; for jobs not ended yet one more for their last messages and
+// one for their end records.
 func TestPageRequests(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	for range 30 {
 		b.run(t, "user:dave", "demo", jobs.StatusSucceeded)
 	}
-	b.waitCounted(t, jobs.OwnerScope("user:dave"), map[string]map[jobs.Status]int64{"demo": {jobs.StatusQueued: 0, jobs.StatusRunning: 0, jobs.StatusSucceeded: 30, jobs.StatusFailed: 0, jobs.StatusCanceled: 0}})
-	for _, limit := range []int{5, 25} {
+	b.waitIndexed(t)
+	requests := func(q jobindex.PageQuery, want int) jobindex.Page {
+		t.Helper()
 		before := b.nc.Stats().OutMsgs
-		p, err := b.reader.Page(t.Context(), jobindex.PageQuery{Scope: jobs.OwnerScope("user:dave"), Limit: limit})
-		if err != nil || len(p.Jobs) != limit {
-			t.Fatalf("page of %d: %d jobs, %v", limit, len(p.Jobs), err)
+		p, err := b.reader.Page(t.Context(), q)
+		if err != nil {
+			t.Fatal(err)
 		}
-		if n := b.nc.Stats().OutMsgs - before; n != 4 {
-			t.Fatalf("a page of %d jobs took %d requests, want 4", limit, n)
+		if n := b.nc.Stats().OutMsgs - before; n != uint64(want) {
+			t.Fatalf("a page %+v took %d requests, want %d", q, n, want)
+		}
+		return p
+	}
+	for _, limit := range []int{5, 25} {
+		p := requests(jobindex.PageQuery{Scope: jobs.OwnerScope("user:dave"), Limit: limit}, 2)
+		if len(p.Jobs) != limit {
+			t.Fatalf("page of %d: %d jobs", limit, len(p.Jobs))
+		}
+		for _, ev := range p.Jobs {
+			if ev.Status != jobs.StatusSucceeded || ev.Kind != jobs.KindSucceeded || ev.Seq != 4 {
+				t.Fatalf("a listed job is not its final event: %+v", ev)
+			}
 		}
 	}
+	// A filtered page reads its 200 positions (limit 20) in one window.
+	requests(jobindex.PageQuery{Scope: jobs.OwnerScope("user:dave"), Limit: 20, Status: jobs.StatusFailed}, 2)
+
+	// Jobs not ended are read from the jobs stream.
+	running := b.run(t, "user:dave", "demo", jobs.StatusQueued)
+	b.waitIndexed(t)
+	p := requests(jobindex.PageQuery{Scope: jobs.OwnerScope("user:dave"), Limit: 5}, 4)
+	if p.Jobs[0].JobID != running.id || p.Jobs[0].Status != jobs.StatusQueued {
+		t.Fatalf("the newest job: %+v, want %s queued", p.Jobs[0], running.id)
+	}
+}
+
+// An entry that says less than the job's events (written late by an
+// indexer that lost a race, or by an older version) never shows a wrong
+// status: a job whose entry has no final event is read from its events.
+func TestStaleEntryShowsTheJobsState(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	done := b.run(t, "user:fay", "demo", jobs.StatusFailed)
+	b.waitIndexed(t)
+	b.stopIndexer()
+	entry, _ := json.Marshal(jobs.IndexEntry{ID: done.id, Type: "demo", CreatedAt: time.Now()})
+	if _, err := b.js.Publish(t.Context(), jobs.OwnerScope("user:fay").IndexSubject(1), entry); err != nil {
+		t.Fatal(err)
+	}
+	p, err := b.reader.Page(t.Context(), jobindex.PageQuery{Scope: jobs.OwnerScope("user:fay"), Limit: 10, Status: jobs.StatusFailed})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.Jobs) != 1 || p.Jobs[0].JobID != done.id || p.Jobs[0].Status != jobs.StatusFailed {
+		t.Fatalf("fay's failed jobs with a stale entry: %+v, want %s failed", p.Jobs, done.id)
+	}
+	b.startIndexer()
 }
 
 // A consumer deleted under a running indexer (by hand, or lost with the

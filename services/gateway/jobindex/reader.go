@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -47,11 +48,33 @@ type Page struct {
 // Next to go on from, so a page costs a bounded number of reads.
 func Examined(limit int) int { return min(max(10*limit, 200), 1000) }
 
+// window is how many positions one request of a page reads: the page's
+// limit, or for a filtered page more (up to 250, within Examined), so
+// that it examines its positions in a few requests.
+func window(q PageQuery) int {
+	if q.Status == "" && q.Type == "" {
+		return q.Limit
+	}
+	return min(max(q.Limit, 250), Examined(q.Limit))
+}
+
+// MaxRequests bounds the NATS requests Page makes for q: one for the
+// list's last position, then per window one for the entries and two (at
+// once) for the jobs not ended yet (none when every job listed has ended).
+func MaxRequests(q PageQuery) int {
+	windows := 1
+	if q.Status != "" || q.Type != "" {
+		windows = (Examined(q.Limit) + window(q) - 1) / window(q)
+	}
+	return 1 + 3*windows
+}
+
 // Page reads a page of q.Scope's list: the entries at the positions below
-// q.Before, a window at a time (one request), then the state of their jobs
-// (one request to the jobs stream, one to the end records). A window holds
-// q.Limit positions; a filtered page reads windows until it is full or it
-// has examined Examined(q.Limit) positions.
+// q.Before, a window at a time (one request). An ended job's entry holds
+// its final event; the jobs not ended yet are read from the jobs stream
+// (one request for their last messages, one for their end records, at
+// once). A filtered page reads windows until it is full or it has
+// examined Examined(q.Limit) positions.
 func (r *Reader) Page(ctx context.Context, q PageQuery) (Page, error) {
 	top := q.Before
 	if top == 0 {
@@ -64,11 +87,11 @@ func (r *Reader) Page(ctx context.Context, q PageQuery) (Page, error) {
 	page := Page{Jobs: []jobs.Event{}}
 	pos, examined := top-1, 0 // pos: the highest position not yet read
 	for pos >= 1 && len(page.Jobs) < q.Limit && examined < Examined(q.Limit) {
-		window := make([]uint64, 0, q.Limit)
-		for p := pos; p >= 1 && len(window) < q.Limit; p-- {
-			window = append(window, p)
+		positions := make([]uint64, 0, window(q))
+		for p := pos; p >= 1 && len(positions) < cap(positions); p-- {
+			positions = append(positions, p)
 		}
-		entries, err := r.entries(ctx, q.Scope, window)
+		entries, err := r.entries(ctx, q.Scope, positions)
 		if err != nil {
 			return Page{}, err
 		}
@@ -84,18 +107,25 @@ func (r *Reader) Page(ctx context.Context, q PageQuery) (Page, error) {
 				break
 			}
 		}
-		matching := make([]jobs.IndexEntry, 0, len(entries))
-		for _, p := range window {
-			if e, ok := entries[p]; ok && (q.Type == "" || e.Type == q.Type) {
-				matching = append(matching, e)
+		states := make(map[string]jobs.Event, len(entries))
+		var running []jobs.IndexEntry
+		for _, e := range entries {
+			if q.Type != "" && e.Type != q.Type || q.Status != "" && e.Status.Terminal() && e.Status != q.Status {
+				continue // ended in another status: not decoded
+			}
+			if ev, ok := finalEvent(e); ok {
+				states[e.ID] = ev
+			} else {
+				running = append(running, e)
 			}
 		}
-		states, err := r.states(ctx, matching)
+		live, err := r.states(ctx, running)
 		if err != nil {
 			return Page{}, err
 		}
+		maps.Copy(states, live)
 		taken := 0
-		for i, p := range window {
+		for i, p := range positions {
 			taken = i + 1
 			e, ok := entries[p]
 			if !ok {
@@ -121,6 +151,15 @@ func (r *Reader) Page(ctx context.Context, q PageQuery) (Page, error) {
 		return cmp.Or(created(b).Compare(created(a)), cmp.Compare(b.JobID, a.JobID))
 	})
 	return page, nil
+}
+
+// finalEvent is the final event e holds, if it holds a valid one.
+func finalEvent(e jobs.IndexEntry) (jobs.Event, bool) {
+	var ev jobs.Event
+	if e.Final == nil || json.Unmarshal(e.Final, &ev) != nil {
+		return ev, false
+	}
+	return ev, ev.JobID == e.ID && ev.Status == e.Status
 }
 
 func created(ev jobs.Event) time.Time {
