@@ -338,7 +338,7 @@ func TestPageRequests(t *testing.T) {
 			}
 		}
 	}
-	// A filtered page reads its 200 positions (limit 20) in one window.
+	// A filtered page reads dave's 30 positions in one window.
 	requests(jobindex.PageQuery{Scope: jobs.OwnerScope("user:dave"), Limit: 20, Status: jobs.StatusFailed}, 2)
 
 	// Jobs not ended are read from the jobs stream.

@@ -49,14 +49,20 @@ type Page struct {
 func Examined(limit int) int { return min(max(10*limit, 200), 1000) }
 
 // window is how many positions one request of a page reads: the page's
-// limit, or for a filtered page more (up to 250, within Examined), so
+// limit, or for a filtered page more (up to 100, within Examined), so
 // that it examines its positions in a few requests.
 func window(q PageQuery) int {
 	if q.Status == "" && q.Type == "" {
 		return q.Limit
 	}
-	return min(max(q.Limit, 250), Examined(q.Limit))
+	return min(max(q.Limit, 100), Examined(q.Limit))
 }
+
+// filterBudget is how long a filtered page goes on reading windows: once
+// it is spent, the page ends with what it found and a Next to go on from
+// (an owner's entries are spread over the whole index stream, and older
+// ones cost the server a block read each).
+const filterBudget = time.Second
 
 // MaxRequests bounds the NATS requests Page makes for q: one for the
 // list's last position, then per window one for the entries and two (at
@@ -73,8 +79,8 @@ func MaxRequests(q PageQuery) int {
 // q.Before, a window at a time (one request). An ended job's entry holds
 // its final event; the jobs not ended yet are read from the jobs stream
 // (one request for their last messages, one for their end records, at
-// once). A filtered page reads windows until it is full or it has
-// examined Examined(q.Limit) positions.
+// once). A filtered page reads windows until it is full, it has
+// examined Examined(q.Limit) positions, or filterBudget is spent.
 func (r *Reader) Page(ctx context.Context, q PageQuery) (Page, error) {
 	top := q.Before
 	if top == 0 {
@@ -86,7 +92,8 @@ func (r *Reader) Page(ctx context.Context, q PageQuery) (Page, error) {
 	}
 	page := Page{Jobs: []jobs.Event{}}
 	pos, examined := top-1, 0 // pos: the highest position not yet read
-	for pos >= 1 && len(page.Jobs) < q.Limit && examined < Examined(q.Limit) {
+	start := time.Now()
+	for pos >= 1 && len(page.Jobs) < q.Limit && examined < Examined(q.Limit) && (examined == 0 || time.Since(start) < filterBudget) {
 		positions := make([]uint64, 0, window(q))
 		for p := pos; p >= 1 && len(positions) < cap(positions); p-- {
 			positions = append(positions, p)
