@@ -101,6 +101,9 @@ func handleStatic() http.Handler {
 		h.Set("ETag", `"`+tag+`"`)
 		h.Set("Cache-Control", cache)
 		h.Set("Link", "<"+versioned(name)+`>; rel="canonical"`)
+		if strings.HasSuffix(name, ".d.ts") {
+			h.Set("Content-Type", "text/plain; charset=utf-8") // types to read, not to run
+		}
 		r2 := new(http.Request)
 		*r2 = *r
 		r2.URL = new(url.URL)

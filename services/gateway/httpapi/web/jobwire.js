@@ -487,10 +487,12 @@ const CSS = `
 .track { flex: 1; height: var(--jobwire-bar-height, 0.6em); background: var(--_track);
   border-radius: var(--jobwire-radius, 6px); overflow: hidden; }
 .fill { height: 100%; width: 0; background: var(--_bar); transition: width 0.2s ease-out; }
-.fill.indeterminate { width: 30%; opacity: 0.5; }
+.fill.indeterminate { width: 30%; opacity: 0.6; animation: jobwire-busy 1.2s ease-in-out infinite alternate; }
+@keyframes jobwire-busy { from { margin-left: 0; } to { margin-left: 70%; } }
+@media (prefers-reduced-motion: reduce) { .fill, .fill.indeterminate { transition: none; animation: none; } }
 :host([data-status="succeeded"]) .fill { background: var(--_ok); }
 :host([data-status="failed"]) .fill, :host([data-status="canceled"]) .fill { background: var(--_err); }
-.pct { min-width: 3.5ch; text-align: right; font-variant-numeric: tabular-nums; }
+.pct { min-width: 4.5ch; text-align: right; font-variant-numeric: tabular-nums; }
 .line { margin-top: 0.3em; font-size: 0.9em; }
 .status { font-weight: 600; }
 .muted { opacity: 0.75; }
