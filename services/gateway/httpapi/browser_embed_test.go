@@ -113,8 +113,13 @@ func byID(list []progressEl) map[string]progressEl {
 	return m
 }
 
+// progressTag is an element; without gw, it uses the gateway the module
+// came from.
 func progressTag(id, jobID, gw, token, extra string) string {
-	return fmt.Sprintf(`<jobwire-progress id=%q job-id=%q url=%q token=%q %s></jobwire-progress>`, id, jobID, gw, token, extra)
+	if gw != "" {
+		extra += fmt.Sprintf(" url=%q", gw)
+	}
+	return fmt.Sprintf(`<jobwire-progress id=%q job-id=%q token=%q %s></jobwire-progress>`, id, jobID, token, extra)
 }
 
 // TestBrowserEmbedOnAnotherOrigin: elements on another origin's page show
@@ -133,7 +138,7 @@ func TestBrowserEmbedOnAnotherOrigin(t *testing.T) {
 	done := alice.Submit(t, "demo", `{"steps":10,"step_ms":50}`).ID
 	running := alice.Submit(t, "gated-logger", `{}`).ID
 	bobs := bob.Submit(t, "demo", `{"steps":1,"step_ms":1}`).ID
-	e.page(sys.URL, progressTag("done", done, sys.URL, token, "")+progressTag("running", running, sys.URL, token, `log="10"`)+
+	e.page(sys.URL, progressTag("done", done, "", token, "")+progressTag("running", running, sys.URL, token, `log="10"`)+
 		progressTag("bobs", bobs, sys.URL, token, "")+progressTag("unknown", "01ZZZZZZZZZZZZZZZZZZZZZZZZ", sys.URL, token, ""))
 	navigate(t, ctx, e.URL)
 
