@@ -284,3 +284,54 @@ func TestBrowserEmbedSSE(t *testing.T) {
 	checkExact(t, st.Seqs, 1)
 	waitUntil(t, eventWait, "the stream to end with the job", func() bool { return sys.GW.Live().Stats().Sessions == 0 })
 }
+
+// TestBrowserEmbedWatchesOfOneJob watches one job three times on one
+// connection: from its start, then (mid-job) from now and from its start
+// again. Each gets what it asked for once, in order, over one socket.
+func TestBrowserEmbedWatchesOfOneJob(t *testing.T) {
+	t.Parallel()
+	ctx := newBrowser(t)
+	e := newEmbedder(t)
+	sys := embedSystem(t, e)
+	token := testsys.Token(t, "alice", false, time.Hour)
+	id := sys.As(token).Submit(t, "demo", `{"steps":20,"step_ms":40}`).ID
+	e.page(sys.URL, "")
+	navigate(t, ctx, e.URL)
+	start := `(async () => {
+		const { connect } = await import("` + sys.URL + `/static/jobwire.js");
+		const w = connect({ url: "` + sys.URL + `", token: "` + token + `" });
+		const got = window.__w = { first: [], now: [], again: [], ended: 0 };
+		const onEnd = () => { got.ended++; };
+		w.watch("` + id + `", { afterSeq: 0, onEnd, onEvent: (ev) => {
+			got.first.push(ev.seq);
+			if (got.first.length === 4) {
+				w.watch("` + id + `", { onEnd, onEvent: (ev) => got.now.push(ev.seq) });
+				w.watch("` + id + `", { afterSeq: 0, onEnd, onEvent: (ev) => got.again.push(ev.seq) });
+			}
+		} });
+		return true;
+	})()`
+	if _, err := chromedp.Run(ctx, chromedp.Evaluate[bool](start, chromedp.EvalAwaitPromise)); err != nil {
+		t.Fatal(err)
+	}
+	type watches struct {
+		First []uint64 `json:"first"`
+		Now   []uint64 `json:"now"`
+		Again []uint64 `json:"again"`
+		Ended int      `json:"ended"`
+	}
+	most := 0
+	got := waitJS(t, ctx, "three ends", "window.__w", func(w watches) bool {
+		most = max(most, sys.GW.Live().Stats().Sessions)
+		return w.Ended == 3
+	})
+	if most != 1 {
+		t.Errorf("the gateway held up to %d sessions; want the page's one socket", most)
+	}
+	checkExact(t, got.First, 1)
+	checkExact(t, got.Again, 1)
+	last := got.First[len(got.First)-1]
+	if len(got.Now) == 0 || got.Now[0] < 4 || !slices.IsSorted(got.Now) || len(slices.Compact(slices.Clone(got.Now))) != len(got.Now) || got.Now[len(got.Now)-1] != last {
+		t.Errorf("the watch from now saw %v; want rising seqs from the 4th on, once each, to %d", got.Now, last)
+	}
+}

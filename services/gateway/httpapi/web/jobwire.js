@@ -63,6 +63,9 @@ class Watch {
     this.opts = opts || {};
     // lastSeq is the last seq delivered; null: nothing yet.
     this.lastSeq = typeof this.opts.afterSeq === "number" ? this.opts.afterSeq : null;
+    // awaitSeq: while set, the replay this watch asked for has not begun
+    // (events still on their way from before it are not for this watch).
+    this.awaitSeq = null;
     this.done = false;
     this.state = "";
     this.timer = 0;    // a pending SSE reconnect
@@ -80,6 +83,10 @@ class Watch {
   deliver(ev, truncated) {
     if (this.done || !ev || typeof ev.seq !== "number") return;
     if (this.lastSeq !== null && ev.seq <= this.lastSeq) return;
+    if (this.awaitSeq !== null) {
+      if (ev.seq !== this.awaitSeq && !truncated) return;
+      this.awaitSeq = null;
+    }
     this.lastSeq = ev.seq;
     this.setState("live");
     call(this.opts.onEvent, ev, { truncated: !!truncated });
@@ -156,9 +163,10 @@ export class Connection {
     } else if (w.lastSeq === null && topic.last) {
       const last = topic.last; // the current state, now
       queueMicrotask(() => w.deliver(last, false));
-    } else if (w.lastSeq !== null && topic.last && w.lastSeq < topic.last.seq && this.wsOpen) {
-      // It asks for history the socket has passed: replay from there (the
-      // others drop what they have seen).
+    } else if (w.lastSeq !== null && w.lastSeq < topic.covers() && this.wsOpen) {
+      // It asks for history the socket has passed, or did not ask for:
+      // replay from there (the others drop what they have seen).
+      w.awaitSeq = w.lastSeq + 1;
       this.ws.send(JSON.stringify({ op: "unwatch", job_id: w.id }));
       this._sendWatch(w.id);
     }
@@ -168,7 +176,19 @@ export class Connection {
   _topic(id) {
     let t = this.topics.get(id);
     if (!t) {
-      t = { watches: new Set(), last: null, retry: 0, timer: 0 };
+      t = {
+        watches: new Set(),
+        last: null,        // the newest event seen
+        sentAfter: null,   // the after_seq of the last watch sent (null: none, the current state)
+        retry: 0,          // "unavailable" answers in a row
+        timer: 0,          // a pending watch retry
+        // covers is the seq after which the events the socket will bring
+        // start: a new watch with a lower afterSeq needs a replay.
+        covers() {
+          if (this.last) return this.last.seq;
+          return this.sentAfter === null ? Infinity : this.sentAfter;
+        },
+      };
       this.topics.set(id, t);
     }
     return t;
@@ -202,10 +222,13 @@ export class Connection {
   // _watchMessage asks for job id after the least seq its watchers have
   // seen (none: its current state first).
   _watchMessage(id) {
+    const t = this.topics.get(id);
     const m = { op: "watch", job_id: id };
-    for (const w of this.topics.get(id).watches) {
+    for (const w of t.watches) {
       if (w.lastSeq !== null && (m.after_seq === undefined || w.lastSeq < m.after_seq)) m.after_seq = w.lastSeq;
     }
+    t.sentAfter = m.after_seq === undefined ? null : m.after_seq;
+    t.last = null; // what comes now starts after sentAfter
     return JSON.stringify(m);
   }
 
@@ -547,6 +570,7 @@ export class JobwireProgress extends Base {
   constructor() {
     super();
     this._conn = null;     // set by the connection property
+    this._pending = false; // a restart is scheduled
     this._stop = null;
     this._event = null;
     const root = this.attachShadow({ mode: "open" });
@@ -595,7 +619,7 @@ export class JobwireProgress extends Base {
 
   set connection(c) {
     this._conn = c;
-    this._restart();
+    this._schedule();
   }
 
   /** event is the last event shown (null before the first). */
@@ -612,7 +636,7 @@ export class JobwireProgress extends Base {
   }
 
   connectedCallback() {
-    this._restart();
+    this._schedule();
   }
 
   disconnectedCallback() {
@@ -622,8 +646,19 @@ export class JobwireProgress extends Base {
   attributeChangedCallback(name, oldValue, value) {
     if (oldValue === value) return;
     if (name === "label") this._setLabel();
-    else if (name !== "log") this._restart();
+    else if (name !== "log") this._schedule();
     else this._trimLog();
+  }
+
+  // _schedule restarts the watch once the attributes set together are all
+  // there (the parser and an upgrade set them one by one).
+  _schedule() {
+    if (this._pending) return;
+    this._pending = true;
+    queueMicrotask(() => {
+      this._pending = false;
+      this._restart();
+    });
   }
 
   _unwatch() {
