@@ -115,6 +115,12 @@ func byID(list []progressEl) map[string]progressEl {
 
 // progressTag is an element; without gw, it uses the gateway the module
 // came from.
+// acceptedWebSockets is how many WebSockets the gateway has accepted.
+func acceptedWebSockets(t *testing.T, sys *testsys.System) float64 {
+	t.Helper()
+	return gatewayMetrics(t, sys).Value("jobwire_gateway_http_requests_total", "route", "/ws", "method", "GET", "code", "101")
+}
+
 func progressTag(id, jobID, gw, token, extra string) string {
 	if gw != "" {
 		extra += fmt.Sprintf(" url=%q", gw)
@@ -165,6 +171,9 @@ func TestBrowserEmbedOnAnotherOrigin(t *testing.T) {
 		st := sys.GW.Live().Stats()
 		return st.Sessions == 1 && st.Subscriptions == 1
 	})
+	if n := acceptedWebSockets(t, sys); n != 1 {
+		t.Errorf("the gateway accepted %v WebSockets; want 1 for the whole page", n)
+	}
 	// Removed from the page, the element stops watching its job.
 	if _, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`document.getElementById("running").remove(), true`)); err != nil {
 		t.Fatal(err)
@@ -325,8 +334,8 @@ func TestBrowserEmbedWatchesOfOneJob(t *testing.T) {
 		most = max(most, sys.GW.Live().Stats().Sessions)
 		return w.Ended == 3
 	})
-	if most != 1 {
-		t.Errorf("the gateway held up to %d sessions; want the page's one socket", most)
+	if n := acceptedWebSockets(t, sys); most != 1 || n != 1 {
+		t.Errorf("the gateway held up to %d sessions and accepted %v WebSockets; want the page's one socket", most, n)
 	}
 	checkExact(t, got.First, 1)
 	checkExact(t, got.Again, 1)
