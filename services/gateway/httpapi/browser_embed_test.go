@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"slices"
 	"strings"
 	"sync"
@@ -263,25 +265,11 @@ func TestBrowserEmbedResumesAcrossGatewayRestart(t *testing.T) {
 // arrives once, in order, across origins with the token.
 func TestBrowserEmbedSSE(t *testing.T) {
 	t.Parallel()
-	ctx := newBrowser(t)
-	e := newEmbedder(t)
-	sys := embedSystem(t, e)
-	token := testsys.Token(t, "alice", false, time.Hour)
-	id := sys.As(token).Submit(t, "demo", `{"steps":10,"step_ms":30}`).ID
-	e.page(sys.URL, "")
-	navigate(t, ctx, e.URL)
-	start := `(async () => {
-		const { connect } = await import("` + sys.URL + `/static/jobwire.js");
-		window.__sse = { seqs: [], states: [], end: "" };
-		const w = connect({ url: "` + sys.URL + `", token: "` + token + `", transport: "sse" });
-		w.watch("` + id + `", { afterSeq: 0, onEvent: (ev) => window.__sse.seqs.push(ev.seq),
+	ctx, sys, run := moduleOnAnotherOrigin(t, `{"steps":10,"step_ms":30}`)
+	run(`transport: "sse"`, `window.__sse = { seqs: [], states: [], end: "" };
+		w.watch(id, { afterSeq: 0, onEvent: (ev) => window.__sse.seqs.push(ev.seq),
 			onEnd: (ev) => { window.__sse.end = ev.status; }, onState: (s) => window.__sse.states.push(s) });
-		w.watch("01ZZZZZZZZZZZZZZZZZZZZZZZZ", { onState: (s) => window.__sse.states.push("unknown " + s) });
-		return true;
-	})()`
-	if _, err := chromedp.Run(ctx, chromedp.Evaluate[bool](start, chromedp.EvalAwaitPromise)); err != nil {
-		t.Fatal(err)
-	}
+		w.watch("01ZZZZZZZZZZZZZZZZZZZZZZZZ", { onState: (s) => window.__sse.states.push("unknown " + s) });`)
 	type sseState struct {
 		Seqs   []uint64 `json:"seqs"`
 		States []string `json:"states"`
@@ -294,35 +282,55 @@ func TestBrowserEmbedSSE(t *testing.T) {
 	waitUntil(t, eventWait, "the stream to end with the job", func() bool { return sys.GW.Live().Stats().Sessions == 0 })
 }
 
+// TestBrowserEmbedFallsBackToSSE reaches the gateway through a proxy that
+// refuses WebSockets: the module follows the job over SSE instead.
+func TestBrowserEmbedFallsBackToSSE(t *testing.T) {
+	t.Parallel()
+	noWebSockets := func(gw string) string {
+		target, _ := url.Parse(gw)
+		proxy := httputil.NewSingleHostReverseProxy(target)
+		hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path == "/ws" {
+				http.Error(w, "no WebSockets here", http.StatusForbidden)
+				return
+			}
+			proxy.ServeHTTP(w, r)
+		}))
+		t.Cleanup(hs.Close)
+		return hs.URL
+	}
+	ctx, sys, run := moduleOnAnotherOrigin(t, `{"steps":10,"step_ms":30}`, noWebSockets)
+	run("", `window.__auto = { seqs: [], states: [] };
+		w.watch(id, { afterSeq: 0, onEvent: (ev) => window.__auto.seqs.push(ev.seq), onState: (s) => window.__auto.states.push(s) });`)
+	type autoState struct {
+		Seqs   []uint64 `json:"seqs"`
+		States []string `json:"states"`
+	}
+	st := waitJS(t, ctx, "the job's end over the fallback", "window.__auto", func(s autoState) bool {
+		return slices.Contains(s.States, "ended")
+	})
+	checkExact(t, st.Seqs, 1)
+	if n := acceptedWebSockets(t, sys); n != 0 {
+		t.Errorf("the gateway accepted %v WebSockets through a proxy that refuses them", n)
+	}
+	t.Logf("states: %v", st.States)
+}
+
 // TestBrowserEmbedWatchesOfOneJob watches one job three times on one
 // connection: from its start, then (mid-job) from now and from its start
 // again. Each gets what it asked for once, in order, over one socket.
 func TestBrowserEmbedWatchesOfOneJob(t *testing.T) {
 	t.Parallel()
-	ctx := newBrowser(t)
-	e := newEmbedder(t)
-	sys := embedSystem(t, e)
-	token := testsys.Token(t, "alice", false, time.Hour)
-	id := sys.As(token).Submit(t, "demo", `{"steps":20,"step_ms":40}`).ID
-	e.page(sys.URL, "")
-	navigate(t, ctx, e.URL)
-	start := `(async () => {
-		const { connect } = await import("` + sys.URL + `/static/jobwire.js");
-		const w = connect({ url: "` + sys.URL + `", token: "` + token + `" });
-		const got = window.__w = { first: [], now: [], again: [], ended: 0 };
+	ctx, sys, run := moduleOnAnotherOrigin(t, `{"steps":20,"step_ms":40}`)
+	run("", `const got = window.__w = { first: [], now: [], again: [], ended: 0 };
 		const onEnd = () => { got.ended++; };
-		w.watch("` + id + `", { afterSeq: 0, onEnd, onEvent: (ev) => {
+		w.watch(id, { afterSeq: 0, onEnd, onEvent: (ev) => {
 			got.first.push(ev.seq);
 			if (got.first.length === 4) {
-				w.watch("` + id + `", { onEnd, onEvent: (ev) => got.now.push(ev.seq) });
-				w.watch("` + id + `", { afterSeq: 0, onEnd, onEvent: (ev) => got.again.push(ev.seq) });
+				w.watch(id, { onEnd, onEvent: (ev) => got.now.push(ev.seq) });
+				w.watch(id, { afterSeq: 0, onEnd, onEvent: (ev) => got.again.push(ev.seq) });
 			}
-		} });
-		return true;
-	})()`
-	if _, err := chromedp.Run(ctx, chromedp.Evaluate[bool](start, chromedp.EvalAwaitPromise)); err != nil {
-		t.Fatal(err)
-	}
+		} });`)
 	type watches struct {
 		First []uint64 `json:"first"`
 		Now   []uint64 `json:"now"`
@@ -342,5 +350,37 @@ func TestBrowserEmbedWatchesOfOneJob(t *testing.T) {
 	last := got.First[len(got.First)-1]
 	if len(got.Now) == 0 || got.Now[0] < 4 || !slices.IsSorted(got.Now) || len(slices.Compact(slices.Clone(got.Now))) != len(got.Now) || got.Now[len(got.Now)-1] != last {
 		t.Errorf("the watch from now saw %v; want rising seqs from the 4th on, once each, to %d", got.Now, last)
+	}
+}
+
+// moduleOnAnotherOrigin opens an empty page of another origin, submits a
+// demo job with input as a user with a token, and returns run: it runs
+// body in the page with w = connect({url, token, <opts>}) and the job's id
+// in id. With front, the page reaches the gateway at front(gateway URL).
+func moduleOnAnotherOrigin(t *testing.T, input string, front ...func(string) string) (context.Context, *testsys.System, func(opts, body string)) {
+	t.Helper()
+	ctx := newBrowser(t)
+	e := newEmbedder(t)
+	sys := embedSystem(t, e)
+	token := testsys.Token(t, "alice", false, time.Hour)
+	id := sys.As(token).Submit(t, "demo", input).ID
+	gw := sys.URL
+	for _, f := range front {
+		gw = f(gw)
+	}
+	e.page(gw, "")
+	navigate(t, ctx, e.URL)
+	return ctx, sys, func(opts, body string) {
+		t.Helper()
+		js := `(async () => {
+			const { connect } = await import("` + gw + `/static/jobwire.js");
+			const w = connect({ url: "` + gw + `", token: "` + token + `", ` + opts + ` });
+			const id = "` + id + `";
+			` + body + `
+			return true;
+		})()`
+		if _, err := chromedp.Run(ctx, chromedp.Evaluate[bool](js, chromedp.EvalAwaitPromise)); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
