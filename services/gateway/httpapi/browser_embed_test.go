@@ -166,6 +166,21 @@ func TestBrowserEmbedOnAnotherOrigin(t *testing.T) {
 	}
 	screenshot(t, ctx, "embed.png")
 
+	// Themes: the custom properties reach into the shadow root, and the
+	// text takes the page's colour (a dark page's light text).
+	theme := `(() => { const e = document.getElementById("done");
+		e.style.setProperty("--jobwire-success", "rgb(1, 2, 3)");
+		document.body.style.color = "rgb(240, 240, 240)";
+		document.body.style.background = "rgb(10, 10, 10)";
+		const r = e.shadowRoot;
+		return [getComputedStyle(r.querySelector(".fill")).backgroundColor, getComputedStyle(r.querySelector(".line")).color]; })()`
+	if got, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](theme)); err != nil {
+		t.Fatal(err)
+	} else if want := []string{"rgb(1, 2, 3)", "rgb(240, 240, 240)"}; !slices.Equal(got, want) {
+		t.Errorf("themed bar and text colours %q; want %q", got, want)
+	}
+	screenshot(t, ctx, "embed-dark.png")
+
 	// Every element of the page shares one WebSocket: one session on the
 	// gateway, following the one job still running.
 	// (The finished job's unwatch may still be on its way.)
