@@ -338,6 +338,8 @@ function snippets() {
     ["Current state (curl)", "curl -s " + auth + base],
     ["Live events (NATS)", "nats sub 'jobs." + jobID + ".progress'"],
     ["Live events (SSE)", "curl -N " + auth + base + "/events?after_seq=0"],
+    ["Progress in your own page (HTML)", "<script type=\"module\" src=\"" + location.origin + "/static/jobwire.js\"></script>\n" +
+      "<jobwire-progress job-id=\"" + jobID + "\" token=\"YOUR_TOKEN\" log=\"20\"></jobwire-progress>"],
   ];
   const box = $("snippets");
   const status = el("p", "sr-only");
@@ -362,6 +364,7 @@ function snippets() {
     wrap.append(h, pre, btn);
     return wrap;
   }), status);
+  box.append(el("p", "hint", "The element works on your own app's pages when the gateway lists their origin in ALLOWED_ORIGINS, with a bearer token of the job's owner (see docs/embed.md)."));
   if (!auth) {
     box.append(el("p", "hint", "curl and SSE need a bearer token (add -H \"Authorization: Bearer …\"): a browser session's cookie is not shared with them."));
   }
