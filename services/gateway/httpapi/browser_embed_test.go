@@ -147,17 +147,22 @@ func TestBrowserEmbedOnAnotherOrigin(t *testing.T) {
 	running := alice.Submit(t, "gated-logger", `{}`).ID
 	bobs := bob.Submit(t, "demo", `{"steps":1,"step_ms":1}`).ID
 	e.page(sys.URL, progressTag("done", done, "", token, "")+progressTag("running", running, sys.URL, token, `log="10"`)+
-		progressTag("bobs", bobs, sys.URL, token, "")+progressTag("unknown", "01ZZZZZZZZZZZZZZZZZZZZZZZZ", sys.URL, token, ""))
+		progressTag("bobs", bobs, sys.URL, token, "")+progressTag("unknown", "01ZZZZZZZZZZZZZZZZZZZZZZZZ", sys.URL, token, "")+
+		progressTag("badtoken", done, sys.URL, "not-a-token", ""))
 	navigate(t, ctx, e.URL)
 
 	els := waitElements(t, ctx, "the job at 100 %, the others not found, the running one's log", func(m map[string]progressEl) bool {
 		return m["done"].Status == "succeeded" && m["done"].Percent == "100%" &&
-			m["bobs"].State == "not_found" && m["unknown"].State == "not_found" &&
+			m["bobs"].State == "not_found" && m["unknown"].State == "not_found" && m["badtoken"].State == "error" &&
 			slices.Equal(m["running"].Log, []string{"line 1", "line 2", "line 3"})
 	})
 	d := els["done"]
 	if d.ValueNow != "100" || !strings.Contains(d.Label, done) || d.Live != "polite" || !strings.Contains(d.Text, "succeeded") {
 		t.Errorf("finished element: %+v; want aria-valuenow 100, a label naming the job, aria-live polite, the status", d)
+	}
+	// A refused token: WebSockets fail, so does the SSE fallback, which can say why.
+	if b := els["badtoken"]; !strings.Contains(b.Error, "unauthenticated") || b.Status != "" {
+		t.Errorf("element with a bad token: %+v; want the unauthenticated error and no job", b)
 	}
 	for _, id := range []string{"bobs", "unknown"} {
 		if !strings.Contains(els[id].Text, "not found") || els[id].Percent != "" {

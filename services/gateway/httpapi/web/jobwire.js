@@ -768,6 +768,8 @@ export class JobwireProgress extends Base {
     } else if (s === "expired") {
       this._status.textContent = "expired";
       this._message.textContent = "This job has ended and its records have expired.";
+    } else if (s === "error") {
+      this._status.textContent = "error";
     } else if (s === "reconnecting" && !this._event) {
       this._status.textContent = "connecting…";
     }
