@@ -50,32 +50,34 @@ func crossOrigin(r *http.Request) string {
 // cors answers preflights and adds the CORS headers for allowed origins
 // on the paths jobwire.js uses (/api/ and /static/). A state-changing
 // request from another origin that carries the session cookie and no
-// bearer token is refused: cross-origin callers use tokens.
+// bearer token is refused, on any path: cross-origin callers use tokens.
+// (Other origins' state changes are refused anyway, by crossOrigin.)
 func cors(allowed allowedOrigins) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			h := w.Header()
+			corsPath := strings.HasPrefix(r.URL.Path, "/api/") || strings.HasPrefix(r.URL.Path, "/static/")
+			if corsPath {
+				h.Add("Vary", "Origin") // a cache must not hand one origin's answer to another
+			}
 			origin := crossOrigin(r)
-			if origin == "" || !(strings.HasPrefix(r.URL.Path, "/api/") || strings.HasPrefix(r.URL.Path, "/static/")) {
+			if origin == "" {
 				next.ServeHTTP(w, r)
 				return
 			}
-			h := w.Header()
-			h.Add("Vary", "Origin")
-			if !allowed[strings.ToLower(origin)] {
-				next.ServeHTTP(w, r) // no CORS headers: the browser keeps the answer from the page
-				return
+			if corsPath && allowed[strings.ToLower(origin)] {
+				h.Set("Access-Control-Allow-Origin", origin)
+				if r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != "" {
+					h.Add("Vary", "Access-Control-Request-Method, Access-Control-Request-Headers")
+					h.Set("Access-Control-Allow-Methods", "GET, POST, DELETE")
+					h.Set("Access-Control-Allow-Headers", corsAllowHeaders)
+					h.Set("Access-Control-Max-Age", corsMaxAge)
+					w.WriteHeader(http.StatusNoContent)
+					return
+				}
+				h.Set("Access-Control-Expose-Headers", corsExposeHeaders)
 			}
-			h.Set("Access-Control-Allow-Origin", origin)
-			if r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != "" {
-				h.Add("Vary", "Access-Control-Request-Method, Access-Control-Request-Headers")
-				h.Set("Access-Control-Allow-Methods", "GET, POST, DELETE")
-				h.Set("Access-Control-Allow-Headers", corsAllowHeaders)
-				h.Set("Access-Control-Max-Age", corsMaxAge)
-				w.WriteHeader(http.StatusNoContent)
-				return
-			}
-			h.Set("Access-Control-Expose-Headers", corsExposeHeaders)
-			if r.Method != http.MethodGet && r.Method != http.MethodHead && r.Header.Get("Authorization") == "" {
+			if r.Method != http.MethodGet && r.Method != http.MethodHead && r.Method != http.MethodOptions && r.Header.Get("Authorization") == "" {
 				if _, err := r.Cookie(SessionCookie); err == nil {
 					writeError(w, errorf(http.StatusForbidden, "cross_origin", "requests from another origin must carry a bearer token, not the session cookie"))
 					return

@@ -82,6 +82,11 @@ func TestCORSForAllowedOriginsOnly(t *testing.T) {
 	if resp := submit(sys, appOrigin); resp.StatusCode != http.StatusForbidden {
 		t.Errorf("submit with the session cookie from an allowed origin: %d; want 403 (cookies are same-origin only)", resp.StatusCode)
 	}
+	resp, _ = sys.Call(t, "POST", "/jobs", "application/x-www-form-urlencoded", `type=demo&input={"steps":1}`,
+		map[string]string{"Origin": appOrigin, "Sec-Fetch-Site": "cross-site"})
+	if resp.StatusCode != http.StatusForbidden {
+		t.Errorf("the queue form posted with the session cookie from an allowed origin: %d; want 403", resp.StatusCode)
+	}
 	// Same origin: no CORS headers needed, none sent.
 	resp, _ = alice.Call(t, "GET", "/api/jobs", "", "", map[string]string{"Origin": sys.URL})
 	if resp.StatusCode != http.StatusOK || resp.Header.Get("Access-Control-Allow-Origin") != "" {
