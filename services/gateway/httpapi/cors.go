@@ -35,8 +35,15 @@ func newAllowedOrigins(origins []string) allowedOrigins {
 }
 
 // crossOrigin is r's Origin when it is another origin than the gateway's
-// own ("" for a same-origin request or one without Origin).
+// own ("" for a same-origin request or one without Origin). Like
+// http.CrossOriginProtection it believes Sec-Fetch-Site first: under the
+// pages' Referrer-Policy no-referrer, a browser sends "Origin: null" with
+// their own form posts.
 func crossOrigin(r *http.Request) string {
+	switch r.Header.Get("Sec-Fetch-Site") {
+	case "same-origin", "none":
+		return ""
+	}
 	o := r.Header.Get("Origin")
 	if o == "" {
 		return ""

@@ -87,6 +87,18 @@ func TestCORSForAllowedOriginsOnly(t *testing.T) {
 	if resp.StatusCode != http.StatusForbidden {
 		t.Errorf("the queue form posted with the session cookie from an allowed origin: %d; want 403", resp.StatusCode)
 	}
+	// The gateway's own form, posted under its Referrer-Policy (Origin: null).
+	noRedirect := *sys.HTTPClient()
+	noRedirect.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	req, _ := http.NewRequest("POST", sys.URL+"/jobs", strings.NewReader(`type=demo&input={"steps":1}`))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Origin", "null")
+	req.Header.Set("Sec-Fetch-Site", "same-origin")
+	if resp, err := noRedirect.Do(req); err != nil || resp.StatusCode != http.StatusSeeOther {
+		t.Errorf("the queue form posted from the gateway's own page: %v %v; want 303 to the job", resp, err)
+	} else {
+		resp.Body.Close()
+	}
 	// Same origin: no CORS headers needed, none sent.
 	resp, _ = alice.Call(t, "GET", "/api/jobs", "", "", map[string]string{"Origin": sys.URL})
 	if resp.StatusCode != http.StatusOK || resp.Header.Get("Access-Control-Allow-Origin") != "" {
