@@ -122,6 +122,7 @@ type options struct {
 	replicas int // JETSTREAM_REPLICAS; 0: 1
 	runners  int // runners to start; 0: 1
 	tp       trace.TracerProvider
+	addr     string // listen address of the gateway; "": a free port
 }
 
 // WithTracerProvider traces the gateway and the runners with tp (e.g. an
@@ -158,6 +159,11 @@ func WithTypes(types ...worker.JobType) Option {
 // WithSendBuffer gives the gateway's connections a send buffer of n
 // bytes, so a client that stops reading stalls the gateway's writes soon.
 func WithSendBuffer(n int) Option { return func(o *options) { o.sndbuf = n } }
+
+// WithAddr serves the gateway on addr (host:port), such as the address of
+// a gateway the test stopped: a gateway restarted where its clients
+// reconnect.
+func WithAddr(addr string) Option { return func(o *options) { o.addr = addr } }
 
 // sendBufferListener sets the send buffer of every connection it accepts.
 type sendBufferListener struct {
@@ -269,6 +275,10 @@ func startOn(t testing.TB, urls string, opts ...Option) *System {
 	}
 	hs := httptest.NewUnstartedServer(nil)
 	hs.Config = httpapi.NewHTTPServer(cfg, gw.Handler()) // as the gateway's run configures it
+	if o.addr != "" {
+		hs.Listener.Close()
+		hs.Listener = listenAgain(t, o.addr)
+	}
 	if o.sndbuf > 0 {
 		hs.Listener = sendBufferListener{hs.Listener, o.sndbuf}
 	}
@@ -283,6 +293,23 @@ func startOn(t testing.TB, urls string, opts ...Option) *System {
 	t.Cleanup(sys.stop)
 	sys.URL = hs.URL
 	return sys
+}
+
+// listenAgain listens on addr, trying again for a while when a closing
+// listener still holds it.
+func listenAgain(t testing.TB, addr string) net.Listener {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		l, err := net.Listen("tcp", addr)
+		if err == nil {
+			return l
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("listen on %s again: %v", addr, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // Stop stops the system's gateway and runners now (a test that kills a

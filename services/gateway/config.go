@@ -54,7 +54,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	s.Duration(&c.BodyReadTimeout, "body-read-timeout", "BODY_READ_TIMEOUT", 30*time.Second, "a request body that takes longer (after the headers) to arrive is refused with 408; WebSockets and SSE streams are not cut")
 	s.Duration(&c.IdleTimeout, "idle-timeout", "IDLE_TIMEOUT", 2*time.Minute, "a kept-alive connection that sends no new request this long is closed")
 	s.Int(&c.MaxHeaderBytes, "max-header-bytes", "MAX_HEADER_BYTES", 64<<10, "largest request header in bytes (then 431)")
-	s.String(&origins, "allowed-origins", "ALLOWED_ORIGINS", "", "other origins (host patterns, comma separated) allowed to open WebSockets; same-origin always is")
+	s.String(&origins, "allowed-origins", "ALLOWED_ORIGINS", "", "other origins (scheme://host[:port], comma separated) whose pages may use the gateway: WebSockets, CORS with bearer tokens, POSTs; same-origin always may")
 	s.Bool(&c.AnonymousSessions, "anonymous-sessions", "ANONYMOUS_SESSIONS", "give callers without a token an anonymous session (signed cookie) that owns their jobs; on by default", true)
 	s.String(&c.SessionSecret, "session-secret", "SESSION_SECRET", "", "key that signs session cookies (default: random per process, so sessions end on restart)")
 	s.String(&c.SessionSecretFile, "session-secret-file", "SESSION_SECRET_FILE", "", "file holding SESSION_SECRET")

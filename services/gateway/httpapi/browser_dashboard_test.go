@@ -230,9 +230,10 @@ func TestBrowserCancelWithConfirmThenRetry(t *testing.T) {
 	if slices.Contains(p.Buttons, "retry") {
 		t.Errorf("buttons of a running job: %q; want no retry", p.Buttons)
 	}
-	if len(p.Snippets) != 3 || !strings.Contains(p.Snippets[0], "/api/jobs/"+id) || p.Snippets[1] != "nats sub 'jobs."+id+".progress'" ||
-		!strings.HasPrefix(p.Snippets[2], "curl -N ") || !strings.Contains(p.Snippets[2], "/api/jobs/"+id+"/events") {
-		t.Errorf("snippets = %q; want curl, nats sub and SSE for this job", p.Snippets)
+	if len(p.Snippets) != 4 || !strings.Contains(p.Snippets[0], "/api/jobs/"+id) || p.Snippets[1] != "nats sub 'jobs."+id+".progress'" ||
+		!strings.HasPrefix(p.Snippets[2], "curl -N ") || !strings.Contains(p.Snippets[2], "/api/jobs/"+id+"/events") ||
+		!strings.Contains(p.Snippets[3], "/static/jobwire.js") || !strings.Contains(p.Snippets[3], `<jobwire-progress job-id="`+id+`"`) {
+		t.Errorf("snippets = %q; want curl, nats sub, SSE and the embed element for this job", p.Snippets)
 	}
 
 	click(t, ctx, "cancel")

@@ -85,26 +85,7 @@ const timingStateJS = `(() => {
 // the test after eventWait.
 func waitTiming(t *testing.T, ctx context.Context, what string, done func(timingState) bool) timingState {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(ctx, eventWait)
-	defer cancel()
-	var last timingState
-	var lastErr error
-	for {
-		p, err := chromedp.Run(ctx, chromedp.Evaluate[timingState](timingStateJS))
-		if err == nil {
-			last = p
-			if done(p) {
-				return p
-			}
-		} else {
-			lastErr = err
-		}
-		select {
-		case <-ctx.Done():
-			t.Fatalf("no %s within %v\nlast state: %+v\nlast error: %v", what, eventWait, last, lastErr)
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
+	return waitJS(t, ctx, what, timingStateJS, done)
 }
 
 // inSeconds matches a countdown such as "in 42 s" or "in 1.5 s".

@@ -442,15 +442,22 @@ const pageStateJS = `(() => {
 // state read.
 func waitPage(t *testing.T, ctx context.Context, what string, done func(pageState) bool) pageState {
 	t.Helper()
+	return waitJS(t, ctx, what, pageStateJS, done)
+}
+
+// waitJS evaluates js in the page until done accepts its value, and fails
+// the test after eventWait, or when the browser context ends first.
+func waitJS[T any](t *testing.T, ctx context.Context, what, js string, done func(T) bool) T {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(ctx, eventWait)
 	defer cancel()
-	var last pageState
+	var last T
 	var lastErr error
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
 	for {
 		// Errors are expected while a navigation replaces the page.
-		p, err := chromedp.Run(ctx, chromedp.Evaluate[pageState](pageStateJS))
+		p, err := chromedp.Run(ctx, chromedp.Evaluate[T](js))
 		if err == nil {
 			last = p
 			if done(p) {
@@ -461,7 +468,7 @@ func waitPage(t *testing.T, ctx context.Context, what string, done func(pageStat
 		}
 		select {
 		case <-ctx.Done():
-			t.Fatalf("no %s within %v: %v\nlast page state: %+v\nlast error: %v", what, eventWait, ctx.Err(), last, lastErr)
+			t.Fatalf("no %s within %v: %v\nlast state: %+v\nlast error: %v", what, eventWait, ctx.Err(), last, lastErr)
 		case <-tick.C:
 		}
 	}

@@ -31,6 +31,7 @@ type Gateway struct {
 	// submissions per owner (and per address for anonymous sessions);
 	// slots counts open watchers.
 	crossOrigin *http.CrossOriginProtection
+	allowed     allowedOrigins // ALLOWED_ORIGINS, for CORS
 	submitLimit func(http.Handler) http.Handler
 	slots       *watchSlots
 	metrics     *httpMetrics
@@ -73,7 +74,7 @@ func New(ctx context.Context, nc *nats.Conn, cfg Config, log *slog.Logger) (*Gat
 	m := newHTTPMetrics()
 	auth.sessionsRefused = m.newSession
 	g := &Gateway{
-		cfg: cfg, nc: nc, streams: streams, ops: ops, live: live.NewNode(nc, ops, eventFrame, log, live.WithTracerProvider(cfg.TracerProvider)), auth: auth, crossOrigin: cop,
+		cfg: cfg, nc: nc, streams: streams, ops: ops, live: live.NewNode(nc, ops, eventFrame, log, live.WithTracerProvider(cfg.TracerProvider)), auth: auth, crossOrigin: cop, allowed: newAllowedOrigins(cfg.AllowedOrigins),
 		submitLimit: newSubmitLimit(int(cfg.SubmitRate), int(cfg.AddrSubmitRate), m),
 		slots:       newWatchSlots(int(cfg.MaxConnsPerOwner), int(cfg.AddrMaxConns), int(cfg.MaxConns), m),
 		metrics:     m,

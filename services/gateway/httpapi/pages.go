@@ -2,10 +2,13 @@ package httpapi
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"embed"
+	"encoding/hex"
 	"html/template"
 	"io/fs"
 	"net/http"
+	"net/url"
 	"strings"
 
 	"github.com/go-chi/chi/v5"
@@ -41,16 +44,72 @@ var pages = func() map[string][]byte {
 	return out
 }()
 
+// staticTags are the static files' ETags: the first 12 bytes of each
+// file's SHA-256 in hex, which is also the file's version (versioned).
+var staticTags = func() map[string]string {
+	tags := map[string]string{}
+	err := fs.WalkDir(webFS(), ".", func(name string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := fs.ReadFile(webFS(), name)
+		if err != nil {
+			return err
+		}
+		sum := sha256.Sum256(b)
+		tags[name] = hex.EncodeToString(sum[:12])
+		return nil
+	})
+	if err != nil {
+		panic(err) // the embedded tree is fixed at build time
+	}
+	return tags
+}()
+
+// versioned is the path of a static file that names its version, e.g.
+// /static/v/<version>/jobwire.js: such a URL never changes what it serves.
+func versioned(name string) string {
+	return "/static/v/" + staticTags[name] + "/" + name
+}
+
 // handleStatic serves the pages' scripts, styles and images (not the
-// pages themselves, their templates, nor directory listings).
+// pages themselves, their templates, nor directory listings), and
+// jobwire.js for other origins' pages. Every file has an ETag (its
+// content's hash) and is revalidated before use (Cache-Control: no-cache,
+// a 304 when unchanged); under /static/v/<version>/ it is cached for a
+// year (the version is the hash: another version is another URL, and an
+// outdated one is 404). Link names a file's versioned URL.
 func handleStatic() http.Handler {
-	files := http.StripPrefix("/static/", http.FileServerFS(webFS()))
+	files := http.FileServerFS(webFS())
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if strings.HasSuffix(r.URL.Path, "/") || strings.HasSuffix(r.URL.Path, ".html") || strings.HasSuffix(r.URL.Path, ".tmpl") {
-			http.NotFound(w, r)
+		name := strings.TrimPrefix(r.URL.Path, "/static/")
+		cache := "no-cache"
+		if rest, ok := strings.CutPrefix(name, "v/"); ok {
+			version, file, _ := strings.Cut(rest, "/")
+			if staticTags[file] != version {
+				http.NotFound(w, r)
+				return
+			}
+			name, cache = file, "public, max-age=31536000, immutable"
+		}
+		tag, ok := staticTags[name]
+		if !ok || strings.HasSuffix(name, ".html") || strings.HasSuffix(name, ".tmpl") {
+			http.NotFound(w, r) // also directories
 			return
 		}
-		files.ServeHTTP(w, r)
+		h := w.Header()
+		h.Set("ETag", `"`+tag+`"`)
+		h.Set("Cache-Control", cache)
+		h.Set("Link", "<"+versioned(name)+`>; rel="canonical"`)
+		if strings.HasSuffix(name, ".d.ts") {
+			h.Set("Content-Type", "text/plain; charset=utf-8") // types to read, not to run
+		}
+		r2 := new(http.Request)
+		*r2 = *r
+		r2.URL = new(url.URL)
+		*r2.URL = *r.URL
+		r2.URL.Path = "/" + name
+		files.ServeHTTP(w, r2)
 	})
 }
 

@@ -11,7 +11,7 @@ import (
 // NewServer lists every route of the gateway.
 func NewServer(g *Gateway) http.Handler {
 	r := chi.NewRouter()
-	r.Use(g.metrics.instrument, middleware.Recoverer, securityHeaders, g.crossOrigin.Handler)
+	r.Use(g.metrics.instrument, middleware.Recoverer, securityHeaders, cors(g.allowed), g.crossOrigin.Handler)
 	r.MethodNotAllowed(handleMethodNotAllowed(r))
 
 	r.Get("/healthz", handleHealthz())

@@ -1,10 +1,12 @@
-// job.js: shows one job's progress live, from the gateway's WebSocket:
-// the job's whole stored history first (watch with after_seq 0), then the
-// live events; after a reconnect it resumes after the last seq it showed.
+// job.js: shows one job's progress live, through jobwire.js (the module
+// other apps embed, so the watching, reconnecting and resuming are the
+// same code): the job's whole stored history first (watch with afterSeq
+// 0), then the live events; after a reconnect the module resumes after the
+// last seq it delivered.
 // The history also gives the attempts (started, retrying and final
 // events). GET /api/jobs/{id} adds what events do not carry: the input and
 // the job's retries. Cancel (after an inline confirmation) and retry.
-"use strict";
+import { connect } from "./jobwire.js";
 
 // The gateway keeps at most EVENTS_MAX_PER_JOB (default 10 000) events per
 // job; the page keeps as many lines, so it shows what a reload would.
@@ -13,12 +15,11 @@ const $ = (id) => document.getElementById(id);
 const { el } = jw;
 
 const jobID = decodeURIComponent(location.pathname.split("/").filter(Boolean).pop() || "");
-let lastSeq = 0;   // the last event shown; a (re)connect watches after it
+let lastSeq = 0;   // the last event shown
 let terminal = false;
 let gone = false; // the job does not exist: stop trying
-let delay = 500;  // reconnect backoff, ms
 let current = null; // the last event shown
-let signInFirst = false; // the server does not know the caller
+let stopWatching = () => {}; // ends the watch of the job
 let snapshot = {}; // GET /api/jobs/{id}: what an event may leave out
 const attempts = []; // {n, start, end, outcome, error, next}
 
@@ -244,7 +245,7 @@ async function loadDetails() {
     return; // the WebSocket says what is wrong
   }
   if (res.status === 401) {
-    signInFirst = true;
+    stopWatching();
     jw.signInNeeded();
     $("conn").textContent = "sign in to follow this job";
     return;
@@ -337,6 +338,8 @@ function snippets() {
     ["Current state (curl)", "curl -s " + auth + base],
     ["Live events (NATS)", "nats sub 'jobs." + jobID + ".progress'"],
     ["Live events (SSE)", "curl -N " + auth + base + "/events?after_seq=0"],
+    ["Progress in your own page (HTML)", "<script type=\"module\" src=\"" + location.origin + "/static/jobwire.js\"></script>\n" +
+      "<jobwire-progress job-id=\"" + jobID + "\" token=\"YOUR_TOKEN\" log=\"20\"></jobwire-progress>"],
   ];
   const box = $("snippets");
   const status = el("p", "sr-only");
@@ -361,6 +364,7 @@ function snippets() {
     wrap.append(h, pre, btn);
     return wrap;
   }), status);
+  box.append(el("p", "hint", "The element works on your own app's pages when the gateway lists their origin in ALLOWED_ORIGINS, with a bearer token of the job's owner (see docs/embed.md)."));
   if (!auth) {
     box.append(el("p", "hint", "curl and SSE need a bearer token (add -H \"Authorization: Bearer …\"): a browser session's cookie is not shared with them."));
   }
@@ -404,62 +408,43 @@ function showNotFound() {
   document.title = "Job not found · jobwire";
 }
 
-function onMessage(ws, data) {
-  let msg;
-  try {
-    msg = JSON.parse(data);
-  } catch {
-    return;
+// onEvent shows one event; jobwire.js delivers each once, in seq order.
+function onEvent(ev, info) {
+  if (info.truncated) {
+    // The events after lastSeq have expired: this is the current state.
+    // Seq 1 is the job's request (its queued state, kept as long as the
+    // job): a gap right after it means every earlier line is gone.
+    addLogLine(lastSeq <= 1 ? "… earlier log lines are no longer stored" : "… some log lines are no longer stored", "log-gap");
   }
-  if (msg.job_id && msg.job_id !== jobID) return;
-  if (msg.op === "event" && msg.event) {
-    delay = 500; // the connection works; reset the backoff
-    if (msg.event.seq <= lastSeq) return; // shown already
-    if (msg.truncated) {
-      // The events after lastSeq have expired: this is the current state.
-      // Seq 1 is the job's request (its queued state, kept as long as the
-      // job): a gap right after it means every earlier line is gone.
-      addLogLine(lastSeq <= 1 ? "… earlier log lines are no longer stored" : "… some log lines are no longer stored", "log-gap");
-    }
-    lastSeq = msg.event.seq;
-    render(msg.event);
-    if (terminal) {
-      $("conn").textContent = "finished";
-      ws.close(1000, "job finished");
-    }
-  } else if (msg.op === "error") {
-    if (msg.code === "not_found" || msg.code === "invalid_id") {
-      showNotFound();
-      ws.close(1000, "no such job");
-    } else if (msg.code === "unavailable") {
-      ws.close(1000, "retry later"); // reconnects with backoff and watches again
-    } else {
-      $("error").textContent = (msg.code || "error") + ": " + (msg.message || "");
-      $("error").hidden = false;
-    }
-  }
+  lastSeq = ev.seq;
+  render(ev);
 }
 
-function connect() {
-  const ws = jw.socket();
-  ws.addEventListener("open", () => {
-    $("conn").textContent = "live";
-    // after_seq 0 replays the whole stored history: the log from its first line.
-    ws.send(JSON.stringify({ op: "watch", job_id: jobID, after_seq: lastSeq }));
-  });
-  ws.addEventListener("message", (e) => onMessage(ws, e.data));
-  ws.addEventListener("close", () => {
-    if (terminal || gone || signInFirst) return;
-    $("conn").textContent = "reconnecting…";
-    setTimeout(connect, delay);
-    delay = Math.min(delay * 2, 5000);
+const CONN_TEXT = { connecting: "connecting…", live: "live", reconnecting: "reconnecting…", ended: "finished" };
+
+function follow() {
+  const conn = connect({ url: location.origin, token: jw.token() });
+  stopWatching = conn.watch(jobID, {
+    afterSeq: 0, // the whole stored history: the log from its first line
+    onEvent,
+    onState: (s) => {
+      if (s in CONN_TEXT) $("conn").textContent = CONN_TEXT[s];
+    },
+    onError: (err) => {
+      if (err.code === "not_found" || err.code === "invalid_id") {
+        showNotFound();
+      } else {
+        $("error").textContent = (err.code || "error") + ": " + (err.message || "");
+        $("error").hidden = false;
+      }
+    },
   });
 }
 
 if (jobID) {
   snippets();
   loadDetails();
-  connect();
+  follow();
 } else {
   showNotFound();
 }
