@@ -36,8 +36,8 @@ func TestBrowserQueueJobAndWatch(t *testing.T) {
 	if err := chromedp.Do(ctx,
 		chromedp.Navigate(sys.URL+"/"),
 		chromedp.WaitVisible(chromedp.ID("field-steps")),
-		chromedp.SetValue(chromedp.ID("field-steps"), "10"),
-		chromedp.SetValue(chromedp.ID("field-step_ms"), "100"),
+		chromedp.SetValue(chromedp.ID("field-steps"), "30"),
+		chromedp.SetValue(chromedp.ID("field-step_ms"), "150"), // 4.5 s: time to see it run on a busy machine
 	); err != nil {
 		t.Fatal(err)
 	}
@@ -74,8 +74,8 @@ func TestBrowserQueueJobAndWatch(t *testing.T) {
 	if len(between) == 0 {
 		t.Error("the page never showed a percentage between 0% and 100% while the job ran")
 	}
-	if !strings.Contains(final.Result, `"steps": 10`) {
-		t.Errorf("result = %q; want the steps of the submitted input, 10", final.Result)
+	if !strings.Contains(final.Result, `"steps": 30`) {
+		t.Errorf("result = %q; want the steps of the submitted input, 30", final.Result)
 	}
 	t.Logf("percentages seen while running: %v", between)
 	screenshot(t, ctx, "job.png")
@@ -120,7 +120,7 @@ func TestBrowserReconnects(t *testing.T) {
 	sys := testsys.Start(t)
 	px := newCutProxy(t, sys.URL)
 
-	id := sys.Submit(t, "demo", `{"steps":30,"step_ms":100}`).ID
+	id := sys.Submit(t, "demo", `{"steps":60,"step_ms":100}`).ID // 6 s: still running once the page is up on a busy machine
 	shareSession(t, ctx, sys)
 	if err := chromedp.Do(ctx, chromedp.Navigate(px.URL+"/jobs/"+id)); err != nil {
 		t.Fatal(err)

@@ -32,6 +32,7 @@ type Indexer struct {
 	js      jetstream.JetStream
 	cons    jetstream.Consumer
 	state   jetstream.Stream // IndexStream, for the indexer's records
+	records jetstream.Stream // RecordsStream, for the jobs' end records
 	log     *slog.Logger
 	workers int
 	metrics *indexerMetrics
@@ -43,7 +44,7 @@ const defaultWorkers = 8
 
 // New makes an indexer on streams (Index and Indexer must be set).
 func New(js jetstream.JetStream, streams *jobs.Streams, log *slog.Logger) *Indexer {
-	return &Indexer{js: js, cons: streams.Indexer, state: streams.Index, log: log, workers: defaultWorkers, metrics: newIndexerMetrics()}
+	return &Indexer{js: js, cons: streams.Indexer, state: streams.Index, records: streams.Records, log: log, workers: defaultWorkers, metrics: newIndexerMetrics()}
 }
 
 // Metrics are the indexer's metrics.
@@ -113,6 +114,8 @@ type eventHead struct {
 	waitForRequest bool            // a job not indexed yet waits for its request
 	positions      *positions      // asked for as its request was read, if it is one
 	data           json.RawMessage // the whole event, for the entries of an ended job
+	streamSeq      uint64          // where it is stored in Stream
+	mayWait        bool            // not delivered often yet: it may be put back to wait
 }
 
 // maxWaitsForRequest is how often an event of a job not indexed yet is
@@ -122,6 +125,10 @@ const maxWaitsForRequest = 5
 // errNoRequestYet: the event's job is not indexed yet, and its request
 // should come first.
 var errNoRequestYet = errors.New("the job's request is not indexed yet")
+
+// errNoEndYet: the event is a job's final event, and the job's end record
+// (written just after it) is not there yet to confirm it.
+var errNoEndYet = errors.New("the job's end record is not stored yet")
 
 // apply indexes one message and acks it, or naks it for a later try.
 func (ix *Indexer) apply(ctx context.Context, m jetstream.Msg, routed any) {
@@ -138,17 +145,18 @@ func (ix *Indexer) apply(ctx context.Context, m jetstream.Msg, routed any) {
 	}
 	ev.Type = typ
 	ev.data = m.Data()
+	if md, err := m.Metadata(); err == nil {
+		ev.streamSeq, ev.mayWait = md.Sequence.Stream, md.NumDelivered < maxWaitsForRequest
+	}
 	if !jobs.IsRequestSubject(m.Subject()) {
 		// Only a request names a job's owner (only the gateway writes
 		// requests): a job first seen through another event waits for its
 		// request, and after a few tries is listed for admins only.
 		ev.Owner = ""
-		if md, err := m.Metadata(); err == nil && md.NumDelivered < maxWaitsForRequest {
-			ev.waitForRequest = true
-		}
+		ev.waitForRequest = ev.mayWait
 	}
 	ev.positions, _ = routed.(*positions)
-	if err := ix.index(ctx, ev); errors.Is(err, errNoRequestYet) {
+	if err := ix.index(ctx, ev); errors.Is(err, errNoRequestYet) || errors.Is(err, errNoEndYet) {
 		_ = m.NakWithDelay(200 * time.Millisecond)
 		return
 	} else if err != nil {
@@ -184,7 +192,7 @@ func (ix *Indexer) index(ctx context.Context, ev eventHead) error {
 		case found && rec.Seq > ev.Seq:
 			return nil // a later event is counted already
 		case found && rec.Seq == ev.Seq:
-			return ix.effects(ctx, rec, ev.data) // counted before, maybe not all written
+			return ix.effects(ctx, rec, ev) // counted before, maybe not all written
 		}
 		if !found && ev.waitForRequest {
 			return errNoRequestYet
@@ -213,7 +221,7 @@ func (ix *Indexer) index(ctx context.Context, ev eventHead) error {
 		if err != nil {
 			return err
 		}
-		return ix.effects(ctx, next, ev.data)
+		return ix.effects(ctx, next, ev)
 	}
 	return fmt.Errorf("job %s: its record kept changing", ev.JobID)
 }
@@ -290,13 +298,16 @@ func counterMsg(subject, incr, msgID string) *nats.Msg {
 // effects writes what rec, once recorded, means: the status counters
 // moved from rec.Prev to rec.Status, a final status counted in its
 // minute, for a job seen for the first time its list entries, and for a
-// job that has ended (event, its final event) its entries again with that
-// event in them. Each counter update carries a message id made of the
+// job that has ended its entries again with its final event (ev) in them,
+// once the job's end record names that event (a final event written after
+// the job ended, by a runner's credentials or by hand, is never listed;
+// the end record comes just after the final event, so ev is put back to
+// wait for it a few times). Each counter update carries a message id made of the
 // job, its event and what it is: written again (the event came again
 // after a failure), it is dropped as a duplicate. Entries carry no
 // header (a direct get answers a message with headers much more slowly):
 // writing one again writes the same.
-func (ix *Indexer) effects(ctx context.Context, rec jobs.IndexState, event json.RawMessage) error {
+func (ix *Indexer) effects(ctx context.Context, rec jobs.IndexState, ev eventHead) error {
 	var msgs []*nats.Msg
 	scopes := []jobs.ListScope{jobs.AllJobsScope}
 	positions := []uint64{rec.AllPos}
@@ -304,8 +315,17 @@ func (ix *Indexer) effects(ctx context.Context, rec jobs.IndexState, event json.
 		scopes, positions = append(scopes, jobs.OwnerScope(rec.Owner)), append(positions, rec.OwnerPos)
 	}
 	entry := jobs.IndexEntry{ID: rec.ID, Type: rec.Type, CreatedAt: rec.Created}
+	var wait error
 	if rec.Status.Terminal() {
-		entry.Final, entry.Status = event, rec.Status
+		end, found, err := jobs.ReadEnd(ctx, ix.records, rec.ID)
+		switch {
+		case err != nil:
+			return err
+		case found && end.Seq == ev.streamSeq:
+			entry.Final, entry.Status = ev.data, rec.Status
+		case !found && ev.mayWait:
+			wait = errNoEndYet // the rest now, the entries when it comes again
+		}
 	}
 	for i, scope := range scopes {
 		msgID := rec.ID + "." + strconv.FormatUint(rec.Seq, 10) + "." + strconv.Itoa(i) + "."
@@ -319,13 +339,16 @@ func (ix *Indexer) effects(ctx context.Context, rec jobs.IndexState, event json.
 			minute := rec.Time.UTC().Truncate(time.Minute)
 			msgs = append(msgs, counterMsg(scope.MinuteCounter(rec.Type, minute, rec.Status), "+1", msgID+"min"))
 		}
-		if positions[i] > 0 && (rec.Prev == "" || entry.Final != nil) {
+		if positions[i] > 0 && wait == nil && (rec.Prev == "" || entry.Final != nil) {
 			m := nats.NewMsg(scope.IndexSubject(positions[i]))
 			m.Data, _ = json.Marshal(entry)
 			msgs = append(msgs, m)
 		}
 	}
-	return ix.publishAll(ctx, msgs)
+	if err := ix.publishAll(ctx, msgs); err != nil {
+		return err
+	}
+	return wait
 }
 
 // publishAll publishes msgs at once and waits for every ack.

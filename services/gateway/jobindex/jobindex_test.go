@@ -82,8 +82,14 @@ func (b *bundle) run(t *testing.T, owner, typ string, status jobs.Status) job {
 		ev = ev.Next(kind, time.Now())
 		ev.Status = st
 		data, _ := json.Marshal(ev)
-		if _, err := b.js.Publish(ctx, jobs.EventSubject(typ, req.ID), data); err != nil {
+		ack, err := b.js.Publish(ctx, jobs.EventSubject(typ, req.ID), data)
+		if err != nil {
 			t.Fatal(err)
+		}
+		if st.Terminal() { // as a runner does: the end record names the final event
+			if err := jobs.RecordEnd(ctx, b.js, ev, ack.Sequence); err != nil {
+				t.Fatal(err)
+			}
 		}
 	}
 	if status == jobs.StatusQueued {
@@ -371,6 +377,32 @@ func TestStaleEntryShowsTheJobsState(t *testing.T) {
 		t.Fatalf("fay's failed jobs with a stale entry: %+v, want %s failed", p.Jobs, done.id)
 	}
 	b.startIndexer()
+}
+
+// A final event written after the job ended (a runner's credentials can
+// write events) is never listed: the entry holds only the final event the
+// job's end record names, and the list reads the rest from the events as
+// GET does.
+func TestForgedFinalEventIsNotListed(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	done := b.run(t, "user:gus", "demo", jobs.StatusSucceeded)
+	b.waitIndexed(t)
+	forged := jobs.Event{JobID: done.id, Type: "demo", Seq: 9, Kind: jobs.KindFailed, Status: jobs.StatusFailed, Time: time.Now()}
+	data, _ := json.Marshal(forged)
+	if _, err := b.js.Publish(t.Context(), jobs.EventSubject("demo", done.id), data); err != nil {
+		t.Fatal(err)
+	}
+	b.waitIndexed(t)
+	for _, status := range []jobs.Status{"", jobs.StatusSucceeded} {
+		p, err := b.reader.Page(t.Context(), jobindex.PageQuery{Scope: jobs.OwnerScope("user:gus"), Limit: 10, Status: status})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(p.Jobs) != 1 || p.Jobs[0].Status != jobs.StatusSucceeded || p.Jobs[0].Seq != 4 {
+			t.Fatalf("gus's list (status %q) after a forged final event: %+v, want the real end (succeeded, seq 4)", status, p.Jobs)
+		}
+	}
 }
 
 // A consumer deleted under a running indexer (by hand, or lost with the
