@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -64,7 +65,7 @@ type config struct {
 	IndexJobs      int           // index: jobs seeded
 	IndexOwners    int           // index: owners they are spread over
 	IndexRequests  int           // index: list requests per case
-	IndexClients   int           // index: concurrent list clients
+	IndexClients   []int         // index: concurrent list clients; each page case is measured at each
 	IndexTimeout   time.Duration // index: longest wait for the indexer to catch up
 
 	JSONPath string // --json: write every figure here
@@ -78,7 +79,7 @@ func (c config) external() bool { return c.URL != "" }
 // parseConfig reads the flags. --smoke replaces the sizes with small ones
 // unless they are given explicitly.
 func parseConfig(args []string, stderr io.Writer) (config, error) {
-	var c config
+	c := config{IndexClients: []int{1, 8}}
 	var phases string
 	fs := flag.NewFlagSet("jobwire-bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -118,11 +119,21 @@ func parseConfig(args []string, stderr io.Writer) (config, error) {
 	fs.IntVar(&c.IndexJobs, "index-jobs", 1_000_000, "index: jobs seeded straight on NATS (request, final event, end record) before the list pages are measured")
 	fs.IntVar(&c.IndexOwners, "index-owners", 1000, "index: owners the seeded jobs are spread over (user:bench-0000 …)")
 	fs.IntVar(&c.IndexRequests, "index-requests", 2000, "index: GET /api/jobs requests per case (and as many direct jobindex reads for the baseline)")
-	fs.IntVar(&c.IndexClients, "index-clients", 8, "index: concurrent list clients")
+	fs.Func("index-clients", "index: concurrent list clients, comma separated: each page case is measured with each number (default 1,8)", func(v string) error {
+		c.IndexClients = nil
+		for f := range strings.SplitSeq(v, ",") {
+			n, err := strconv.Atoi(strings.TrimSpace(f))
+			if err != nil || n < 1 || n > 1000 {
+				return fmt.Errorf("%q is not a number of clients (1-1000)", f)
+			}
+			c.IndexClients = append(c.IndexClients, n)
+		}
+		return nil
+	})
 	fs.DurationVar(&c.IndexTimeout, "index-timeout", 30*time.Minute, "index: longest wait for the seeding and for the indexer to catch up")
 	fs.StringVar(&c.JSONPath, "json", "", "also write every figure as JSON to this file")
 	fs.StringVar(&c.PerfDir, "perf-dir", "", "record a CPU profile of the gateway (perf record -g) during each jobwire window into this directory")
-	fs.BoolVar(&c.Smoke, "smoke", false, "a short run (1s windows, 200 jobs, watch at 100/s, 10 watchers, 50 idle; index: 2000 jobs, 20 owners, 100 requests) that fails if any phase does")
+	fs.BoolVar(&c.Smoke, "smoke", false, "a short run (1s windows, 200 jobs, watch at 100/s, 10 watchers, 50 idle; index: 2000 jobs, 20 owners, 100 requests from 8 clients) that fails if any phase does")
 	fs.BoolVar(&c.Quiet, "quiet", false, "no progress lines on stderr")
 	if err := fs.Parse(args); err != nil {
 		return c, err
@@ -153,6 +164,7 @@ func parseConfig(args []string, stderr io.Writer) (config, error) {
 		smoke("index-jobs", func() { c.IndexJobs = 2000 })
 		smoke("index-owners", func() { c.IndexOwners = 20 })
 		smoke("index-requests", func() { c.IndexRequests = 100 })
+		smoke("index-clients", func() { c.IndexClients = []int{8} })
 		smoke("index-timeout", func() { c.IndexTimeout = time.Minute })
 	}
 
@@ -201,7 +213,6 @@ func parseConfig(args []string, stderr io.Writer) (config, error) {
 	check(c.IndexOwners >= 1 && c.IndexOwners <= 10000, "--index-owners must be 1-10000")
 	check(c.IndexJobs >= 50*c.IndexOwners && c.IndexJobs <= 10_000_000, "--index-jobs must be at least 50 per owner (a full page each) and at most 10000000")
 	check(c.IndexRequests >= 1 && c.IndexRequests <= 1_000_000, "--index-requests must be 1-1000000")
-	check(c.IndexClients >= 1 && c.IndexClients <= 1000, "--index-clients must be 1-1000")
 	check(c.IndexTimeout >= time.Second && c.IndexTimeout <= 6*time.Hour, "--index-timeout must be 1s-6h")
 	return c, errors.Join(errs...)
 }

@@ -56,8 +56,8 @@ func TestSmoke(t *testing.T) {
 		"submit, closed loop", "submit, open loop", "runner: no-op jobs end to end",
 		"submit → final seen by a watcher, open loop at 100 jobs/s",
 		"fan-out, 10 watchers × 3 jobs", "memory: RSS per idle watcher, 50 watchers",
-		"index: the indexer catching up on 2,000 jobs", "list page, owner, status=failed, 2,000 jobs stored",
-		"runner: no-op jobs end to end, indexer on vs off", "list page p99 (owner, no filter), ms (issue 16)",
+		"index: the indexer catching up on 2,000 jobs", "list page, owner, status=failed, 8 clients, 2,000 jobs stored",
+		"runner: no-op jobs end to end, indexer on vs off", "list page p99 (owner, no filter, 8 clients), ms (issue 16)",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("the table lacks %q:\n%s", want, out)

@@ -20,7 +20,10 @@ import (
 // for everyone. A page of a list is the entries at some positions, read
 // in one request however many jobs are stored. An entry holds its job's
 // final event once the job has ended; a list reads the last event of a job
-// not ended yet from Stream.
+// not ended yet from Stream. Each list has a list per final status
+// (ListScope.Ended): the jobs that ended so, most recently ended first,
+// each entry holding its final event, so a page of failed jobs reads as
+// few messages as a page of all jobs however rare failures are.
 const (
 	// IndexStream keeps the lists (IndexAllSubject, IndexOwnerSubject)
 	// and the indexer's record of each job (IndexStateSubject): one
@@ -40,14 +43,19 @@ const (
 // MinutesKept is how long MinutesStream keeps a minute's counters.
 const MinutesKept = 2 * time.Hour
 
-// ListScope is whose list: "all" for every job, or an owner's (OwnerKey).
-type ListScope struct{ key string }
+// ListScope is whose list: "all" for every job, or an owner's (OwnerKey);
+// and either all of them, newest first, or (Ended) those that ended in
+// one final status, the most recently ended first.
+type ListScope struct {
+	key   string
+	ended Status
+}
 
 // AllJobsScope is the list of every job.
 var AllJobsScope = ListScope{}
 
 // OwnerScope is the list of owner's jobs.
-func OwnerScope(owner string) ListScope { return ListScope{OwnerKey(owner)} }
+func OwnerScope(owner string) ListScope { return ListScope{key: OwnerKey(owner)} }
 
 // OwnerKey is owner made subject-safe: owners ("user:<sub>",
 // "anon:<session>") may hold any character, so subjects name an owner by
@@ -58,12 +66,28 @@ func OwnerKey(owner string) string {
 	return strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(sum[:16]))
 }
 
-// token is the scope's part of a subject: "all", or "owner.<key>".
+// Ended is the list of s's jobs that ended in st (a final status):
+// positions given as the indexer sees their final events.
+func (s ListScope) Ended(st Status) ListScope { return ListScope{key: s.key, ended: st} }
+
+// EndedIn is the final status s lists ("": s lists every job).
+func (s ListScope) EndedIn() Status { return s.ended }
+
+// Whose is s's list of every job (s without Ended).
+func (s ListScope) Whose() ListScope { return ListScope{key: s.key} }
+
+// token is the scope's part of a subject: "all", or "owner.<key>", then
+// ".<status>" for a list of ended jobs (a job's position is a number and
+// an owner's key never a status, so no subject of one list is another's).
 func (s ListScope) token() string {
-	if s.key == "" {
-		return "all"
+	t := "all"
+	if s.key != "" {
+		t = "owner." + s.key
 	}
-	return "owner." + s.key
+	if s.ended != "" {
+		t += "." + string(s.ended)
+	}
+	return t
 }
 
 // IndexSubject is the subject of the entry at position n of s's list.
@@ -79,26 +103,28 @@ func (s ListScope) PositionCounter() string { return "jobwire.count.pos." + s.to
 
 // StatusCounter counts s's jobs of type typ in status st.
 func (s ListScope) StatusCounter(typ string, st Status) string {
-	return "jobwire.count.status." + s.token() + "." + typ + "." + string(st)
+	return "jobwire.count.status." + s.Whose().token() + "." + typ + "." + string(st)
 }
 
 // StatusCounters matches every status counter of s.
-func (s ListScope) StatusCounters() string { return "jobwire.count.status." + s.token() + ".*.*" }
+func (s ListScope) StatusCounters() string {
+	return "jobwire.count.status." + s.Whose().token() + ".*.*"
+}
 
 // MinuteCounter counts s's jobs of type typ that ended in status st in
 // the minute that starts at minute.
 func (s ListScope) MinuteCounter(typ string, minute time.Time, st Status) string {
-	return "jobwire.minute." + s.token() + "." + typ + "." + strconv.FormatInt(minute.Unix()/60, 10) + "." + string(st)
+	return "jobwire.minute." + s.Whose().token() + "." + typ + "." + strconv.FormatInt(minute.Unix()/60, 10) + "." + string(st)
 }
 
 // MinuteCounters matches every minute counter of s's jobs of type typ.
 func (s ListScope) MinuteCounters(typ string) string {
-	return "jobwire.minute." + s.token() + "." + typ + ".*.*"
+	return "jobwire.minute." + s.Whose().token() + "." + typ + ".*.*"
 }
 
 // ParseStatusCounter returns the type and status a status counter of s counts.
 func (s ListScope) ParseStatusCounter(subject string) (typ string, st Status, ok bool) {
-	rest, ok := strings.CutPrefix(subject, "jobwire.count.status."+s.token()+".")
+	rest, ok := strings.CutPrefix(subject, "jobwire.count.status."+s.Whose().token()+".")
 	if !ok {
 		return "", "", false
 	}
@@ -109,7 +135,7 @@ func (s ListScope) ParseStatusCounter(subject string) (typ string, st Status, ok
 // ParseMinuteCounter returns the minute and status a minute counter of s
 // for type typ counts.
 func (s ListScope) ParseMinuteCounter(typ, subject string) (minute time.Time, st Status, ok bool) {
-	rest, ok := strings.CutPrefix(subject, "jobwire.minute."+s.token()+"."+typ+".")
+	rest, ok := strings.CutPrefix(subject, "jobwire.minute."+s.Whose().token()+"."+typ+".")
 	if !ok {
 		return time.Time{}, "", false
 	}
@@ -138,7 +164,9 @@ type IndexEntry struct {
 }
 
 // IndexState is the indexer's record of a job: the status it last counted
-// (from the event at Seq), the one before, and the job's positions.
+// (from the event at Seq), the one before, and the job's positions: in its
+// owner's list and the list of all jobs, and once it has ended in those
+// lists' lists of jobs ended in Status (ListScope.Ended).
 type IndexState struct {
 	ID       string `json:"id"`
 	Seq      uint64 `json:"seq"`
@@ -148,6 +176,10 @@ type IndexState struct {
 	Type     string `json:"type"`
 	OwnerPos uint64 `json:"owner_pos"`
 	AllPos   uint64 `json:"all_pos"`
+	// OwnerEndedPos and AllEndedPos: positions in the lists of jobs
+	// ended in Status (0 while the job has not ended).
+	OwnerEndedPos uint64 `json:"owner_ended_pos,omitempty"`
+	AllEndedPos   uint64 `json:"all_ended_pos,omitempty"`
 	// Created is when the job was created, for its list entries.
 	Created time.Time `json:"created"`
 	// Time is the event's: a final status is counted in its minute.

@@ -201,6 +201,9 @@ func (ix *Indexer) index(ctx context.Context, ev eventHead) error {
 		if found {
 			next.Prev, next.OwnerPos, next.AllPos, next.Created = rec.Status, rec.OwnerPos, rec.AllPos, rec.Created
 			next.Owner = rec.Owner // the request's, whatever later events say
+			if rec.Status == next.Status {
+				next.AllEndedPos, next.OwnerEndedPos = rec.AllEndedPos, rec.OwnerEndedPos
+			}
 		} else {
 			next.Created = ev.Time
 			if ev.CreatedAt != nil {
@@ -208,6 +211,12 @@ func (ix *Indexer) index(ctx context.Context, ev eventHead) error {
 			}
 			next.AllPos, next.OwnerPos, err = ix.newPositions(ctx, ev.Owner, pre)
 			pre = nil // answered once: a race lost with another indexer asks anew
+			if err != nil {
+				return err
+			}
+		}
+		if next.Status.Terminal() && next.AllEndedPos == 0 {
+			next.AllEndedPos, next.OwnerEndedPos, err = ix.endedPositions(ctx, next.Owner, next.Status)
 			if err != nil {
 				return err
 			}
@@ -251,6 +260,28 @@ func (ix *Indexer) newPositions(ctx context.Context, owner string, p *positions)
 	}
 	own, err = ix.position(ctx, p.owner, jobs.OwnerScope(owner).PositionCounter())
 	return all, own, err
+}
+
+// endedPositions are a job's positions in the lists of jobs ended in st:
+// everyone's and, for a job with an owner, its owner's (asked for at once).
+func (ix *Indexer) endedPositions(ctx context.Context, owner string, st jobs.Status) (all, own uint64, err error) {
+	counters := []string{jobs.AllJobsScope.Ended(st).PositionCounter()}
+	if owner != "" {
+		counters = append(counters, jobs.OwnerScope(owner).Ended(st).PositionCounter())
+	}
+	acks := make([]jetstream.PubAckFuture, len(counters))
+	for i, c := range counters {
+		if acks[i], err = ix.js.PublishMsgAsync(counterMsg(c, "+1", "")); err != nil {
+			return 0, 0, err
+		}
+	}
+	pos := make([]uint64, 2)
+	for i, c := range counters {
+		if pos[i], err = ix.position(ctx, acks[i], c); err != nil {
+			return 0, 0, err
+		}
+	}
+	return pos[0], pos[1], nil
 }
 
 // position is the value of an increment of counter asked for before (f),
@@ -298,7 +329,8 @@ func counterMsg(subject, incr, msgID string) *nats.Msg {
 // effects writes what rec, once recorded, means: the status counters
 // moved from rec.Prev to rec.Status, a final status counted in its
 // minute, for a job seen for the first time its list entries, and for a
-// job that has ended its entries again with its final event (ev) in them,
+// job that has ended its entries again with its final event (ev) in them
+// and the same entries in the lists of jobs ended so (ListScope.Ended),
 // once the job's end record names that event (a final event written after
 // the job ended, by a runner's credentials or by hand, is never listed;
 // the end record comes just after the final event, so ev is put back to
@@ -310,9 +342,9 @@ func counterMsg(subject, incr, msgID string) *nats.Msg {
 func (ix *Indexer) effects(ctx context.Context, rec jobs.IndexState, ev eventHead) error {
 	var msgs []*nats.Msg
 	scopes := []jobs.ListScope{jobs.AllJobsScope}
-	positions := []uint64{rec.AllPos}
+	positions, ended := []uint64{rec.AllPos}, []uint64{rec.AllEndedPos}
 	if rec.Owner != "" {
-		scopes, positions = append(scopes, jobs.OwnerScope(rec.Owner)), append(positions, rec.OwnerPos)
+		scopes, positions, ended = append(scopes, jobs.OwnerScope(rec.Owner)), append(positions, rec.OwnerPos), append(ended, rec.OwnerEndedPos)
 	}
 	entry := jobs.IndexEntry{ID: rec.ID, Type: rec.Type, CreatedAt: rec.Created}
 	var wait error
@@ -339,10 +371,15 @@ func (ix *Indexer) effects(ctx context.Context, rec jobs.IndexState, ev eventHea
 			minute := rec.Time.UTC().Truncate(time.Minute)
 			msgs = append(msgs, counterMsg(scope.MinuteCounter(rec.Type, minute, rec.Status), "+1", msgID+"min"))
 		}
-		if positions[i] > 0 && wait == nil && (rec.Prev == "" || entry.Final != nil) {
-			m := nats.NewMsg(scope.IndexSubject(positions[i]))
-			m.Data, _ = json.Marshal(entry)
-			msgs = append(msgs, m)
+		if wait != nil {
+			continue
+		}
+		data, _ := json.Marshal(entry)
+		if positions[i] > 0 && (rec.Prev == "" || entry.Final != nil) {
+			msgs = append(msgs, &nats.Msg{Subject: scope.IndexSubject(positions[i]), Data: data})
+		}
+		if ended[i] > 0 && entry.Final != nil {
+			msgs = append(msgs, &nats.Msg{Subject: scope.Ended(rec.Status).IndexSubject(ended[i]), Data: data})
 		}
 	}
 	if err := ix.publishAll(ctx, msgs); err != nil {

@@ -133,9 +133,13 @@ func (b *bundle) waitCounted(t *testing.T, scope jobs.ListScope, want map[string
 }
 
 // all reads every page of a list, limit jobs at a time. Each page must be
-// newest first.
+// newest first, or for a final status the most recently ended first.
 func (b *bundle) all(t *testing.T, q jobindex.PageQuery) (ids []string, pages int) {
 	t.Helper()
+	when := func(ev jobs.Event) time.Time { return *ev.CreatedAt }
+	if q.Status.Terminal() {
+		when = func(ev jobs.Event) time.Time { return ev.Time } // the final event's time
+	}
 	for range 1000 {
 		p, err := b.reader.Page(t.Context(), q)
 		if err != nil {
@@ -146,8 +150,8 @@ func (b *bundle) all(t *testing.T, q jobindex.PageQuery) (ids []string, pages in
 		}
 		for i, ev := range p.Jobs {
 			ids = append(ids, ev.JobID)
-			if i > 0 && ev.CreatedAt.After(*p.Jobs[i-1].CreatedAt) {
-				t.Fatalf("a page not newest first: %v after %v", ev.CreatedAt, p.Jobs[i-1].CreatedAt)
+			if i > 0 && when(ev).After(when(p.Jobs[i-1])) {
+				t.Fatalf("a page out of order (status %q): %v after %v", q.Status, when(ev), when(p.Jobs[i-1]))
 			}
 		}
 		pages++
@@ -289,6 +293,10 @@ func TestIndexerAppliesEachChangeOnce(t *testing.T) {
 	if len(ids) != 10 {
 		t.Fatalf("carol's list after every message came again: %d jobs, want 10: %v", len(ids), ids)
 	}
+	ids, _ = b.all(t, jobindex.PageQuery{Scope: jobs.OwnerScope("user:carol"), Limit: 100, Status: jobs.StatusFailed})
+	if len(ids) != 5 || len(slices.Compact(slices.Sorted(slices.Values(ids)))) != 5 {
+		t.Fatalf("carol's failed jobs after every message came again: %v, want 5 jobs once each", ids)
+	}
 	// (A request read again asks for positions it then leaves unused:
 	// holes, which lists skip.)
 }
@@ -344,15 +352,62 @@ func TestPageRequests(t *testing.T) {
 			}
 		}
 	}
-	// A filtered page reads dave's 30 positions in one window.
-	requests(jobindex.PageQuery{Scope: jobs.OwnerScope("user:dave"), Limit: 20, Status: jobs.StatusFailed}, 2)
+	// A page of a final status reads that status's list: its last
+	// position and its entries. Dave has no failed job: his list of failed
+	// jobs has no last position.
+	p := requests(jobindex.PageQuery{Scope: jobs.OwnerScope("user:dave"), Limit: 20, Status: jobs.StatusSucceeded}, 2)
+	if len(p.Jobs) != 20 {
+		t.Fatalf("dave's succeeded jobs: %d in a page of 20", len(p.Jobs))
+	}
+	requests(jobindex.PageQuery{Scope: jobs.OwnerScope("user:dave"), Limit: 20, Status: jobs.StatusFailed}, 1)
+	// Another filter reads dave's 30 positions in one window.
+	requests(jobindex.PageQuery{Scope: jobs.OwnerScope("user:dave"), Limit: 20, Type: "exec"}, 2)
 
 	// Jobs not ended are read from the jobs stream.
 	running := b.run(t, "user:dave", "demo", jobs.StatusQueued)
 	b.waitIndexed(t)
-	p := requests(jobindex.PageQuery{Scope: jobs.OwnerScope("user:dave"), Limit: 5}, 4)
+	p = requests(jobindex.PageQuery{Scope: jobs.OwnerScope("user:dave"), Limit: 5}, 4)
 	if p.Jobs[0].JobID != running.id || p.Jobs[0].Status != jobs.StatusQueued {
 		t.Fatalf("the newest job: %+v, want %s queued", p.Jobs[0], running.id)
+	}
+}
+
+// Each final status has its own list, most recently ended first: a page
+// of failed jobs is full however rare failures are, reads two requests,
+// and paging it lists each failed job once, and no other job.
+func TestEndedListsHoldEachEndedJobOnce(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	var failed []string
+	for range 5 {
+		failed = append(failed, b.run(t, "user:hal", "demo", jobs.StatusFailed).id)
+		b.run(t, "user:ivy", "demo", jobs.StatusFailed) // another owner's failures
+	}
+	// More than a window of newer jobs: the failed ones are far down
+	// hal's list of every job.
+	for range 110 {
+		b.run(t, "user:hal", "demo", jobs.StatusSucceeded)
+	}
+	b.run(t, "user:hal", "demo", jobs.StatusQueued)
+	b.waitIndexed(t)
+	ids, pages := b.all(t, jobindex.PageQuery{Scope: jobs.OwnerScope("user:hal"), Limit: 2, Status: jobs.StatusFailed})
+	if !slices.Equal(slices.Sorted(slices.Values(ids)), slices.Sorted(slices.Values(failed))) || pages != 3 {
+		t.Fatalf("hal's failed jobs in %d pages: %v, want %v in 3", pages, ids, failed)
+	}
+	before := b.nc.Stats().OutMsgs
+	p, err := b.reader.Page(t.Context(), jobindex.PageQuery{Scope: jobs.OwnerScope("user:hal"), Limit: 5, Status: jobs.StatusFailed})
+	if n := b.nc.Stats().OutMsgs - before; err != nil || n != 2 || len(p.Jobs) != 5 || p.Next != 0 {
+		t.Fatalf("a page of hal's 5 failed jobs: %d jobs, next %d, %d requests, err %v; want 5, 0, 2", len(p.Jobs), p.Next, n, err)
+	}
+	ids, _ = b.all(t, jobindex.PageQuery{Scope: jobs.AllJobsScope, Limit: 50, Status: jobs.StatusFailed})
+	if len(ids) != 10 {
+		t.Fatalf("everyone's failed jobs: %d, want 10", len(ids))
+	}
+	for st, want := range map[jobs.Status]int{jobs.StatusCanceled: 0, jobs.StatusQueued: 1, jobs.StatusSucceeded: 110} {
+		ids, _ = b.all(t, jobindex.PageQuery{Scope: jobs.OwnerScope("user:hal"), Limit: 50, Status: st})
+		if len(ids) != want {
+			t.Fatalf("hal's %s jobs: %d, want %d", st, len(ids), want)
+		}
 	}
 }
 
@@ -369,12 +424,14 @@ func TestStaleEntryShowsTheJobsState(t *testing.T) {
 	if _, err := b.js.Publish(t.Context(), jobs.OwnerScope("user:fay").IndexSubject(1), entry); err != nil {
 		t.Fatal(err)
 	}
-	p, err := b.reader.Page(t.Context(), jobindex.PageQuery{Scope: jobs.OwnerScope("user:fay"), Limit: 10, Status: jobs.StatusFailed})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(p.Jobs) != 1 || p.Jobs[0].JobID != done.id || p.Jobs[0].Status != jobs.StatusFailed {
-		t.Fatalf("fay's failed jobs with a stale entry: %+v, want %s failed", p.Jobs, done.id)
+	for _, status := range []jobs.Status{"", jobs.StatusFailed} {
+		p, err := b.reader.Page(t.Context(), jobindex.PageQuery{Scope: jobs.OwnerScope("user:fay"), Limit: 10, Status: status})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(p.Jobs) != 1 || p.Jobs[0].JobID != done.id || p.Jobs[0].Status != jobs.StatusFailed {
+			t.Fatalf("fay's jobs (status %q) with a stale entry: %+v, want %s failed", status, p.Jobs, done.id)
+		}
 	}
 	b.startIndexer()
 }
@@ -401,6 +458,15 @@ func TestForgedFinalEventIsNotListed(t *testing.T) {
 		}
 		if len(p.Jobs) != 1 || p.Jobs[0].Status != jobs.StatusSucceeded || p.Jobs[0].Seq != 4 {
 			t.Fatalf("gus's list (status %q) after a forged final event: %+v, want the real end (succeeded, seq 4)", status, p.Jobs)
+		}
+	}
+	for _, scope := range []jobs.ListScope{jobs.OwnerScope("user:gus"), jobs.AllJobsScope} {
+		p, err := b.reader.Page(t.Context(), jobindex.PageQuery{Scope: scope, Limit: 10, Status: jobs.StatusFailed})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(p.Jobs) != 0 {
+			t.Fatalf("failed jobs after a forged failure: %+v, want none", p.Jobs)
 		}
 	}
 }

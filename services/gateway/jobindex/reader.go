@@ -50,12 +50,25 @@ func Examined(limit int) int { return min(max(10*limit, 200), 1000) }
 
 // window is how many positions one request of a page reads: the page's
 // limit, or for a filtered page more (up to 100, within Examined), so
-// that it examines its positions in a few requests.
+// that it examines its positions in a few requests. A page of jobs ended
+// in one status reads that status's list (List), where nearly every
+// position matches.
 func window(q PageQuery) int {
-	if q.Status == "" && q.Type == "" {
+	if q.Type == "" && (q.Status == "" || q.Status.Terminal()) {
 		return q.Limit
 	}
 	return min(max(q.Limit, 100), Examined(q.Limit))
+}
+
+// List is the list a page of q reads: for a final status the list of
+// the jobs that ended in it (most recently ended first), otherwise
+// q.Scope's list of every job (newest first). A page's Next is a
+// position in it.
+func (q PageQuery) List() jobs.ListScope {
+	if q.Status.Terminal() {
+		return q.Scope.Ended(q.Status)
+	}
+	return q.Scope
 }
 
 // filterBudget is how long a filtered page goes on reading windows: once
@@ -75,16 +88,17 @@ func MaxRequests(q PageQuery) int {
 	return 1 + 3*windows
 }
 
-// Page reads a page of q.Scope's list: the entries at the positions below
-// q.Before, a window at a time (one request). An ended job's entry holds
+// Page reads a page of q's list (q.List()): the entries at the positions
+// below q.Before, a window at a time (one request). An ended job's entry holds
 // its final event; the jobs not ended yet are read from the jobs stream
 // (one request for their last messages, one for their end records, at
 // once). A filtered page reads windows until it is full, it has
 // examined Examined(q.Limit) positions, or filterBudget is spent.
 func (r *Reader) Page(ctx context.Context, q PageQuery) (Page, error) {
+	list := q.List()
 	top := q.Before
 	if top == 0 {
-		last, err := r.last(ctx, q.Scope.PositionCounter())
+		last, err := r.last(ctx, list.PositionCounter())
 		if err != nil {
 			return Page{}, err
 		}
@@ -98,14 +112,14 @@ func (r *Reader) Page(ctx context.Context, q PageQuery) (Page, error) {
 		for p := pos; p >= 1 && len(positions) < cap(positions); p-- {
 			positions = append(positions, p)
 		}
-		entries, err := r.entries(ctx, q.Scope, positions)
+		entries, err := r.entries(ctx, list, positions)
 		if err != nil {
 			return Page{}, err
 		}
 		if len(entries) == 0 {
 			// Nothing in this window: the list's older entries may have
 			// aged out; then there is nothing more to read.
-			first, err := r.firstPosition(ctx, q.Scope)
+			first, err := r.firstPosition(ctx, list)
 			if err != nil {
 				return Page{}, err
 			}
@@ -152,10 +166,15 @@ func (r *Reader) Page(ctx context.Context, q PageQuery) (Page, error) {
 	if pos >= 1 {
 		page.Next = pos + 1
 	}
-	// Positions follow the order the indexers saw the jobs in, which may
-	// differ from the order they were made in by a few milliseconds.
+	// Positions follow the order the indexers saw the jobs (or their
+	// ends) in, which may differ from the order they were made (or ended)
+	// in by a few milliseconds.
+	when := created
+	if list.EndedIn() != "" {
+		when = ended
+	}
 	slices.SortStableFunc(page.Jobs, func(a, b jobs.Event) int {
-		return cmp.Or(created(b).Compare(created(a)), cmp.Compare(b.JobID, a.JobID))
+		return cmp.Or(when(b).Compare(when(a)), cmp.Compare(b.JobID, a.JobID))
 	})
 	return page, nil
 }
@@ -174,6 +193,13 @@ func created(ev jobs.Event) time.Time {
 		return *ev.CreatedAt
 	}
 	return time.Time{}
+}
+
+func ended(ev jobs.Event) time.Time {
+	if ev.EndedAt != nil {
+		return *ev.EndedAt
+	}
+	return ev.Time
 }
 
 // last reads a counter's value (0 if it was never counted).

@@ -12,7 +12,9 @@ import (
 
 // cursorSealer makes the job list's cursors opaque: a cursor is the list
 // position the next page starts below, encrypted and authenticated (AES-GCM) for
-// the owner who asked, so it reveals nothing and works for nobody else.
+// the owner who asked and the list it is a position of (a status's list of
+// ended jobs numbers them apart), so it reveals nothing and works for
+// nobody else and in no other list.
 // Its key is derived from the session secret: every gateway that shares
 // SESSION_SECRET reads the others' cursors.
 type cursorSealer struct{ aead cipher.AEAD }
@@ -31,18 +33,22 @@ func newCursorSealer(sessionKey []byte) cursorSealer {
 	return cursorSealer{aead}
 }
 
-// seal returns the cursor of list position pos for owner.
-func (c cursorSealer) seal(owner string, pos uint64) string {
+// seal returns the cursor of position pos in owner's list named list.
+func (c cursorSealer) seal(owner, list string, pos uint64) string {
 	plain := strconv.AppendUint(nil, pos, 10)
 	nonce := make([]byte, c.aead.NonceSize(), c.aead.NonceSize()+len(plain)+c.aead.Overhead())
 	_, _ = rand.Read(nonce)
-	return base64.RawURLEncoding.EncodeToString(c.aead.Seal(nonce, nonce, plain, []byte(owner)))
+	return base64.RawURLEncoding.EncodeToString(c.aead.Seal(nonce, nonce, plain, cursorData(owner, list)))
 }
 
+// cursorData is what a cursor is sealed for: an owner and a list (the
+// owner comes first and holds no zero byte, so no two pairs make the same).
+func cursorData(owner, list string) []byte { return []byte(owner + "\x00" + list) }
+
 // open returns the list position in cursor; false if it was not sealed
-// for owner (tampered with, or made for someone else). No cursor is the
-// start: 0.
-func (c cursorSealer) open(owner, cursor string) (uint64, bool) {
+// for owner and list (tampered with, made for someone else or for another
+// list). No cursor is the start: 0.
+func (c cursorSealer) open(owner, list, cursor string) (uint64, bool) {
 	if cursor == "" {
 		return 0, true
 	}
@@ -50,7 +56,7 @@ func (c cursorSealer) open(owner, cursor string) (uint64, bool) {
 	if err != nil || len(b) < c.aead.NonceSize() {
 		return 0, false
 	}
-	plain, err := c.aead.Open(nil, b[:c.aead.NonceSize()], b[c.aead.NonceSize():], []byte(owner))
+	plain, err := c.aead.Open(nil, b[:c.aead.NonceSize()], b[c.aead.NonceSize():], cursorData(owner, list))
 	if err != nil {
 		return 0, false
 	}

@@ -16,7 +16,8 @@ type ListQuery struct {
 	Cursor string      // where the page starts: a NextCursor of an earlier page; "" for the newest
 }
 
-// List returns the jobs who may see, newest first (an admin's: everyone's,
+// List returns the jobs who may see, newest first, or for a final status
+// the most recently ended first (an admin's: everyone's,
 // others' their own: the jobs whose request named them, whatever later
 // events say), and the cursor of the next page ("" on the last
 // page). It reads a page of the job index (jobindex.Reader.Page): a few
@@ -24,22 +25,24 @@ type ListQuery struct {
 // bounded number of jobs, so it may hold fewer than q.Limit jobs and
 // still have a next page.
 func (s *Service) List(ctx context.Context, who Caller, q ListQuery) (page []jobs.Snapshot, next string, err error) {
-	before, cursorOK := s.cursors.open(who.Owner, q.Cursor)
 	switch {
 	case q.Status != "" && !q.Status.Valid():
 		return nil, "", &InvalidArgumentError{"status must be one of scheduled, queued, running, succeeded, failed, canceled"}
 	case q.Type != "" && jobs.ValidateType(q.Type) != nil:
 		return nil, "", &InvalidArgumentError{"type is not a valid job type name"}
-	case !cursorOK:
-		return nil, "", &InvalidArgumentError{"cursor is not valid"}
 	}
 	scope := jobs.OwnerScope(who.Owner)
 	if who.Admin {
 		scope = jobs.AllJobsScope
 	}
-	p, err := s.index.Page(ctx, jobindex.PageQuery{
-		Scope: scope, Before: before, Limit: q.Limit, Status: q.Status, Type: q.Type,
-	})
+	pq := jobindex.PageQuery{Scope: scope, Limit: q.Limit, Status: q.Status, Type: q.Type}
+	list := string(pq.List().EndedIn()) // a cursor is a position in this list
+	before, cursorOK := s.cursors.open(who.Owner, list, q.Cursor)
+	if !cursorOK {
+		return nil, "", &InvalidArgumentError{"cursor is not valid"}
+	}
+	pq.Before = before
+	p, err := s.index.Page(ctx, pq)
 	if err != nil {
 		return nil, "", unavailable(err)
 	}
@@ -48,7 +51,7 @@ func (s *Service) List(ctx context.Context, who Caller, q ListQuery) (page []job
 		page[i] = jobs.SnapshotOf(ev)
 	}
 	if p.Next != 0 {
-		next = s.cursors.seal(who.Owner, p.Next)
+		next = s.cursors.seal(who.Owner, list, p.Next)
 	}
 	return page, next, nil
 }
