@@ -31,7 +31,7 @@ type bundle struct {
 	stopIndexer  func()
 }
 
-func setup(t *testing.T) *bundle {
+func setup(t testing.TB) *bundle {
 	t.Helper()
 	ns := natstest.Server(t)
 	nc := natstest.Connect(t, ns)
@@ -69,7 +69,7 @@ type job struct {
 
 // run stores a job's request and the events that take it to status:
 // started, then a progress event, then the final one.
-func (b *bundle) run(t *testing.T, owner, typ string, status jobs.Status) job {
+func (b *bundle) run(t testing.TB, owner, typ string, status jobs.Status) job {
 	t.Helper()
 	ctx := t.Context()
 	now := time.Now()
@@ -302,7 +302,7 @@ func TestIndexerAppliesEachChangeOnce(t *testing.T) {
 }
 
 // waitIndexed waits until the indexer has applied every message stored.
-func (b *bundle) waitIndexed(t *testing.T) {
+func (b *bundle) waitIndexed(t testing.TB) {
 	t.Helper()
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
 		info, err := b.streams.Indexer.Info(t.Context())

@@ -129,13 +129,13 @@ func (r *Reader) Page(ctx context.Context, q PageQuery) (Page, error) {
 			}
 		}
 		states := make(map[string]jobs.Event, len(entries))
-		var running []jobs.IndexEntry
+		var running []entry
 		for _, e := range entries {
 			if q.Type != "" && e.Type != q.Type || q.Status != "" && e.Status.Terminal() && e.Status != q.Status {
 				continue // ended in another status: not decoded
 			}
-			if ev, ok := finalEvent(e); ok {
-				states[e.ID] = ev
+			if e.final() {
+				states[e.ID] = *e.Final
 			} else {
 				running = append(running, e)
 			}
@@ -179,13 +179,19 @@ func (r *Reader) Page(ctx context.Context, q PageQuery) (Page, error) {
 	return page, nil
 }
 
-// finalEvent is the final event e holds, if it holds a valid one.
-func finalEvent(e jobs.IndexEntry) (jobs.Event, bool) {
-	var ev jobs.Event
-	if e.Final == nil || json.Unmarshal(e.Final, &ev) != nil {
-		return ev, false
-	}
-	return ev, ev.JobID == e.ID && ev.Status == e.Status
+// entry is a list entry (jobs.IndexEntry) as the reader reads it: its
+// final event decoded with it, in one pass.
+type entry struct {
+	ID        string      `json:"id"`
+	Type      string      `json:"type"`
+	CreatedAt time.Time   `json:"created_at"`
+	Final     *jobs.Event `json:"final"`
+	Status    jobs.Status `json:"status"`
+}
+
+// final tells whether e holds a valid final event.
+func (e entry) final() bool {
+	return e.Final != nil && e.Final.JobID == e.ID && e.Final.Status == e.Status && e.Status.Terminal()
 }
 
 func created(ev jobs.Event) time.Time {
@@ -219,16 +225,28 @@ func (r *Reader) last(ctx context.Context, counter string) (uint64, error) {
 }
 
 // entries reads the entries of scope's list at positions, in one request.
-func (r *Reader) entries(ctx context.Context, scope jobs.ListScope, positions []uint64) (map[uint64]jobs.IndexEntry, error) {
+func (r *Reader) entries(ctx context.Context, scope jobs.ListScope, positions []uint64) (map[uint64]entry, error) {
 	subjects := make([]string, len(positions))
 	for i, p := range positions {
 		subjects[i] = scope.IndexSubject(p)
 	}
-	entries := make(map[uint64]jobs.IndexEntry, len(positions))
+	entries := make(map[uint64]entry, len(positions))
 	err := jobs.MultiLast(ctx, r.nc, jobs.IndexStream, subjects, func(m jobs.StoredEvent) {
-		var e jobs.IndexEntry
+		var e entry
 		p, err := strconv.ParseUint(m.Subject[strings.LastIndexByte(m.Subject, '.')+1:], 10, 64)
-		if err == nil && json.Unmarshal(m.Data, &e) == nil && jobs.ValidateID(e.ID) == nil && jobs.ValidateType(e.Type) == nil {
+		if err != nil {
+			return
+		}
+		if json.Unmarshal(m.Data, &e) != nil {
+			// A final event that does not decode: the job is read from
+			// its events.
+			var plain jobs.IndexEntry
+			if json.Unmarshal(m.Data, &plain) != nil {
+				return
+			}
+			e = entry{ID: plain.ID, Type: plain.Type, CreatedAt: plain.CreatedAt}
+		}
+		if jobs.ValidateID(e.ID) == nil && jobs.ValidateType(e.Type) == nil {
 			entries[p] = e
 		}
 	})
@@ -256,7 +274,7 @@ const statesPerRequest = 300
 // last event, unless its end record names another (final) one. It reads
 // the last messages of all of them in one request and their end records
 // in another, at once.
-func (r *Reader) states(ctx context.Context, entries []jobs.IndexEntry) (map[string]jobs.Event, error) {
+func (r *Reader) states(ctx context.Context, entries []entry) (map[string]jobs.Event, error) {
 	if len(entries) == 0 {
 		return nil, nil
 	}
