@@ -156,11 +156,16 @@ type IndexEntry struct {
 	ID        string    `json:"id"`
 	Type      string    `json:"type"`
 	CreatedAt time.Time `json:"created_at"`
-	// Final is the job's final event (succeeded, failed, canceled), once
-	// the indexer has seen it, and Status that event's status; both
-	// absent while the job has not ended.
-	Final  json.RawMessage `json:"final,omitempty"`
-	Status Status          `json:"status,omitempty"`
+	// Once the job has ended (succeeded, failed, canceled) and the
+	// indexer has seen its final event: Snapshot is the job's state from
+	// that event (a Snapshot, as JSON, ready for a list page), Status its
+	// status and EndedAt when it ended; all absent before.
+	Snapshot json.RawMessage `json:"snapshot,omitempty"`
+	Status   Status          `json:"status,omitempty"`
+	EndedAt  time.Time       `json:"ended_at,omitzero"`
+	// Final is the final event itself, in entries written before
+	// 2026-12-02 (which hold no Snapshot); readers still read it.
+	Final json.RawMessage `json:"final,omitempty"`
 }
 
 // IndexState is the indexer's record of a job: the status it last counted

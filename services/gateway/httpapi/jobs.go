@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"encoding/json"
 	"net/http"
 
 	"github.com/go-chi/chi/v5"
@@ -123,8 +124,8 @@ func handleRetry(g *Gateway) http.HandlerFunc {
 
 func handleList(g *Gateway) http.HandlerFunc {
 	type response struct {
-		Jobs       []jobs.Snapshot `json:"jobs"`
-		NextCursor string          `json:"next_cursor,omitempty"`
+		Jobs       []json.RawMessage `json:"jobs"` // jobs.Snapshot
+		NextCursor string            `json:"next_cursor,omitempty"`
 	}
 	return func(w http.ResponseWriter, r *http.Request) {
 		q := r.URL.Query()

@@ -329,8 +329,8 @@ func counterMsg(subject, incr, msgID string) *nats.Msg {
 // effects writes what rec, once recorded, means: the status counters
 // moved from rec.Prev to rec.Status, a final status counted in its
 // minute, for a job seen for the first time its list entries, and for a
-// job that has ended its entries again with its final event (ev) in them
-// and the same entries in the lists of jobs ended so (ListScope.Ended),
+// job that has ended its entries again with its state from its final
+// event (ev) in them, and the same entries in the lists of jobs ended so (ListScope.Ended),
 // once the job's end record names that event (a final event written after
 // the job ended, by a runner's credentials or by hand, is never listed;
 // the end record comes just after the final event, so ev is put back to
@@ -354,11 +354,20 @@ func (ix *Indexer) effects(ctx context.Context, rec jobs.IndexState, ev eventHea
 		case err != nil:
 			return err
 		case found && end.Seq == ev.streamSeq:
-			entry.Final, entry.Status = ev.data, rec.Status
+			var final jobs.Event
+			if err := json.Unmarshal(ev.data, &final); err != nil {
+				return fmt.Errorf("job %s: final event: %w", rec.ID, err)
+			}
+			entry.Snapshot, _ = json.Marshal(jobs.SnapshotOf(final))
+			entry.Status, entry.EndedAt = rec.Status, final.Time.UTC()
+			if final.EndedAt != nil {
+				entry.EndedAt = final.EndedAt.UTC()
+			}
 		case !found && ev.mayWait:
 			wait = errNoEndYet // the rest now, the entries when it comes again
 		}
 	}
+	data, _ := json.Marshal(entry)
 	for i, scope := range scopes {
 		msgID := rec.ID + "." + strconv.FormatUint(rec.Seq, 10) + "." + strconv.Itoa(i) + "."
 		if rec.Prev != rec.Status {
@@ -374,11 +383,10 @@ func (ix *Indexer) effects(ctx context.Context, rec jobs.IndexState, ev eventHea
 		if wait != nil {
 			continue
 		}
-		data, _ := json.Marshal(entry)
-		if positions[i] > 0 && (rec.Prev == "" || entry.Final != nil) {
+		if positions[i] > 0 && (rec.Prev == "" || entry.Snapshot != nil) {
 			msgs = append(msgs, &nats.Msg{Subject: scope.IndexSubject(positions[i]), Data: data})
 		}
-		if ended[i] > 0 && entry.Final != nil {
+		if ended[i] > 0 && entry.Snapshot != nil {
 			msgs = append(msgs, &nats.Msg{Subject: scope.Ended(rec.Status).IndexSubject(ended[i]), Data: data})
 		}
 	}

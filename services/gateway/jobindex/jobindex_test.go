@@ -108,6 +108,16 @@ func (b *bundle) run(t testing.TB, owner, typ string, status jobs.Status) job {
 	return job{req.ID, owner, typ, status}
 }
 
+// snapshot decodes a listed job's state.
+func snapshot(t testing.TB, l jobindex.Listed) jobs.Snapshot {
+	t.Helper()
+	var s jobs.Snapshot
+	if err := json.Unmarshal(l.JSON, &s); err != nil {
+		t.Fatalf("job %s listed as %q: %v", l.ID, l.JSON, err)
+	}
+	return s
+}
+
 // waitCounted waits until the index counts want jobs of scope in all.
 func (b *bundle) waitCounted(t *testing.T, scope jobs.ListScope, want map[string]map[jobs.Status]int64) []jobindex.TypeStats {
 	t.Helper()
@@ -136,9 +146,9 @@ func (b *bundle) waitCounted(t *testing.T, scope jobs.ListScope, want map[string
 // newest first, or for a final status the most recently ended first.
 func (b *bundle) all(t *testing.T, q jobindex.PageQuery) (ids []string, pages int) {
 	t.Helper()
-	when := func(ev jobs.Event) time.Time { return *ev.CreatedAt }
+	when := func(l jobindex.Listed) time.Time { return l.Created }
 	if q.Status.Terminal() {
-		when = func(ev jobs.Event) time.Time { return ev.Time } // the final event's time
+		when = func(l jobindex.Listed) time.Time { return l.Ended }
 	}
 	for range 1000 {
 		p, err := b.reader.Page(t.Context(), q)
@@ -149,7 +159,10 @@ func (b *bundle) all(t *testing.T, q jobindex.PageQuery) (ids []string, pages in
 			t.Fatalf("a page of %d jobs, limit %d", len(p.Jobs), q.Limit)
 		}
 		for i, ev := range p.Jobs {
-			ids = append(ids, ev.JobID)
+			ids = append(ids, ev.ID)
+			if s := snapshot(t, ev); s.ID != ev.ID || s.Status != ev.Status {
+				t.Fatalf("listed %s %s, its snapshot says %s %s", ev.ID, ev.Status, s.ID, s.Status)
+			}
 			if i > 0 && when(ev).After(when(p.Jobs[i-1])) {
 				t.Fatalf("a page out of order (status %q): %v after %v", q.Status, when(ev), when(p.Jobs[i-1]))
 			}
@@ -346,9 +359,9 @@ func TestPageRequests(t *testing.T) {
 		if len(p.Jobs) != limit {
 			t.Fatalf("page of %d: %d jobs", limit, len(p.Jobs))
 		}
-		for _, ev := range p.Jobs {
-			if ev.Status != jobs.StatusSucceeded || ev.Kind != jobs.KindSucceeded || ev.Seq != 4 {
-				t.Fatalf("a listed job is not its final event: %+v", ev)
+		for _, l := range p.Jobs {
+			if s := snapshot(t, l); s.Status != jobs.StatusSucceeded || s.Seq != 4 || l.Ended.IsZero() {
+				t.Fatalf("a listed job is not its final event's state: %+v", s)
 			}
 		}
 	}
@@ -367,7 +380,7 @@ func TestPageRequests(t *testing.T) {
 	running := b.run(t, "user:dave", "demo", jobs.StatusQueued)
 	b.waitIndexed(t)
 	p = requests(jobindex.PageQuery{Scope: jobs.OwnerScope("user:dave"), Limit: 5}, 4)
-	if p.Jobs[0].JobID != running.id || p.Jobs[0].Status != jobs.StatusQueued {
+	if p.Jobs[0].ID != running.id || p.Jobs[0].Status != jobs.StatusQueued {
 		t.Fatalf("the newest job: %+v, want %s queued", p.Jobs[0], running.id)
 	}
 }
@@ -429,11 +442,39 @@ func TestStaleEntryShowsTheJobsState(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(p.Jobs) != 1 || p.Jobs[0].JobID != done.id || p.Jobs[0].Status != jobs.StatusFailed {
+		if len(p.Jobs) != 1 || p.Jobs[0].ID != done.id || snapshot(t, p.Jobs[0]).Status != jobs.StatusFailed {
 			t.Fatalf("fay's jobs (status %q) with a stale entry: %+v, want %s failed", status, p.Jobs, done.id)
 		}
 	}
 	b.startIndexer()
+}
+
+// Entries written before 2026-12-02 hold the final event itself, not the
+// snapshot: they are still read as ended jobs, without reading the job.
+func TestEntriesHoldingTheFinalEventAreRead(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	done := b.run(t, "user:olga", "demo", jobs.StatusCanceled)
+	b.waitIndexed(t)
+	b.stopIndexer()
+	defer b.startIndexer()
+	final, _, err := jobs.State(t.Context(), b.streams.Events, b.streams.Records, done.id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, _ := json.Marshal(final)
+	old, _ := json.Marshal(map[string]any{"id": done.id, "type": "demo", "created_at": final.CreatedAt, "final": json.RawMessage(data), "status": "canceled"})
+	if _, err := b.js.Publish(t.Context(), jobs.OwnerScope("user:olga").IndexSubject(1), old); err != nil {
+		t.Fatal(err)
+	}
+	before := b.nc.Stats().OutMsgs
+	p, err := b.reader.Page(t.Context(), jobindex.PageQuery{Scope: jobs.OwnerScope("user:olga"), Limit: 10})
+	if n := b.nc.Stats().OutMsgs - before; err != nil || n != 2 || len(p.Jobs) != 1 {
+		t.Fatalf("olga's list: %+v, %d requests, %v; want her job in 2 requests", p.Jobs, n, err)
+	}
+	if s := snapshot(t, p.Jobs[0]); s.ID != done.id || s.Status != jobs.StatusCanceled || s.Seq != final.Seq {
+		t.Fatalf("olga's job listed as %+v, want %s canceled at seq %d", s, done.id, final.Seq)
+	}
 }
 
 // A final event written after the job ended (a runner's credentials can
@@ -456,7 +497,7 @@ func TestForgedFinalEventIsNotListed(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(p.Jobs) != 1 || p.Jobs[0].Status != jobs.StatusSucceeded || p.Jobs[0].Seq != 4 {
+		if len(p.Jobs) != 1 || snapshot(t, p.Jobs[0]).Status != jobs.StatusSucceeded || snapshot(t, p.Jobs[0]).Seq != 4 {
 			t.Fatalf("gus's list (status %q) after a forged final event: %+v, want the real end (succeeded, seq 4)", status, p.Jobs)
 		}
 	}
@@ -540,9 +581,9 @@ func TestListsEveryKindOfRequest(t *testing.T) {
 	if err != nil || len(p.Jobs) != 3 {
 		t.Fatalf("gina's list: %+v, %v", p.Jobs, err)
 	}
-	byID := map[string]jobs.Event{}
-	for _, ev := range p.Jobs {
-		byID[ev.JobID] = ev
+	byID := map[string]jobs.Snapshot{}
+	for _, l := range p.Jobs {
+		byID[l.ID] = snapshot(t, l)
 	}
 	if byID[reqs[0].ID].Priority != jobs.PriorityHigh || byID[reqs[1].ID].Status != jobs.StatusQueued || byID[reqs[2].ID].Status != jobs.StatusScheduled {
 		t.Fatalf("gina's list: %+v", p.Jobs)

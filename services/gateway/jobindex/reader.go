@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -36,11 +35,39 @@ type PageQuery struct {
 	Type   string      // "": any
 }
 
-// Page is a page of a list: the jobs' states, newest first, and the
-// position the next page starts below (0: this is the last page).
+// Page is a page of a list: the jobs' states, newest first (a list of
+// ended jobs: the most recently ended first), and the position the next
+// page starts below (0: this is the last page).
 type Page struct {
-	Jobs []jobs.Event
+	Jobs []Listed
 	Next uint64
+}
+
+// Listed is a job on a page: its state as JSON (a jobs.Snapshot, which an
+// ended job's entry holds ready, so a page of ended jobs decodes none),
+// and what the page is sorted and filtered by.
+type Listed struct {
+	ID      string
+	Status  jobs.Status
+	Created time.Time
+	Ended   time.Time // zero while the job has not ended
+	JSON    json.RawMessage
+}
+
+// listed is ev's state on a page.
+func listed(ev jobs.Event) Listed {
+	l := Listed{ID: ev.JobID, Status: ev.Status}
+	l.JSON, _ = json.Marshal(jobs.SnapshotOf(ev))
+	if ev.CreatedAt != nil {
+		l.Created = *ev.CreatedAt
+	}
+	if ev.Status.Terminal() {
+		l.Ended = ev.Time
+		if ev.EndedAt != nil {
+			l.Ended = *ev.EndedAt
+		}
+	}
+	return l
 }
 
 // Examined bounds how many positions one page reads when it is filtered:
@@ -104,7 +131,7 @@ func (r *Reader) Page(ctx context.Context, q PageQuery) (Page, error) {
 		}
 		top = last + 1
 	}
-	page := Page{Jobs: []jobs.Event{}}
+	page := Page{Jobs: []Listed{}}
 	pos, examined := top-1, 0 // pos: the highest position not yet read
 	start := time.Now()
 	for pos >= 1 && len(page.Jobs) < q.Limit && examined < Examined(q.Limit) && (examined == 0 || time.Since(start) < filterBudget) {
@@ -128,14 +155,14 @@ func (r *Reader) Page(ctx context.Context, q PageQuery) (Page, error) {
 				break
 			}
 		}
-		states := make(map[string]jobs.Event, len(entries))
+		states := make(map[string]Listed, len(entries))
 		var running []entry
 		for _, e := range entries {
 			if q.Type != "" && e.Type != q.Type || q.Status != "" && e.Status.Terminal() && e.Status != q.Status {
-				continue // ended in another status: not decoded
+				continue // ended in another status
 			}
-			if e.final() {
-				states[e.ID] = *e.Final
+			if l, ok := e.ended(); ok {
+				states[e.ID] = l
 			} else {
 				running = append(running, e)
 			}
@@ -144,7 +171,9 @@ func (r *Reader) Page(ctx context.Context, q PageQuery) (Page, error) {
 		if err != nil {
 			return Page{}, err
 		}
-		maps.Copy(states, live)
+		for id, ev := range live {
+			states[id] = listed(ev)
+		}
 		taken := 0
 		for i, p := range positions {
 			taken = i + 1
@@ -169,43 +198,39 @@ func (r *Reader) Page(ctx context.Context, q PageQuery) (Page, error) {
 	// Positions follow the order the indexers saw the jobs (or their
 	// ends) in, which may differ from the order they were made (or ended)
 	// in by a few milliseconds.
-	when := created
+	when := func(l Listed) time.Time { return l.Created }
 	if list.EndedIn() != "" {
-		when = ended
+		when = func(l Listed) time.Time { return l.Ended }
 	}
-	slices.SortStableFunc(page.Jobs, func(a, b jobs.Event) int {
-		return cmp.Or(when(b).Compare(when(a)), cmp.Compare(b.JobID, a.JobID))
+	slices.SortStableFunc(page.Jobs, func(a, b Listed) int {
+		return cmp.Or(when(b).Compare(when(a)), cmp.Compare(b.ID, a.ID))
 	})
 	return page, nil
 }
 
-// entry is a list entry (jobs.IndexEntry) as the reader reads it: its
-// final event decoded with it, in one pass.
+// entry is a list entry (jobs.IndexEntry) as the reader reads it: an
+// ended job's snapshot is kept as it is, not decoded.
 type entry struct {
-	ID        string      `json:"id"`
-	Type      string      `json:"type"`
-	CreatedAt time.Time   `json:"created_at"`
-	Final     *jobs.Event `json:"final"`
-	Status    jobs.Status `json:"status"`
+	ID        string          `json:"id"`
+	Type      string          `json:"type"`
+	CreatedAt time.Time       `json:"created_at"`
+	Snapshot  json.RawMessage `json:"snapshot"`
+	Status    jobs.Status     `json:"status"`
+	EndedAt   time.Time       `json:"ended_at"`
+	Final     *jobs.Event     `json:"final"` // entries written before 2026-12-02
 }
 
-// final tells whether e holds a valid final event.
-func (e entry) final() bool {
-	return e.Final != nil && e.Final.JobID == e.ID && e.Final.Status == e.Status && e.Status.Terminal()
-}
-
-func created(ev jobs.Event) time.Time {
-	if ev.CreatedAt != nil {
-		return *ev.CreatedAt
+// ended is the state of e's job if e says it has ended.
+func (e entry) ended() (Listed, bool) {
+	switch {
+	case !e.Status.Terminal():
+		return Listed{}, false
+	case len(e.Snapshot) > 0:
+		return Listed{ID: e.ID, Status: e.Status, Created: e.CreatedAt, Ended: e.EndedAt, JSON: e.Snapshot}, true
+	case e.Final != nil && e.Final.JobID == e.ID && e.Final.Status == e.Status:
+		return listed(*e.Final), true
 	}
-	return time.Time{}
-}
-
-func ended(ev jobs.Event) time.Time {
-	if ev.EndedAt != nil {
-		return *ev.EndedAt
-	}
-	return ev.Time
+	return Listed{}, false
 }
 
 // last reads a counter's value (0 if it was never counted).

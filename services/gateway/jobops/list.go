@@ -2,6 +2,7 @@ package jobops
 
 import (
 	"context"
+	"encoding/json"
 	"time"
 
 	"github.com/jobwire/jobwire/services/gateway/jobindex"
@@ -23,8 +24,9 @@ type ListQuery struct {
 // page). It reads a page of the job index (jobindex.Reader.Page): a few
 // requests however many jobs are stored. A filtered page examines a
 // bounded number of jobs, so it may hold fewer than q.Limit jobs and
-// still have a next page.
-func (s *Service) List(ctx context.Context, who Caller, q ListQuery) (page []jobs.Snapshot, next string, err error) {
+// still have a next page. Each job is its jobs.Snapshot as JSON (an ended
+// job's as the index holds it, not decoded).
+func (s *Service) List(ctx context.Context, who Caller, q ListQuery) (page []json.RawMessage, next string, err error) {
 	switch {
 	case q.Status != "" && !q.Status.Valid():
 		return nil, "", &InvalidArgumentError{"status must be one of scheduled, queued, running, succeeded, failed, canceled"}
@@ -46,9 +48,9 @@ func (s *Service) List(ctx context.Context, who Caller, q ListQuery) (page []job
 	if err != nil {
 		return nil, "", unavailable(err)
 	}
-	page = make([]jobs.Snapshot, len(p.Jobs))
-	for i, ev := range p.Jobs {
-		page[i] = jobs.SnapshotOf(ev)
+	page = make([]json.RawMessage, len(p.Jobs))
+	for i, l := range p.Jobs {
+		page[i] = l.JSON
 	}
 	if p.Next != 0 {
 		next = s.cursors.seal(who.Owner, list, p.Next)
