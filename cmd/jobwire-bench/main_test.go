@@ -90,6 +90,15 @@ func TestSmoke(t *testing.T) {
 	case rep.Machine.NumCPU == 0 || rep.Machine.GoVersion == "":
 		t.Errorf("machine missing: %+v", rep.Machine)
 	}
+	if rep.Index != nil {
+		// Every seeded job has ended: each page is the list's last
+		// position and its entries, whatever the filter.
+		for _, p := range rep.Index.Pages {
+			if p.RequestsPerPage != 2 {
+				t.Errorf("%s (%s): %.2f NATS requests per page, want 2", p.Query, p.Name, p.RequestsPerPage)
+			}
+		}
+	}
 }
 
 // TestSmokeFailsWhenTheSystemIsBroken: a gateway that cannot start must

@@ -324,8 +324,8 @@ func indexRows(x *indexResult) ([]row, []target) {
 			fmt.Sprintf("%s / %s / %s / %s ms", msf(p.HTTP.P50MS), msf(p.HTTP.P90MS), msf(p.HTTP.P99MS), msf(p.HTTP.MaxMS)),
 			fmt.Sprintf("%s / %s / %s / %s ms", msf(p.Direct.P50MS), msf(p.Direct.P90MS), msf(p.Direct.P99MS), msf(p.Direct.MaxMS)),
 			ratio(p.HTTP.P99MS, p.Direct.P99MS), "p99",
-			fmt.Sprintf("`%s` from %d clients, %d requests (%s/s), each answer checked; %.1f jobs and %.2f NATS requests (direct gets) per page (at most %d); baseline: jobindex.Reader.Page on the tool's own NATS connection, the same reads without HTTP; gateway process %.2f cores, %.0f µs CPU per page%s",
-				p.Query, p.Clients, p.Requests, num(p.HTTPPerS), p.JobsPerPage, p.RequestsPerPage, p.MaxPerPage, p.HTTPCPU.GatewayCores, p.CPUPerPageUS, breakdown(p.Breakdown))})
+			fmt.Sprintf("`%s` from %d clients, %d requests (%s/s) after %d unmeasured, each answer checked; %.1f jobs and %.2f NATS requests (direct gets) per page (at most %d); baseline: jobindex.Reader.Page on the tool's own NATS connection, the same reads without HTTP; gateway process %.2f cores, %.0f µs CPU per page%s",
+				p.Query, p.Clients, p.Requests, num(p.HTTPPerS), warmupPages(p.Requests), p.JobsPerPage, p.RequestsPerPage, p.MaxPerPage, p.HTTPCPU.GatewayCores, p.CPUPerPageUS, breakdown(p.Breakdown))})
 		if !slices.Contains(clients, p.Clients) {
 			clients = append(clients, p.Clients)
 		}
