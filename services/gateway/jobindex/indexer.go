@@ -193,6 +193,18 @@ func (ix *Indexer) index(ctx context.Context, ev eventHead) error {
 			return nil // a later event is counted already
 		case found && rec.Seq == ev.Seq:
 			return ix.effects(ctx, rec, ev) // counted before, maybe not all written
+		case found && rec.Status.Terminal():
+			// An event stored after the job's final one (a runner's
+			// credentials can write events): once the end record names
+			// another event, it is not the job's state (jobs.State), so
+			// it changes no count and no list.
+			end, ended, err := jobs.ReadEnd(ctx, ix.records, ev.JobID)
+			if err != nil {
+				return err
+			}
+			if ended && end.Seq != ev.streamSeq {
+				return nil
+			}
 		}
 		if !found && ev.waitForRequest {
 			return errNoRequestYet

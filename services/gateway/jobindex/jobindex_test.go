@@ -478,9 +478,10 @@ func TestEntriesHoldingTheFinalEventAreRead(t *testing.T) {
 }
 
 // A final event written after the job ended (a runner's credentials can
-// write events) is never listed: the entry holds only the final event the
-// job's end record names, and the list reads the rest from the events as
-// GET does.
+// write events) is never listed nor counted: the entry holds only the
+// final event the job's end record names, the list reads the rest from
+// the events as GET does, and the indexer passes over what is stored
+// after the end.
 func TestForgedFinalEventIsNotListed(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
@@ -501,6 +502,8 @@ func TestForgedFinalEventIsNotListed(t *testing.T) {
 			t.Fatalf("gus's list (status %q) after a forged final event: %+v, want the real end (succeeded, seq 4)", status, p.Jobs)
 		}
 	}
+	// Nor counted: gus has one job, succeeded.
+	b.waitCounted(t, jobs.OwnerScope("user:gus"), map[string]map[jobs.Status]int64{"demo": {jobs.StatusQueued: 0, jobs.StatusRunning: 0, jobs.StatusSucceeded: 1, jobs.StatusFailed: 0, jobs.StatusCanceled: 0}})
 	for _, scope := range []jobs.ListScope{jobs.OwnerScope("user:gus"), jobs.AllJobsScope} {
 		p, err := b.reader.Page(t.Context(), jobindex.PageQuery{Scope: scope, Limit: 10, Status: jobs.StatusFailed})
 		if err != nil {
