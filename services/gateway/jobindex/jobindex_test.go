@@ -430,13 +430,9 @@ func TestEndedListsHoldEachEndedJobOnce(t *testing.T) {
 func TestStaleEntryShowsTheJobsState(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	done := b.run(t, "user:fay", "demo", jobs.StatusFailed)
-	b.waitIndexed(t)
-	b.stopIndexer()
+	done := b.endedWithIndexerStopped(t, "user:fay", jobs.StatusFailed)
 	entry, _ := json.Marshal(jobs.IndexEntry{ID: done.id, Type: "demo", CreatedAt: time.Now()})
-	if _, err := b.js.Publish(t.Context(), jobs.OwnerScope("user:fay").IndexSubject(1), entry); err != nil {
-		t.Fatal(err)
-	}
+	b.putFirstEntry(t, "user:fay", entry)
 	for _, status := range []jobs.Status{"", jobs.StatusFailed} {
 		p, err := b.reader.Page(t.Context(), jobindex.PageQuery{Scope: jobs.OwnerScope("user:fay"), Limit: 10, Status: status})
 		if err != nil {
@@ -446,7 +442,24 @@ func TestStaleEntryShowsTheJobsState(t *testing.T) {
 			t.Fatalf("fay's jobs (status %q) with a stale entry: %+v, want %s failed", status, p.Jobs, done.id)
 		}
 	}
-	b.startIndexer()
+}
+
+// endedWithIndexerStopped runs a job of owner to st, waits until it is
+// indexed, then stops the indexer (so what the test writes stays).
+func (b *bundle) endedWithIndexerStopped(t *testing.T, owner string, st jobs.Status) job {
+	t.Helper()
+	j := b.run(t, owner, "demo", st)
+	b.waitIndexed(t)
+	b.stopIndexer()
+	return j
+}
+
+// putFirstEntry writes data as the entry at position 1 of owner's list.
+func (b *bundle) putFirstEntry(t *testing.T, owner string, data []byte) {
+	t.Helper()
+	if _, err := b.js.Publish(t.Context(), jobs.OwnerScope(owner).IndexSubject(1), data); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // Entries written before 2026-12-02 hold the final event itself, not the
@@ -454,19 +467,14 @@ func TestStaleEntryShowsTheJobsState(t *testing.T) {
 func TestEntriesHoldingTheFinalEventAreRead(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	done := b.run(t, "user:olga", "demo", jobs.StatusCanceled)
-	b.waitIndexed(t)
-	b.stopIndexer()
-	defer b.startIndexer()
+	done := b.endedWithIndexerStopped(t, "user:olga", jobs.StatusCanceled)
 	final, _, err := jobs.State(t.Context(), b.streams.Events, b.streams.Records, done.id)
 	if err != nil {
 		t.Fatal(err)
 	}
 	data, _ := json.Marshal(final)
 	old, _ := json.Marshal(map[string]any{"id": done.id, "type": "demo", "created_at": final.CreatedAt, "final": json.RawMessage(data), "status": "canceled"})
-	if _, err := b.js.Publish(t.Context(), jobs.OwnerScope("user:olga").IndexSubject(1), old); err != nil {
-		t.Fatal(err)
-	}
+	b.putFirstEntry(t, "user:olga", old)
 	before := b.nc.Stats().OutMsgs
 	p, err := b.reader.Page(t.Context(), jobindex.PageQuery{Scope: jobs.OwnerScope("user:olga"), Limit: 10})
 	if n := b.nc.Stats().OutMsgs - before; err != nil || n != 2 || len(p.Jobs) != 1 {
