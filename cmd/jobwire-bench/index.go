@@ -244,11 +244,18 @@ type seeded struct {
 	ids    []string
 	owners int
 	byID   map[string]int32
-	counts map[[2]any]int // {owner or -1, status or ""}: jobs
+	counts map[seedKey]int
+}
+
+// seedKey names a count of seeded jobs: an owner's (-1: everyone's) in a
+// status ("": any).
+type seedKey struct {
+	owner  int
+	status jobs.Status
 }
 
 // count is how many jobs owner (-1: any) has in status ("": any).
-func (s *seeded) count(owner int, status jobs.Status) int { return s.counts[[2]any{owner, status}] }
+func (s *seeded) count(owner int, status jobs.Status) int { return s.counts[seedKey{owner, status}] }
 
 func benchOwnerSub(o int) string { return fmt.Sprintf("bench-%04d", o) }
 
@@ -277,13 +284,13 @@ func seedJobs(ctx context.Context, js jetstream.JetStream, n, owners int, limit 
 	ctx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
 	now := time.Now()
-	s := &seeded{ids: make([]string, n), owners: owners, byID: make(map[string]int32, n), counts: map[[2]any]int{}}
+	s := &seeded{ids: make([]string, n), owners: owners, byID: make(map[string]int32, n), counts: map[seedKey]int{}}
 	for i := range s.ids {
 		s.ids[i] = jobs.NewID(now)
 		s.byID[s.ids[i]] = int32(i)
 		for _, owner := range []int{i % owners, -1} {
 			for _, st := range []jobs.Status{"", seedStatus(i, owners)} {
-				s.counts[[2]any{owner, st}]++
+				s.counts[seedKey{owner, st}]++
 			}
 		}
 	}

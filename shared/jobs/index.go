@@ -19,11 +19,11 @@ import (
 // and the number of jobs in each status is counted per type, per owner and
 // for everyone. A page of a list is the entries at some positions, read
 // in one request however many jobs are stored. An entry holds its job's
-// final event once the job has ended; a list reads the last event of a job
-// not ended yet from Stream. Each list has a list per final status
-// (ListScope.Ended): the jobs that ended so, most recently ended first,
-// each entry holding its final event, so a page of failed jobs reads as
-// few messages as a page of all jobs however rare failures are.
+// final state (IndexEntry.Snapshot) once the job has ended; a list reads
+// the last event of a job not ended yet from Stream. Each list has a list
+// per final status (ListScope.Ended): the jobs that ended so, most
+// recently ended first, so a page of failed jobs reads as few messages as
+// a page of all jobs however rare failures are.
 const (
 	// IndexStream keeps the lists (IndexAllSubject, IndexOwnerSubject)
 	// and the indexer's record of each job (IndexStateSubject): one
@@ -67,14 +67,12 @@ func OwnerKey(owner string) string {
 }
 
 // Ended is the list of s's jobs that ended in st (a final status):
-// positions given as the indexer sees their final events.
+// positions given as the indexer sees their final events. Ended("") is
+// s's list of every job.
 func (s ListScope) Ended(st Status) ListScope { return ListScope{key: s.key, ended: st} }
 
 // EndedIn is the final status s lists ("": s lists every job).
 func (s ListScope) EndedIn() Status { return s.ended }
-
-// Whose is s's list of every job (s without Ended).
-func (s ListScope) Whose() ListScope { return ListScope{key: s.key} }
 
 // token is the scope's part of a subject: "all", or "owner.<key>", then
 // ".<status>" for a list of ended jobs (a job's position is a number and
@@ -103,28 +101,28 @@ func (s ListScope) PositionCounter() string { return "jobwire.count.pos." + s.to
 
 // StatusCounter counts s's jobs of type typ in status st.
 func (s ListScope) StatusCounter(typ string, st Status) string {
-	return "jobwire.count.status." + s.Whose().token() + "." + typ + "." + string(st)
+	return "jobwire.count.status." + s.Ended("").token() + "." + typ + "." + string(st)
 }
 
 // StatusCounters matches every status counter of s.
 func (s ListScope) StatusCounters() string {
-	return "jobwire.count.status." + s.Whose().token() + ".*.*"
+	return "jobwire.count.status." + s.Ended("").token() + ".*.*"
 }
 
 // MinuteCounter counts s's jobs of type typ that ended in status st in
 // the minute that starts at minute.
 func (s ListScope) MinuteCounter(typ string, minute time.Time, st Status) string {
-	return "jobwire.minute." + s.Whose().token() + "." + typ + "." + strconv.FormatInt(minute.Unix()/60, 10) + "." + string(st)
+	return "jobwire.minute." + s.Ended("").token() + "." + typ + "." + strconv.FormatInt(minute.Unix()/60, 10) + "." + string(st)
 }
 
 // MinuteCounters matches every minute counter of s's jobs of type typ.
 func (s ListScope) MinuteCounters(typ string) string {
-	return "jobwire.minute." + s.Whose().token() + "." + typ + ".*.*"
+	return "jobwire.minute." + s.Ended("").token() + "." + typ + ".*.*"
 }
 
 // ParseStatusCounter returns the type and status a status counter of s counts.
 func (s ListScope) ParseStatusCounter(subject string) (typ string, st Status, ok bool) {
-	rest, ok := strings.CutPrefix(subject, "jobwire.count.status."+s.Whose().token()+".")
+	rest, ok := strings.CutPrefix(subject, "jobwire.count.status."+s.Ended("").token()+".")
 	if !ok {
 		return "", "", false
 	}
@@ -135,7 +133,7 @@ func (s ListScope) ParseStatusCounter(subject string) (typ string, st Status, ok
 // ParseMinuteCounter returns the minute and status a minute counter of s
 // for type typ counts.
 func (s ListScope) ParseMinuteCounter(typ, subject string) (minute time.Time, st Status, ok bool) {
-	rest, ok := strings.CutPrefix(subject, "jobwire.minute."+s.Whose().token()+"."+typ+".")
+	rest, ok := strings.CutPrefix(subject, "jobwire.minute."+s.Ended("").token()+"."+typ+".")
 	if !ok {
 		return time.Time{}, "", false
 	}

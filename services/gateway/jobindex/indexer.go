@@ -4,8 +4,9 @@
 // the jobs stream through a durable consumer that the gateways share, so
 // an update it misses (a gateway that dies halfway) comes again and is
 // applied then; every write it makes is idempotent. A list entry holds a
-// job's final event once the job has ended (a final event is never
-// replaced, so the entry cannot go wrong); a job not ended yet is read
+// job's final state once the job has ended (a final event is never
+// replaced, so the entry cannot go wrong), and the job is also listed in
+// its lists of jobs ended in that status; a job not ended yet is read
 // from the jobs stream, so a list never shows a status the job has left.
 // The reader reads a page of a list in a few requests whatever the number
 // of jobs stored, and a page of ended jobs in two.
@@ -60,8 +61,8 @@ func (ix *Indexer) Run(ctx context.Context) {
 	}.Run(ctx)
 }
 
-// positions are a new job's positions in its lists, asked for as its
-// request was read: the counters' answers come in the order of the
+// positions are a job's positions in its lists, asked for before they are
+// needed (askPositions); a new job's as its request was read: the counters' answers come in the order of the
 // requests (one connection's publishes are stored in order), so a
 // gateway's indexer numbers jobs in the order they were stored, whichever
 // worker applies them. A job indexed before (its request came again)
@@ -87,17 +88,7 @@ func (ix *Indexer) route(m jetstream.Msg) (string, any) {
 	if md, err := m.Metadata(); err != nil || md.NumDelivered > 1 {
 		return id, nil // read before: it may be indexed already
 	}
-	var p positions
-	var err error
-	if p.all, err = ix.js.PublishMsgAsync(counterMsg(jobs.AllJobsScope.PositionCounter(), "+1", "")); err != nil {
-		return id, nil
-	}
-	if head.Owner != "" {
-		if p.owner, err = ix.js.PublishMsgAsync(counterMsg(jobs.OwnerScope(head.Owner).PositionCounter(), "+1", "")); err != nil {
-			return id, nil
-		}
-	}
-	return id, &p
+	return id, ix.askPositions(head.Owner, "")
 }
 
 // eventHead is what the indexer reads of an event.
@@ -221,14 +212,14 @@ func (ix *Indexer) index(ctx context.Context, ev eventHead) error {
 			if ev.CreatedAt != nil {
 				next.Created = *ev.CreatedAt
 			}
-			next.AllPos, next.OwnerPos, err = ix.newPositions(ctx, ev.Owner, pre)
+			next.AllPos, next.OwnerPos, err = ix.newPositions(ctx, ev.Owner, "", pre)
 			pre = nil // answered once: a race lost with another indexer asks anew
 			if err != nil {
 				return err
 			}
 		}
 		if next.Status.Terminal() && next.AllEndedPos == 0 {
-			next.AllEndedPos, next.OwnerEndedPos, err = ix.endedPositions(ctx, next.Owner, next.Status)
+			next.AllEndedPos, next.OwnerEndedPos, err = ix.newPositions(ctx, next.Owner, next.Status, ix.askPositions(next.Owner, next.Status))
 			if err != nil {
 				return err
 			}
@@ -262,38 +253,34 @@ func (ix *Indexer) record(ctx context.Context, id string) (rec jobs.IndexState, 
 	return rec, m.Sequence, true, nil
 }
 
-// newPositions is a new job's positions: those route asked for, or new ones.
-func (ix *Indexer) newPositions(ctx context.Context, owner string, p *positions) (all, own uint64, err error) {
-	if p == nil || p.owner == nil && owner != "" {
-		p = &positions{}
+// askPositions asks for a job's next positions, without waiting for the
+// answers: in everyone's list and, for a job with an owner, its owner's;
+// of every job (st ""), or of the jobs ended in st. A request that could
+// not be sent is made again by newPositions.
+func (ix *Indexer) askPositions(owner string, st jobs.Status) *positions {
+	p := &positions{}
+	if f, err := ix.js.PublishMsgAsync(counterMsg(jobs.AllJobsScope.Ended(st).PositionCounter(), "+1", "")); err == nil {
+		p.all = f
 	}
-	if all, err = ix.position(ctx, p.all, jobs.AllJobsScope.PositionCounter()); err != nil || owner == "" {
-		return all, 0, err
+	if owner != "" {
+		if f, err := ix.js.PublishMsgAsync(counterMsg(jobs.OwnerScope(owner).Ended(st).PositionCounter(), "+1", "")); err == nil {
+			p.owner = f
+		}
 	}
-	own, err = ix.position(ctx, p.owner, jobs.OwnerScope(owner).PositionCounter())
-	return all, own, err
+	return p
 }
 
-// endedPositions are a job's positions in the lists of jobs ended in st:
-// everyone's and, for a job with an owner, its owner's (asked for at once).
-func (ix *Indexer) endedPositions(ctx context.Context, owner string, st jobs.Status) (all, own uint64, err error) {
-	counters := []string{jobs.AllJobsScope.Ended(st).PositionCounter()}
-	if owner != "" {
-		counters = append(counters, jobs.OwnerScope(owner).Ended(st).PositionCounter())
+// newPositions is a job's new positions in the lists askPositions names:
+// the answers to p (nil: none asked for), or new ones.
+func (ix *Indexer) newPositions(ctx context.Context, owner string, st jobs.Status, p *positions) (all, own uint64, err error) {
+	if p == nil {
+		p = &positions{}
 	}
-	acks := make([]jetstream.PubAckFuture, len(counters))
-	for i, c := range counters {
-		if acks[i], err = ix.js.PublishMsgAsync(counterMsg(c, "+1", "")); err != nil {
-			return 0, 0, err
-		}
+	if all, err = ix.position(ctx, p.all, jobs.AllJobsScope.Ended(st).PositionCounter()); err != nil || owner == "" {
+		return all, 0, err
 	}
-	pos := make([]uint64, 2)
-	for i, c := range counters {
-		if pos[i], err = ix.position(ctx, acks[i], c); err != nil {
-			return 0, 0, err
-		}
-	}
-	return pos[0], pos[1], nil
+	own, err = ix.position(ctx, p.owner, jobs.OwnerScope(owner).Ended(st).PositionCounter())
+	return all, own, err
 }
 
 // position is the value of an increment of counter asked for before (f),
@@ -370,11 +357,8 @@ func (ix *Indexer) effects(ctx context.Context, rec jobs.IndexState, ev eventHea
 			if err := json.Unmarshal(ev.data, &final); err != nil {
 				return fmt.Errorf("job %s: final event: %w", rec.ID, err)
 			}
-			entry.Snapshot, _ = json.Marshal(jobs.SnapshotOf(final))
-			entry.Status, entry.EndedAt = rec.Status, final.Time.UTC()
-			if final.EndedAt != nil {
-				entry.EndedAt = final.EndedAt.UTC()
-			}
+			l := listed(final) // as a page lists it
+			entry.Snapshot, entry.Status, entry.EndedAt = l.JSON, rec.Status, l.Ended.UTC()
 		case !found && ev.mayWait:
 			wait = errNoEndYet // the rest now, the entries when it comes again
 		}

@@ -117,7 +117,7 @@ func MaxRequests(q PageQuery) int {
 
 // Page reads a page of q's list (q.List()): the entries at the positions
 // below q.Before, a window at a time (one request). An ended job's entry holds
-// its final event; the jobs not ended yet are read from the jobs stream
+// its final state; the jobs not ended yet are read from the jobs stream
 // (one request for their last messages, one for their end records, at
 // once). A filtered page reads windows until it is full, it has
 // examined Examined(q.Limit) positions, or filterBudget is spent.
@@ -263,7 +263,7 @@ func (r *Reader) entries(ctx context.Context, scope jobs.ListScope, positions []
 			return
 		}
 		if json.Unmarshal(m.Data, &e) != nil {
-			// A final event that does not decode: the job is read from
+			// A final state that does not decode: the job is read from
 			// its events.
 			var plain jobs.IndexEntry
 			if json.Unmarshal(m.Data, &plain) != nil {

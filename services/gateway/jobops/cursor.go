@@ -41,8 +41,9 @@ func (c cursorSealer) seal(owner, list string, pos uint64) string {
 	return base64.RawURLEncoding.EncodeToString(c.aead.Seal(nonce, nonce, plain, cursorData(owner, list)))
 }
 
-// cursorData is what a cursor is sealed for: an owner and a list (the
-// owner comes first and holds no zero byte, so no two pairs make the same).
+// cursorData is what a cursor is sealed for: an owner and a list (a
+// list's name holds no zero byte, so the last one splits the pair: no two
+// pairs make the same).
 func cursorData(owner, list string) []byte { return []byte(owner + "\x00" + list) }
 
 // open returns the list position in cursor; false if it was not sealed
